@@ -1,0 +1,47 @@
+# The two commands of the README: `make run` (main job) and `make test` (colcon test).
+# Each sets up .venv first (idempotent: redone only when a requirements file changes).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.l2l-setup
+# DDS discovery stays on loopback, in a domain of our own.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export ROS_DOMAIN_ID ?= 42
+TASKS ?= 3
+
+.PHONY: setup run test build train-imaze clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-ros.txt
+	@if [ -n "$$ROS_DISTRO" ]; then \
+	  echo "ROS_DISTRO=$$ROS_DISTRO is sourced: using its rclpy, not installing ROS wheels from PyPI"; \
+	  test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV); \
+	else \
+	  test -x $(PY) || $(PYTHON) -m venv $(VENV); \
+	fi
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@if [ -z "$$ROS_DISTRO" ]; then \
+	  $(PY) -m pip install --quiet --disable-pip-version-check -r requirements-ros.txt; fi
+	touch $(VENV)/COLCON_IGNORE $@
+
+run: setup
+	$(PY) -m l2l_ros.cli run navigation --tasks $(TASKS) --out out/run
+
+build: setup
+	source $(VENV)/bin/activate && colcon build --paths . --event-handlers console_cohesion+
+
+test: build
+	rm -rf build/l2l_ros/pytest.xml log/latest_test
+	source $(VENV)/bin/activate && \
+	  colcon test --paths . --event-handlers console_direct+ --return-code-on-test-failure \
+	    --pytest-args -p no:cacheprovider -ra && \
+	  colcon test-result --verbose | tee log/test-result.txt && \
+	  awk '/^Summary:/ { n = $$2 } END { if (n + 0 == 0) { print "no test ran"; exit 1 } }' log/test-result.txt
+
+train-imaze: setup
+	$(PY) -m l2l_ros.cli train imaze --out models/imaze_lsnn
+
+clean:
+	rm -rf build install log out

@@ -1,0 +1,258 @@
+"""The `l2l` command: train, eval, bench and run, without needing a ROS install for the first three."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+FAMILIES = {
+    "imaze": ("l2l_ros/IMaze-v0", {}),
+    "manipulator": ("l2l_ros/Manipulator-v0", {}),
+    "bandit": ("l2l_ros/Bandit-v0", {}),
+}
+
+
+def _command_line(argv: list[str]) -> str:
+    return "l2l " + " ".join(shlex.quote(a) for a in argv)
+
+
+# --- train ---------------------------------------------------------------------------
+def train_config(family: str, policy: str, updates: int, num_envs: int, seed: int,
+                 env_kwargs: dict | None = None, **overrides):
+    """The project's training settings for a task family (what the bundled models used)."""
+    from l2l_ros.meta.ppo import TrainConfig
+
+    env_id, kwargs = FAMILIES[family]
+    cfg = TrainConfig(env_id=env_id, env_kwargs={**kwargs, **(env_kwargs or {})}, policy=policy,
+                      num_envs=num_envs, updates=updates, seed=seed)
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    return cfg
+
+
+def cmd_train(args, argv) -> int:
+    import torch
+
+    from l2l_ros.meta.ppo import train
+
+    torch.set_num_threads(args.threads)
+    env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
+    cfg = train_config(args.family, args.policy, args.updates, args.num_envs, args.seed,
+                       env_kwargs, lr=args.lr)
+    path = train(cfg, Path(args.out), command=_command_line(argv))
+    print(f"checkpoint: {path}")
+    if args.family == "imaze" and args.eval_tasks > 0:
+        figures = evaluate_imaze_checkpoint(str(path), args.eval_tasks, seed=args.seed + 1000)
+        _attach_evaluation(path, figures)
+        print(json.dumps(figures, indent=2))
+    return 0
+
+
+def _attach_evaluation(path: Path, figures: dict) -> None:
+    """Store evaluation figures in the checkpoint's JSON (weights untouched)."""
+    from l2l_ros.meta.checkpoint import atomic_write_bytes, checkpoint_paths
+
+    _, json_path = checkpoint_paths(path)
+    meta = json.loads(json_path.read_text())
+    meta["evaluation"] = figures
+    atomic_write_bytes(json_path, json.dumps(meta, indent=2).encode())
+
+
+# --- eval ----------------------------------------------------------------------------
+def evaluate_imaze_checkpoint(checkpoint: str, tasks: int, seed: int,
+                              deterministic: bool = True) -> dict:
+    from l2l_ros.evaluation import RandomAgent, run_imaze_tasks
+    from l2l_ros.policy_runtime import load_runtime
+    from l2l_ros.report import summarize
+    from l2l_ros.tasks.encoding import IMAZE_ACTIONS
+
+    model = summarize(run_imaze_tasks(load_runtime(checkpoint, "imaze"), tasks, seed, deterministic))
+    rand = summarize(run_imaze_tasks(RandomAgent(len(IMAZE_ACTIONS), seed), tasks, seed))
+    return {"tasks": tasks, "seed": seed, "deterministic": deterministic,
+            "model": model, "random": rand}
+
+
+def cmd_eval(args, argv) -> int:
+    from l2l_ros.evaluation import RandomAgent, run_imaze_tasks
+    from l2l_ros.graphs import default_model_path
+    from l2l_ros.policy_runtime import load_runtime
+    from l2l_ros.report import plot_trajectories, summarize, summary_lines
+    from l2l_ros.tasks.encoding import IMAZE_ACTIONS
+
+    if args.family != "imaze":
+        print(f"l2l eval {args.family}: not implemented yet (only imaze)", file=sys.stderr)
+        return 2
+    checkpoint = args.checkpoint or default_model_path()
+    keep = bool(args.plots)
+    agents = {"spiking": load_runtime(checkpoint, "imaze"),
+              "random": RandomAgent(len(IMAZE_ACTIONS), args.seed)}
+    results, records_by_agent = {}, {}
+    for name, agent in agents.items():
+        recs = run_imaze_tasks(agent, args.tasks, args.seed, not args.stochastic, keep_paths=keep)
+        records_by_agent[name] = recs
+        results[name] = summarize(recs)
+    doc = {"checkpoint": checkpoint, "tasks": args.tasks, "seed": args.seed, "policies": results}
+    if args.plots:
+        from l2l_ros.tasks.imaze import IMazeEnv
+
+        model = IMazeEnv().sim.model
+        out = Path(args.plots)
+        first = [r for r in records_by_agent["spiking"] if r["task"] < 4]
+        doc["plots"] = [str(plot_trajectories(first, model, out / "trajectories.png",
+                                              "spiking policy, offline evaluation"))]
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        for name, s in results.items():
+            print(summary_lines(s, name))
+    return 0
+
+
+# --- run -----------------------------------------------------------------------------
+def cmd_run(args, argv) -> int:
+    from l2l_ros.graphs import GRAPHS
+    from l2l_ros.runner import start_graph
+
+    if args.graph not in GRAPHS:
+        print(f"unknown graph {args.graph!r}; known: {', '.join(GRAPHS)}", file=sys.stderr)
+        return 2
+    graph = GRAPHS[args.graph]
+    values = dict(kv.split("=", 1) for kv in args.set)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    sim_name = None
+    if args.graph in ("navigation", "manipulator"):
+        results = out / "trials.jsonl"
+        results.unlink(missing_ok=True)
+        values.setdefault("tasks", str(args.tasks))
+        values.setdefault("results_file", str(results))
+        sim_name = "imaze_sim" if args.graph == "navigation" else "manipulator_sim"
+    print(f"l2l run {args.graph}: {graph.description}")
+    t0 = time.monotonic()
+    running = start_graph(args.graph, values, out / "logs")
+    env_note = (f"ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '(per run)')}, "
+                f"ROS_AUTOMATIC_DISCOVERY_RANGE={os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')}")
+    print(f"started {len(running.processes)} nodes as rclpy processes ({env_note}); logs in {out / 'logs'}")
+    try:
+        if sim_name is None:
+            code = running.wait_for(next(iter(running.processes)), args.timeout)
+        else:
+            code = running.wait_for(sim_name, args.timeout)
+    finally:
+        running.stop()
+    wall = time.monotonic() - t0
+    if code != 0:
+        print(f"{sim_name} exited with {code}; see {out / 'logs'}", file=sys.stderr)
+        return code
+    if args.graph == "navigation":
+        return _report_navigation(out, values, wall)
+    if args.graph == "manipulator":
+        recs = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+        for r in recs:
+            print(f"task {r['task']} trial {r['trial'] + 1}: {r['steps']} steps, "
+                  f"{'reached' if r['success'] else 'not reached'}, final distance {r['distance']:.3f} m")
+    return 0
+
+
+def _report_navigation(out: Path, values: dict, wall: float) -> int:
+    from l2l_ros.graphs import default_model_path
+    from l2l_ros.meta.checkpoint import read_metadata
+    from l2l_ros.report import plot_trajectories, summarize, summary_lines, trial_table
+    from l2l_ros.tasks.imaze import IMazeEnv
+
+    recs = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+    checkpoint = values.get("checkpoint") or default_model_path()
+    meta = read_metadata(checkpoint)
+    print()
+    print(trial_table(recs))
+    print()
+    print(summary_lines(summarize(recs), "this run (through ROS 2)"))
+    png = plot_trajectories(recs, IMazeEnv().sim.model, out / "trajectories.png",
+                            f"I-maze through ROS 2: {Path(checkpoint).parent.name}")
+    print(f"trajectories: {png}")
+    print(f"wall time {wall:.0f} s")
+    print()
+    print(f"model: {checkpoint}")
+    print(f"  trained with: {meta.get('command')} (seed {meta.get('seed')}, commit {meta.get('git_commit')})")
+    ev = meta.get("evaluation") or {}
+    if ev.get("model") and ev.get("random"):
+        print(f"  offline evaluation on {ev['tasks']} held-out tasks (seed {ev['seed']}):")
+        print("  " + summary_lines(ev["model"], "model"))
+        print("  " + summary_lines(ev["random"], "random policy"))
+    return 0
+
+
+# --- bench ---------------------------------------------------------------------------
+def cmd_bench(args, argv) -> int:
+    from l2l_ros import bench
+
+    result = bench.run(args.what, args.task, args.seconds)
+    out = Path(args.out) / f"{args.what}_{args.task}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result["command"] = _command_line(argv)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    print(f"written to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="l2l", description=__doc__)
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    p = sub.add_parser("train", help="meta-train a policy on a task family (PPO, BPTT over whole tasks)")
+    p.add_argument("family", choices=sorted(FAMILIES))
+    p.add_argument("--policy", choices=("lsnn", "lstm"), default="lsnn")
+    p.add_argument("--updates", type=int, default=200)
+    p.add_argument("--num-envs", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--env-kwargs", default="", help="JSON dict passed to the env")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--eval-tasks", type=int, default=50,
+                   help="held-out tasks evaluated after training (figures go into the checkpoint)")
+    p.add_argument("--out", required=True, help="run folder: checkpoint, log (resumes if present)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint beside a random policy")
+    p.add_argument("family", choices=("imaze",))
+    p.add_argument("--checkpoint", default="")
+    p.add_argument("--tasks", type=int, default=50)
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of argmax")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plots", default="", help="folder for PNGs")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("run", help="run a node graph (as a launch file would) on DDS")
+    p.add_argument("graph")
+    p.add_argument("--tasks", type=int, default=3)
+    p.add_argument("--set", action="append", default=[], metavar="ARG=VALUE",
+                   help="a launch argument of the graph")
+    p.add_argument("--out", default="out/run")
+    p.add_argument("--timeout", type=float, default=540.0)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("bench", help="throughput benchmarks, written to benchmarks/")
+    p.add_argument("what", choices=("sim", "train"))
+    p.add_argument("--task", default="imaze")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--out", default="benchmarks")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    return int(args.func(args, argv) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

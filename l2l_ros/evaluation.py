@@ -1,0 +1,73 @@
+"""Offline I-maze evaluation, on the same code path the ROS graph uses.
+
+An agent is anything with ``reset()`` and ``step(encoded_obs, prev_reward,
+trial_start) -> action``: ``PolicyRuntime`` (what the spiking_policy node runs)
+or ``RandomAgent``. Task ``i`` of seed ``s`` is the env reset with seed
+``s * 100003 + i``, exactly as the imaze_sim node numbers its tasks, so
+``l2l eval imaze --seed s`` and ``l2l run navigation --seed s`` see the same tasks.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+def task_seed(seed: int, task: int) -> int:
+    return seed * 100_003 + task
+
+
+class Agent(Protocol):
+    def reset(self) -> None: ...
+
+    def step(self, encoded_obs: np.ndarray, prev_reward: float, trial_start: bool,
+             deterministic: bool = True): ...
+
+
+class RandomAgent:
+    """Uniformly random discrete actions: the floor every trained policy must beat."""
+
+    def __init__(self, n_actions: int, seed: int = 0):
+        self.n = n_actions
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self) -> None:
+        pass
+
+    def step(self, encoded_obs, prev_reward, trial_start, deterministic=True) -> int:
+        return int(self.rng.integers(self.n))
+
+
+def run_imaze_tasks(agent: Agent, tasks: int, seed: int, deterministic: bool = True,
+                    task_steps: int | None = None, keep_paths: bool = False) -> list[dict]:
+    """Per-trial records (task, trial, goal, steps, success, oracle_path_steps[, path])."""
+    from l2l_ros.tasks.imaze import IMazeEnv
+
+    env = IMazeEnv(task_steps=task_steps) if task_steps else IMazeEnv()
+    records: list[dict] = []
+    for task in range(tasks):
+        obs, info = env.reset(seed=task_seed(seed, task))
+        goal = int(info["goal"])
+        oracle = int(env.sim.oracle_path_steps(goal))
+        agent.reset()
+        reward, trial_start, trial, steps, path = 0.0, True, 0, 0, []
+        while True:
+            action = agent.step(obs, reward, trial_start, deterministic)
+            obs, reward, terminated, truncated, info = env.step(action)
+            steps += 1
+            if keep_paths:
+                x, y, _ = info["pose"]
+                path.append([float(x), float(y)])
+            trial_start = bool(info.get("trial_end", False))
+            done = terminated or truncated
+            if trial_start or (done and steps > 0):
+                rec = {"task": task, "trial": trial, "goal": goal, "steps": steps,
+                       "success": trial_start, "oracle_path_steps": oracle}
+                if keep_paths:
+                    rec["path"] = path
+                records.append(rec)
+                trial, steps, path = trial + 1, 0, []
+            if done:
+                break
+    env.close()
+    return records

@@ -1,0 +1,156 @@
+"""The node graphs, defined once for both `ros2 launch` and `l2l run`.
+
+A full ROS 2 install launches them with ``launch/*.launch.py``; a pip-only
+install (no ``launch``/``launch_ros`` on PyPI) starts the very same nodes with
+the very same parameters through ``l2l run GRAPH``. Parameter values are
+whatever the caller passes for the launch arguments: strings for ``l2l run``,
+``LaunchConfiguration`` substitutions for ``ros2 launch``. ROS parses both as
+YAML, so ``"3"`` becomes an integer parameter either way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+BUNDLED_IMAZE_MODEL = "models/imaze_lsnn/policy.json"
+
+
+@dataclass(frozen=True)
+class LaunchArgument:
+    name: str
+    default: str
+    description: str
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a graph: ``executable`` is both the console script and ``l2l_ros.nodes.<executable>``."""
+
+    executable: str
+    name: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Graph:
+    name: str
+    description: str
+    arguments: tuple[LaunchArgument, ...]
+    build: Callable[[Mapping[str, Any]], list[NodeSpec]]
+
+    def defaults(self) -> dict[str, str]:
+        return {a.name: a.default for a in self.arguments}
+
+    def nodes(self, values: Mapping[str, Any] | None = None) -> list[NodeSpec]:
+        """Node specs for the given argument values (missing ones take their defaults)."""
+        merged: dict[str, Any] = self.defaults()
+        unknown = set(values or {}) - set(merged)
+        if unknown:
+            raise KeyError(f"graph {self.name!r} has no argument(s) {sorted(unknown)}; "
+                           f"known: {sorted(merged)}")
+        merged.update(values or {})
+        return self.build(merged)
+
+
+def default_model_path() -> str:
+    """The bundled I-maze policy, from the install share/ or the source tree."""
+    from l2l_ros.resources import share_path
+
+    return str(share_path(*BUNDLED_IMAZE_MODEL.split("/")))
+
+
+_COMMON = (
+    LaunchArgument("use_sim_time", "true", "Nodes follow the simulator's /clock."),
+    LaunchArgument("seed", "0", "Seed of the task sampler (and of stochastic actions)."),
+)
+
+
+def _navigation(a: Mapping[str, Any]) -> list[NodeSpec]:
+    return [
+        NodeSpec("imaze_sim", "imaze_sim", {
+            "seed": a["seed"],
+            "max_tasks": a["tasks"],
+            "lockstep": a["lockstep"],
+            "results_file": a["results_file"],
+        }),
+        NodeSpec("spiking_policy", "spiking_policy", {
+            "use_sim_time": a["use_sim_time"],
+            "mode": "imaze",
+            "checkpoint": a["checkpoint"],
+            "deterministic": a["deterministic"],
+            "seed": a["seed"],
+        }),
+    ]
+
+
+def _manipulator(a: Mapping[str, Any]) -> list[NodeSpec]:
+    return [
+        NodeSpec("manipulator_sim", "manipulator_sim", {
+            "seed": a["seed"],
+            "max_tasks": a["tasks"],
+            "lockstep": a["lockstep"],
+            "results_file": a["results_file"],
+        }),
+        NodeSpec("spiking_policy", "spiking_policy", {
+            "use_sim_time": a["use_sim_time"],
+            "mode": "manipulator",
+            "checkpoint": a["checkpoint"],
+            "deterministic": a["deterministic"],
+            "seed": a["seed"],
+        }),
+    ]
+
+
+def _training(a: Mapping[str, Any]) -> list[NodeSpec]:
+    return [
+        NodeSpec("trainer", "trainer", {
+            "family": a["family"],
+            "policy": a["policy"],
+            "updates": a["updates"],
+            "num_envs": a["num_envs"],
+            "out_dir": a["out_dir"],
+            "seed": a["seed"],
+        }),
+    ]
+
+
+_SIM_ARGS = (
+    LaunchArgument("tasks", "0", "Tasks to run before the simulator exits (0: run forever)."),
+    LaunchArgument("lockstep", "true",
+                   "Step physics once per received command (reproducible); false: real-time timer."),
+    LaunchArgument("results_file", "", "JSON-lines file for per-trial results ('' : none)."),
+    LaunchArgument("deterministic", "true", "Greedy actions instead of sampling."),
+)
+
+GRAPHS: dict[str, Graph] = {
+    "navigation": Graph(
+        "navigation",
+        "MuJoCo I-maze simulator + spiking policy with the bundled meta-trained model.",
+        _COMMON + _SIM_ARGS + (
+            LaunchArgument("checkpoint", "", "Policy checkpoint (.json); '' : the bundled I-maze model."),
+        ),
+        _navigation,
+    ),
+    "manipulator": Graph(
+        "manipulator",
+        "MuJoCo arm on a table + spiking policy (joint velocity commands).",
+        _COMMON + _SIM_ARGS + (
+            LaunchArgument("checkpoint", "",
+                           "Policy checkpoint (.json); '' : an untrained network (seeded)."),
+        ),
+        _manipulator,
+    ),
+    "training": Graph(
+        "training",
+        "Outer-loop meta-training node; progress on /l2l/training, checkpoints on /l2l/checkpoint.",
+        (
+            LaunchArgument("seed", "0", "Training seed."),
+            LaunchArgument("family", "imaze", "Task family: imaze, manipulator or bandit."),
+            LaunchArgument("policy", "lsnn", "Network: lsnn (spiking) or lstm."),
+            LaunchArgument("updates", "100", "PPO updates (one task per env each)."),
+            LaunchArgument("num_envs", "16", "Parallel tasks per update."),
+            LaunchArgument("out_dir", "runs/trainer", "Where checkpoints and the log go (resumes)."),
+        ),
+        _training,
+    ),
+}

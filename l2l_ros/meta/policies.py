@@ -1,0 +1,316 @@
+"""The recurrent policy interface shared by the LSNN and the LSTM baseline.
+
+Every policy maps a sequence of (meta-wrapped) observations to action-distribution
+parameters and state values, carrying an explicit recurrent state:
+
+* ``initial_state(batch) -> state``: a tuple of ``[batch, ...]`` tensors (the state at
+  the start of a task),
+* ``forward_sequence(obs[T,B,D], state, done_mask=None) -> (dist_params[T,B,...],
+  values[T,B], state)``; ``done_mask[T,B]`` (bool) marks steps that *start a new
+  task*: the state of that batch entry is reset to the initial state before the
+  step is processed,
+* ``act(obs[B,D], state, deterministic=False) -> (action[B], logprob[B], value[B],
+  state)`` under ``no_grad``; ``action`` is ready for the env (Discrete: long
+  indices; Box: clipped into ``[low, high]``), ``logprob`` is that of the raw sample.
+
+Readouts (both policies): ``Categorical`` logits for a Discrete action space; for a
+Box space a Gaussian whose mean is ``center + half_range * tanh(linear)`` (so the
+mean lies inside the box) with a learned, state-independent log-std; samples are
+clipped into the box by :meth:`RecurrentPolicy.env_action` (CleanRL convention:
+log-probabilities are those of the unclipped samples).
+
+Action space specs are JSON dicts: ``{"type": "discrete", "n": 3}`` or
+``{"type": "box", "shape": [3], "low": -1, "high": 1}`` (low/high scalars or lists).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical, Distribution, Normal
+
+__all__ = [
+    "RecurrentPolicy", "LSTMPolicy", "LSTMConfig", "build_policy", "config_from_dict",
+    "action_spec_from_space", "normalize_action_spec", "space_from_action_spec",
+    "select_state", "POLICY_KINDS",
+]
+
+POLICY_KINDS = ("lsnn", "lstm")
+
+
+# --------------------------------------------------------------------------- specs
+def normalize_action_spec(spec: dict) -> dict:
+    """Validate an action space spec and return a canonical JSON-able copy."""
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise ValueError(f"action space spec must be a dict with a 'type', got {spec!r}")
+    kind = spec["type"]
+    if kind == "discrete":
+        n = int(spec["n"])
+        if n < 1:
+            raise ValueError("discrete action space needs n >= 1")
+        return {"type": "discrete", "n": n}
+    if kind == "box":
+        shape = [int(s) for s in spec["shape"]]
+        dim = int(np.prod(shape))
+        low = np.broadcast_to(np.asarray(spec.get("low", -1.0), dtype=np.float64), (dim,))
+        high = np.broadcast_to(np.asarray(spec.get("high", 1.0), dtype=np.float64), (dim,))
+        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(high > low)):
+            raise ValueError("box action space needs finite low < high")
+        out_low = float(low[0]) if np.all(low == low[0]) else low.tolist()
+        out_high = float(high[0]) if np.all(high == high[0]) else high.tolist()
+        return {"type": "box", "shape": shape, "low": out_low, "high": out_high}
+    raise ValueError(f"unknown action space type {kind!r} (expected 'discrete' or 'box')")
+
+
+def action_spec_from_space(space) -> dict:
+    """gymnasium space -> JSON spec."""
+    import gymnasium as gym
+
+    if isinstance(space, gym.spaces.Discrete):
+        if int(space.start) != 0:
+            raise ValueError("only Discrete spaces starting at 0 are supported")
+        return {"type": "discrete", "n": int(space.n)}
+    if isinstance(space, gym.spaces.Box):
+        return normalize_action_spec({"type": "box", "shape": list(space.shape),
+                                      "low": space.low.ravel().tolist(),
+                                      "high": space.high.ravel().tolist()})
+    raise TypeError(f"unsupported action space {space}")
+
+
+def space_from_action_spec(spec: dict):
+    """JSON spec -> gymnasium space."""
+    import gymnasium as gym
+
+    spec = normalize_action_spec(spec)
+    if spec["type"] == "discrete":
+        return gym.spaces.Discrete(spec["n"])
+    shape = tuple(spec["shape"])
+    low = np.broadcast_to(np.asarray(spec["low"], np.float32), (int(np.prod(shape)),)).reshape(shape)
+    high = np.broadcast_to(np.asarray(spec["high"], np.float32), (int(np.prod(shape)),)).reshape(shape)
+    return gym.spaces.Box(low.copy(), high.copy(), dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- state helpers
+State = tuple  # a tuple (or NamedTuple) of [B, ...] tensors
+
+
+def select_state(state: State, index) -> State:
+    """Rows ``index`` of every tensor of a state (keeps the NamedTuple type)."""
+    items = [s[index] for s in state]
+    return type(state)(*items) if hasattr(state, "_fields") else tuple(items)
+
+
+def _reset_where(state: State, initial: State, mask: torch.Tensor) -> State:
+    """Entries with ``mask[b]`` True get the initial state."""
+    items = []
+    for s, s0 in zip(state, initial):
+        m = mask.view(-1, *([1] * (s.dim() - 1)))
+        items.append(torch.where(m, s0, s))
+    return type(state)(*items) if hasattr(state, "_fields") else tuple(items)
+
+
+# --------------------------------------------------------------------------- base class
+class RecurrentPolicy(nn.Module):
+    """Readouts, distributions and ``act``; subclasses supply the recurrent core
+    through :meth:`initial_state` and :meth:`features_sequence`."""
+
+    kind: str = ""
+
+    def __init__(self, obs_dim: int, action_spec: dict, n_features: int, log_std_init: float = -0.5):
+        super().__init__()
+        self.obs_dim = int(obs_dim)
+        self.action_spec = normalize_action_spec(action_spec)
+        self.discrete = self.action_spec["type"] == "discrete"
+        if self.discrete:
+            self.action_dim = self.action_spec["n"]
+        else:
+            self.action_dim = int(np.prod(self.action_spec["shape"]))
+            low = torch.as_tensor(np.broadcast_to(np.asarray(self.action_spec["low"], np.float32),
+                                                  (self.action_dim,)).copy())
+            high = torch.as_tensor(np.broadcast_to(np.asarray(self.action_spec["high"], np.float32),
+                                                   (self.action_dim,)).copy())
+            self.register_buffer("act_low", low, persistent=False)
+            self.register_buffer("act_high", high, persistent=False)
+            self.log_std = nn.Parameter(torch.full((self.action_dim,), float(log_std_init)))
+        self.policy_head = nn.Linear(n_features, self.action_dim)
+        self.value_head = nn.Linear(n_features, 1)
+        nn.init.orthogonal_(self.policy_head.weight, 0.01)
+        nn.init.zeros_(self.policy_head.bias)
+        nn.init.orthogonal_(self.value_head.weight, 1.0)
+        nn.init.zeros_(self.value_head.bias)
+
+    # -- to implement
+    def initial_state(self, batch: int) -> State:
+        raise NotImplementedError
+
+    def features_sequence(self, obs: torch.Tensor, state: State,
+                          done_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
+        """``obs[T,B,D] -> (features[T,B,F], state)``."""
+        raise NotImplementedError
+
+    def config_dict(self) -> dict:
+        raise NotImplementedError
+
+    # -- shared
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward_sequence(self, obs: torch.Tensor, state: State,
+                         done_mask: torch.Tensor | None = None):
+        if obs.dim() != 3 or obs.shape[-1] != self.obs_dim:
+            raise ValueError(f"obs must be [T, B, {self.obs_dim}], got {tuple(obs.shape)}")
+        feats, state = self.features_sequence(obs, state, done_mask)
+        head = self.policy_head(feats)
+        if self.discrete:
+            params = head
+        else:
+            center = (self.act_high + self.act_low) / 2
+            half = (self.act_high - self.act_low) / 2
+            params = center + half * torch.tanh(head)
+        values = self.value_head(feats).squeeze(-1)
+        return params, values, state
+
+    forward = forward_sequence
+
+    def distribution(self, params: torch.Tensor) -> Distribution:
+        if self.discrete:
+            return Categorical(logits=params)
+        return Normal(params, self.log_std.exp().expand_as(params))
+
+    def log_prob(self, dist: Distribution, action: torch.Tensor) -> torch.Tensor:
+        lp = dist.log_prob(action)
+        return lp if self.discrete else lp.sum(-1)
+
+    def entropy(self, dist: Distribution) -> torch.Tensor:
+        ent = dist.entropy()
+        return ent if self.discrete else ent.sum(-1)
+
+    def deterministic_action(self, params: torch.Tensor) -> torch.Tensor:
+        return params.argmax(-1) if self.discrete else params
+
+    def env_action(self, action: torch.Tensor) -> torch.Tensor:
+        """Raw policy sample -> action the env accepts (Box: clipped into the box)."""
+        if self.discrete:
+            return action
+        return torch.maximum(torch.minimum(action, self.act_high), self.act_low)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, state: State, deterministic: bool = False):
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self._device())
+        if obs.dim() == 1:
+            obs = obs[None]
+        params, values, state = self.forward_sequence(obs[None], state)
+        params, values = params[0], values[0]
+        dist = self.distribution(params)
+        raw = self.deterministic_action(params) if deterministic else dist.sample()
+        logprob = self.log_prob(dist, raw)
+        return self.env_action(raw), logprob, values, state
+
+    def reset_state(self, state: State, mask: torch.Tensor) -> State:
+        """Reset the entries where ``mask[B]`` is True to the initial state."""
+        return _reset_where(state, self.initial_state(mask.shape[0]), mask.to(torch.bool))
+
+    def describe(self) -> dict:
+        """Everything needed to rebuild this module (goes into checkpoint JSON)."""
+        return {"kind": self.kind, "obs_dim": self.obs_dim, "action_space": self.action_spec,
+                "config": self.config_dict()}
+
+
+# --------------------------------------------------------------------------- LSTM
+@dataclass
+class LSTMConfig:
+    """Non-spiking baseline: one LSTM layer of ``hidden`` units; readouts from h."""
+
+    hidden: int = 128
+    log_std_init: float = -0.5
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LSTMConfig":
+        return _dataclass_from_dict(cls, d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, s: str) -> "LSTMConfig":
+        return cls.from_dict(json.loads(s))
+
+
+def _dataclass_from_dict(cls, d: dict):
+    if d is None:
+        return cls()
+    if not isinstance(d, dict):
+        raise TypeError(f"{cls.__name__} needs a dict, got {type(d).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    return cls(**d)
+
+
+class LSTMPolicy(RecurrentPolicy):
+    kind = "lstm"
+
+    def __init__(self, obs_dim: int, action_spec: dict, config: LSTMConfig | dict | None = None):
+        if not isinstance(config, LSTMConfig):
+            config = LSTMConfig.from_dict(config or {})
+        self.config = config
+        super().__init__(obs_dim, action_spec, config.hidden, config.log_std_init)
+        self.lstm = nn.LSTM(obs_dim, config.hidden)
+        for name, p in self.lstm.named_parameters():
+            if "bias" in name:
+                nn.init.zeros_(p)
+            else:
+                nn.init.orthogonal_(p, 1.0)
+
+    def config_dict(self) -> dict:
+        return self.config.to_dict()
+
+    def initial_state(self, batch: int):
+        h = torch.zeros(batch, self.config.hidden, device=self._device())
+        return (h, h.clone())
+
+    def features_sequence(self, obs, state, done_mask=None):
+        h, c = state
+        if done_mask is None or not bool(done_mask.any()):
+            out, (h, c) = self.lstm(obs, (h[None].contiguous(), c[None].contiguous()))
+            return out, (h[0], c[0])
+        outs = []
+        init = self.initial_state(obs.shape[1])
+        for t in range(obs.shape[0]):
+            h, c = _reset_where((h, c), init, done_mask[t].to(torch.bool))
+            out, (h1, c1) = self.lstm(obs[t:t + 1], (h[None].contiguous(), c[None].contiguous()))
+            h, c = h1[0], c1[0]
+            outs.append(out[0])
+        return torch.stack(outs), (h, c)
+
+
+# --------------------------------------------------------------------------- factory
+def config_from_dict(kind: str, config: Any):
+    """Policy config object for ``kind`` from a dataclass, dict or None."""
+    if kind == "lsnn":
+        from l2l_ros.snn.lsnn import LSNNConfig
+
+        return config if isinstance(config, LSNNConfig) else LSNNConfig.from_dict(config or {})
+    if kind == "lstm":
+        return config if isinstance(config, LSTMConfig) else LSTMConfig.from_dict(config or {})
+    raise ValueError(f"unknown policy kind {kind!r} (expected one of {POLICY_KINDS})")
+
+
+def build_policy(kind: str, obs_dim: int, action_space_spec: dict, config: Any = None) -> RecurrentPolicy:
+    """``kind`` is ``"lsnn"`` or ``"lstm"``; ``config`` a config dataclass, dict or None."""
+    cfg = config_from_dict(kind, config)
+    if kind == "lsnn":
+        from l2l_ros.snn.lsnn import LSNNPolicy
+
+        return LSNNPolicy(obs_dim, action_space_spec, cfg)
+    return LSTMPolicy(obs_dim, action_space_spec, cfg)

@@ -1,0 +1,426 @@
+"""PPO with BPTT over whole tasks (CleanRL-style, read top to bottom).
+
+One update:
+
+1. **Collect** one full task (one gymnasium episode of the meta-wrapped env) from
+   each of ``num_envs`` envs. The recurrent state starts at ``initial_state`` at the
+   task start and is carried across the task's trials.
+2. **GAE** over each task. The end of the episode is the end of the task, so it is
+   treated as terminal (nothing after it belongs to the task).
+3. **Optimise** for ``epochs`` epochs over minibatches of whole env-sequences: each
+   minibatch re-runs ``forward_sequence`` from the initial state over the whole task
+   (full BPTT through the surrogate gradient), with the clipped surrogate objective,
+   a (clipped) value loss, an entropy bonus, grad-norm clipping and Adam.
+
+Determinism and resume: the task seeds and the torch RNG of update ``u`` are
+derived from ``(seed, u)`` alone, so a run resumed from a checkpoint makes the
+same updates as one that was never stopped. ``out_dir`` holds:
+
+* ``train_log.jsonl``: one JSON line per update,
+* ``policy.safetensors`` + ``policy.json``: the deployable checkpoint,
+* ``trainer_state.safetensors``: weights + Adam state + update counter + config in
+  one file (safetensors metadata), written atomically; ``train`` resumes from it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from tqdm.auto import tqdm
+
+from l2l_ros.meta.checkpoint import atomic_write_bytes, save_checkpoint
+from l2l_ros.meta.policies import RecurrentPolicy, action_spec_from_space, build_policy
+from l2l_ros.tasks.meta_wrapper import MetaWrapper
+
+__all__ = ["TrainConfig", "train", "evaluate", "make_env", "make_vector_env", "collect_tasks",
+           "compute_gae", "TRAINER_STATE", "TRAIN_LOG"]
+
+TRAINER_STATE = "trainer_state.safetensors"
+TRAIN_LOG = "train_log.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    env_id: str = "l2l_ros/Bandit-v0"
+    env_kwargs: dict = field(default_factory=lambda: {"k": 2, "n": 10})
+    policy: str = "lsnn"                 # "lsnn" | "lstm"
+    policy_config: dict = field(default_factory=dict)
+    num_envs: int = 16                   # tasks per update
+    updates: int = 200
+    lr: float = 1e-3
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_coef: float = 0.2
+    epochs: int = 4
+    minibatches: int = 4                 # of whole env-sequences
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    seed: int = 0
+    checkpoint_every: int = 10
+    clip_vloss: bool = True
+    norm_adv: bool = True
+    async_envs: bool = False
+    max_task_steps: int = 100_000        # guard against an env that never ends
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------- envs
+def _ensure_registered(env_id: str) -> None:
+    if env_id in gym.registry:
+        return
+    try:  # the tasks package registers its envs on import
+        import l2l_ros.tasks  # noqa: F401
+    except ImportError:
+        pass
+    from l2l_ros.tasks.bandit import register_bandit
+
+    register_bandit()
+
+
+def make_env(env_id: str, env_kwargs: dict | None = None) -> gym.Env:
+    _ensure_registered(env_id)
+    return MetaWrapper(gym.make(env_id, **(env_kwargs or {})))
+
+
+def make_vector_env(env_id: str, env_kwargs: dict | None, num_envs: int,
+                    asynchronous: bool = False) -> gym.vector.VectorEnv:
+    fns = [lambda: make_env(env_id, env_kwargs) for _ in range(num_envs)]
+    if asynchronous:
+        return gym.vector.AsyncVectorEnv(fns)
+    return gym.vector.SyncVectorEnv(fns)
+
+
+def _info_column(infos: dict, key: str, i: int):
+    """Entry ``i`` of a vector-env info field, or None when env ``i`` did not set it."""
+    if key not in infos or not infos.get("_" + key, np.ones(i + 1, bool))[i]:
+        return None
+    v = infos[key][i]
+    return v.tolist() if hasattr(v, "tolist") else v
+
+
+# ----------------------------------------------------------------------------- rollout
+@torch.no_grad()
+def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: list[int],
+                  deterministic: bool = False, max_steps: int = 100_000,
+                  record_infos: bool = False) -> dict:
+    """Run one whole task in every env. Returns ``[T, B]`` tensors ``obs``
+    (``[T,B,D]``), ``actions`` (raw samples), ``logprobs``, ``values``, ``rewards``,
+    ``valid`` (False after an env's task ended) and, with ``record_infos``, per-env
+    lists of ``trial_end`` / ``goal`` info values per step."""
+    B = envs.num_envs
+    obs, _ = envs.reset(seed=[int(s) for s in seeds])
+    state = policy.initial_state(B)
+    done = np.zeros(B, dtype=bool)
+    buf = {k: [] for k in ("obs", "actions", "logprobs", "values", "rewards", "valid")}
+    trial_ends = np.zeros(B, dtype=np.int64)
+    infos_out = [{"trial_end": [], "goal": []} for _ in range(B)]
+    for _ in range(max_steps):
+        obs_t = torch.as_tensor(obs, dtype=torch.float32)
+        params, value, state = policy.forward_sequence(obs_t[None], state)
+        dist = policy.distribution(params[0])
+        raw = policy.deterministic_action(params[0]) if deterministic else dist.sample()
+        logprob = policy.log_prob(dist, raw)
+        next_obs, reward, terminated, truncated, infos = envs.step(policy.env_action(raw).cpu().numpy())
+        valid = ~done
+        buf["obs"].append(obs_t)
+        buf["actions"].append(raw)
+        buf["logprobs"].append(logprob)
+        buf["values"].append(value[0])
+        buf["rewards"].append(torch.as_tensor(reward, dtype=torch.float32) * torch.as_tensor(valid))
+        buf["valid"].append(torch.as_tensor(valid))
+        te = infos.get("trial_end")
+        if te is not None:
+            trial_ends += (np.asarray(te, dtype=bool) & np.asarray(infos.get("_trial_end", valid)) & valid)
+        if record_infos:
+            for i in np.flatnonzero(valid):
+                infos_out[i]["trial_end"].append(bool(_info_column(infos, "trial_end", i) or False))
+                infos_out[i]["goal"].append(_info_column(infos, "goal", i))
+        done |= np.asarray(terminated) | np.asarray(truncated)
+        obs = next_obs
+        if done.all():
+            break
+    else:
+        raise RuntimeError(f"tasks did not end within {max_steps} steps")
+    out = {k: torch.stack(v) for k, v in buf.items()}
+    out["trial_ends"] = trial_ends
+    if record_infos:
+        out["infos"] = infos_out
+    return out
+
+
+def compute_gae(rewards: torch.Tensor, values: torch.Tensor, valid: torch.Tensor,
+                gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Advantages and returns ``[T, B]``; the last valid step of each task is terminal."""
+    T = rewards.shape[0]
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    validf = valid.float()
+    for t in reversed(range(T)):
+        if t == T - 1:
+            next_nonterminal = torch.zeros_like(last)
+            next_value = torch.zeros_like(last)
+        else:
+            next_nonterminal = validf[t + 1]
+            next_value = values[t + 1]
+        delta = rewards[t] + gamma * next_value * next_nonterminal - values[t]
+        last = (delta + gamma * lam * next_nonterminal * last) * validf[t]
+        adv[t] = last
+    return adv, adv + values * validf
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.to(x.dtype)
+    return (x * m).sum() / m.sum().clamp(min=1.0)
+
+
+# ----------------------------------------------------------------------------- resume state
+def _update_seeds(seed: int, update: int, n: int) -> tuple[list[int], int]:
+    """Task seeds and a torch seed for update ``update``, from (seed, update) alone."""
+    ss = np.random.SeedSequence([int(seed), int(update)])
+    words = ss.generate_state(n + 1, dtype=np.uint32)
+    return [int(w) for w in words[:n]], int(words[n])
+
+
+def _save_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.optim.Optimizer,
+                        update: int, env_steps: int, config: TrainConfig) -> None:
+    tensors = {f"policy.{k}": v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
+    osd = optimizer.state_dict()
+    for idx, st in osd["state"].items():
+        for key, val in st.items():
+            t = val if torch.is_tensor(val) else torch.tensor(val)
+            tensors[f"optim.{idx}.{key}"] = t.detach().cpu().contiguous()
+    meta = {"format": "l2l_ros-trainer-1", "update": str(update), "env_steps": str(env_steps),
+            "config": json.dumps(config.to_dict()), "param_groups": json.dumps(osd["param_groups"])}
+    atomic_write_bytes(path, st_save(tensors, metadata=meta))
+
+
+def _load_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.optim.Optimizer,
+                        config: TrainConfig) -> tuple[int, int]:
+    from safetensors import safe_open
+
+    blob = path.read_bytes()
+    try:
+        tensors = st_load(blob)
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:
+        raise ValueError(f"cannot resume: {path} is corrupt ({type(e).__name__}: {e})") from e
+    if meta.get("format") != "l2l_ros-trainer-1":
+        raise ValueError(f"cannot resume: {path} is not an l2l_ros trainer state")
+    saved = json.loads(meta["config"])
+    for key in ("env_id", "env_kwargs", "policy", "policy_config", "num_envs"):
+        if saved.get(key) != config.to_dict()[key]:
+            raise ValueError(f"cannot resume from {path}: {key} was {saved.get(key)!r}, now "
+                             f"{config.to_dict()[key]!r} (use a fresh out_dir)")
+    policy.load_state_dict({k[len("policy."):]: v for k, v in tensors.items() if k.startswith("policy.")})
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, idx, key = k.split(".", 2)
+            state.setdefault(int(idx), {})[key] = v
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+    return int(meta["update"]), int(meta["env_steps"])
+
+
+def _truncate_log(log_path: Path, last_update: int) -> None:
+    """Drop log lines of updates after the checkpoint (they will be redone)."""
+    if not log_path.exists():
+        return
+    keep = []
+    for line in log_path.read_text().splitlines():
+        try:
+            if json.loads(line)["update"] <= last_update:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    atomic_write_bytes(log_path, ("\n".join(keep) + "\n").encode() if keep else b"")
+
+
+# ----------------------------------------------------------------------------- training
+def train(config: TrainConfig, out_dir: str | os.PathLike,
+          progress: Callable[[dict], None] | None = None,
+          should_stop: Callable[[], bool] | None = None,
+          command: str | None = None) -> Path:
+    """Train (or resume) a policy; returns the path of ``policy.safetensors``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path, state_path = out / TRAIN_LOG, out / TRAINER_STATE
+
+    # Seed everything; build envs, policy, optimizer.
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed % 2**32)
+    envs = make_vector_env(config.env_id, config.env_kwargs, config.num_envs, config.async_envs)
+    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    action_spec = action_spec_from_space(envs.single_action_space)
+    policy = build_policy(config.policy, obs_dim, action_spec, config.policy_config)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr, eps=1e-5)
+
+    start_update, env_steps = 0, 0
+    if state_path.exists():
+        start_update, env_steps = _load_trainer_state(state_path, policy, optimizer, config)
+        for g in optimizer.param_groups:
+            g["lr"] = config.lr
+    _truncate_log(log_path, start_update)
+
+    def checkpoint(update: int, last: dict | None) -> Path:
+        _save_trainer_state(state_path, policy, optimizer, update, env_steps, config)
+        evaluation = {"updates": update, "env_steps": env_steps}
+        if last:
+            evaluation["train_mean_return"] = last["mean_return"]
+        weights, _ = save_checkpoint(out / "policy", policy, {
+            "env_id": config.env_id, "env_kwargs": config.env_kwargs, "command": command,
+            "seed": config.seed, "evaluation": evaluation, "train_config": config.to_dict()})
+        return weights
+
+    mb_size = max(1, config.num_envs // max(1, config.minibatches))
+    bar = tqdm(total=config.updates, initial=start_update, desc="ppo", disable=None, dynamic_ncols=True)
+    last: dict | None = None
+    update = start_update
+    t_start = time.perf_counter()
+    try:
+        while update < config.updates:
+            if should_stop is not None and should_stop():
+                break
+            t0 = time.perf_counter()
+            task_seeds, torch_seed = _update_seeds(config.seed, update, config.num_envs)
+            torch.manual_seed(torch_seed)
+
+            # 1. Collect one whole task per env (hidden state reset at task start).
+            policy.eval()
+            roll = collect_tasks(envs, policy, task_seeds, max_steps=config.max_task_steps)
+            obs, actions, old_logp = roll["obs"], roll["actions"], roll["logprobs"]
+            values, rewards, valid = roll["values"], roll["rewards"], roll["valid"]
+            env_steps += int(valid.sum())
+
+            # 2. Advantages.
+            adv, returns = compute_gae(rewards, values, valid, config.gamma, config.gae_lambda)
+
+            # 3. PPO epochs over minibatches of whole sequences, full BPTT from the task start.
+            policy.train()
+            stats = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [], "clipfrac": []}
+            for _ in range(config.epochs):
+                perm = torch.randperm(config.num_envs)
+                for start in range(0, config.num_envs, mb_size):
+                    mb = perm[start:start + mb_size]
+                    m = valid[:, mb]
+                    params, new_values, _ = policy.forward_sequence(obs[:, mb], policy.initial_state(len(mb)))
+                    dist = policy.distribution(params)
+                    new_logp = policy.log_prob(dist, actions[:, mb])
+                    entropy = policy.entropy(dist)
+                    logratio = new_logp - old_logp[:, mb]
+                    ratio = logratio.exp()
+                    with torch.no_grad():
+                        approx_kl = _masked_mean((ratio - 1) - logratio, m)
+                        clipfrac = _masked_mean(((ratio - 1.0).abs() > config.clip_coef).float(), m)
+                    mb_adv = adv[:, mb]
+                    if config.norm_adv:
+                        sel = mb_adv[m]
+                        mb_adv = (mb_adv - sel.mean()) / (sel.std(unbiased=False) + 1e-8)
+                    pg_loss = _masked_mean(torch.max(
+                        -mb_adv * ratio,
+                        -mb_adv * torch.clamp(ratio, 1 - config.clip_coef, 1 + config.clip_coef)), m)
+                    if config.clip_vloss:
+                        v_clipped = values[:, mb] + torch.clamp(new_values - values[:, mb],
+                                                                -config.clip_coef, config.clip_coef)
+                        v_loss = 0.5 * _masked_mean(torch.max((new_values - returns[:, mb]) ** 2,
+                                                              (v_clipped - returns[:, mb]) ** 2), m)
+                    else:
+                        v_loss = 0.5 * _masked_mean((new_values - returns[:, mb]) ** 2, m)
+                    ent = _masked_mean(entropy, m)
+                    loss = pg_loss - config.ent_coef * ent + config.vf_coef * v_loss
+
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+                    optimizer.step()
+                    for k, v in (("policy_loss", pg_loss), ("value_loss", v_loss), ("entropy", ent),
+                                 ("approx_kl", approx_kl), ("clipfrac", clipfrac)):
+                        stats[k].append(float(v.detach()))
+            update += 1
+
+            # 4. Log, checkpoint, report.
+            task_returns = rewards.sum(0)
+            last = {
+                "update": update, "updates": config.updates, "env_steps": env_steps,
+                "mean_return": float(task_returns.mean()),
+                "mean_trial_ends": float(np.mean(roll["trial_ends"])),
+                "task_steps": int(valid.shape[0]),
+                **{k: float(np.mean(v)) for k, v in stats.items()},
+                "update_seconds": time.perf_counter() - t0,
+                "wall_seconds": time.perf_counter() - t_start,
+            }
+            with open(log_path, "a") as f:
+                f.write(json.dumps(last) + "\n")
+            if update % max(1, config.checkpoint_every) == 0 or update == config.updates:
+                last["checkpoint"] = str(checkpoint(update, last))
+            bar.update(1)
+            bar.set_postfix(ret=f"{last['mean_return']:.2f}", kl=f"{last['approx_kl']:.3f}")
+            if progress is not None:
+                progress(dict(last))
+    finally:
+        bar.close()
+        envs.close()
+    weights = out / "policy.safetensors"
+    if update != start_update or not weights.exists():
+        if not (last and "checkpoint" in last and last["update"] == update):
+            checkpoint(update, last)
+    return weights
+
+
+# ----------------------------------------------------------------------------- evaluation
+def evaluate(policy: RecurrentPolicy, env_id: str, env_kwargs: dict | None = None,
+             tasks: int = 100, seed: int = 0, deterministic: bool = False,
+             num_envs: int = 16) -> list[dict]:
+    """Run ``tasks`` whole tasks (state carried across trials, reset between tasks).
+
+    Returns one dict per task: ``task``, ``seed``, ``return``, ``steps``,
+    ``rewards`` (per step), ``trial_end`` (per-step bools), ``trial_end_steps``
+    (indices of steps that ended a trial) and ``goal`` (per-step info values) when
+    the env reports one. Task ``i`` uses env seed ``seed + i``.
+    """
+    was_training = policy.training
+    policy.eval()
+    n = max(1, min(num_envs, tasks))
+    envs = make_vector_env(env_id, env_kwargs, n)
+    results: list[dict] = []
+    try:
+        for first in range(0, tasks, n):
+            seeds = [seed + first + i for i in range(n)]
+            roll = collect_tasks(envs, policy, seeds, deterministic=deterministic, record_infos=True)
+            for i in range(min(n, tasks - first)):
+                steps = int(roll["valid"][:, i].sum())
+                rew = roll["rewards"][:steps, i].tolist()
+                info = roll["infos"][i]
+                res: dict[str, Any] = {
+                    "task": first + i, "seed": seeds[i], "return": float(sum(rew)), "steps": steps,
+                    "rewards": rew, "trial_end": info["trial_end"],
+                    "trial_end_steps": [t for t, e in enumerate(info["trial_end"]) if e],
+                }
+                if any(g is not None for g in info["goal"]):
+                    res["goal"] = info["goal"]
+                results.append(res)
+    finally:
+        envs.close()
+        policy.train(was_training)
+    return results

@@ -1,0 +1,79 @@
+"""ROS 2 node: a 3-joint arm on a table in MuJoCo, with per-task dynamics and targets.
+
+Subscribes /arm_controller/commands (std_msgs/Float64MultiArray of joint
+velocities in rad/s, the forward_command_controller convention); publishes
+/joint_states, /target (geometry_msgs/PointStamped in the arm's base frame),
+/l2l/reward, /l2l/task_start, /l2l/trial_start and /clock.
+"""
+from __future__ import annotations
+
+import numpy as np
+from geometry_msgs.msg import PointStamped
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+
+from l2l_ros.nodes.common import STREAM_QOS, run_node
+from l2l_ros.nodes.sim_base import LockstepSimNode
+from l2l_ros.tasks.encoding import ARM_JOINTS, ARM_MAX_JOINT_VELOCITY
+
+
+class ManipulatorSimNode(LockstepSimNode):
+    def __init__(self):
+        super().__init__("manipulator_sim")
+        self._joint_pub = self.create_publisher(JointState, "/joint_states", STREAM_QOS)
+        self._target_pub = self.create_publisher(PointStamped, "/target", STREAM_QOS)
+        self.create_subscription(Float64MultiArray, "/arm_controller/commands",
+                                 self._on_command, STREAM_QOS)
+        self._publish_tick()
+
+    def make_env(self, task_steps: int):
+        from l2l_ros.tasks.manipulator import ManipulatorEnv
+
+        return ManipulatorEnv(task_steps=task_steps) if task_steps > 0 else ManipulatorEnv()
+
+    def zero_command(self):
+        return np.zeros(len(ARM_JOINTS))
+
+    def step_env(self, command):
+        return self.env.unwrapped.step_joint_velocities(command)
+
+    def _on_command(self, msg: Float64MultiArray) -> None:
+        cmd = np.asarray(msg.data, dtype=np.float64)
+        if cmd.size != len(ARM_JOINTS):
+            self.get_logger().error(
+                f"/arm_controller/commands has {cmd.size} values, expected {len(ARM_JOINTS)} "
+                f"({', '.join(ARM_JOINTS)}): arm holds still")
+            cmd = self.zero_command()
+        elif not np.isfinite(cmd).all():
+            self.get_logger().error(f"non-finite joint command {cmd.tolist()} refused: arm holds still")
+            cmd = self.zero_command()
+        self.on_command(np.clip(cmd, -ARM_MAX_JOINT_VELOCITY, ARM_MAX_JOINT_VELOCITY))
+
+    def trial_extras(self) -> dict:
+        sim = self.env.unwrapped.sim
+        return {"distance": float(np.linalg.norm(sim.ee_position() - sim.target))}
+
+    def publish_sensors(self, stamp) -> None:
+        if not hasattr(self, "_joint_pub"):
+            return
+        sim = self.env.unwrapped.sim
+        q, qd = sim.joint_state()
+        js = JointState()
+        js.header.stamp = stamp
+        js.name = list(ARM_JOINTS)
+        js.position = [float(v) for v in q]
+        js.velocity = [float(v) for v in qd]
+        self._joint_pub.publish(js)
+        target = PointStamped()
+        target.header.stamp = stamp
+        target.header.frame_id = "base_link"
+        target.point.x, target.point.y, target.point.z = (float(v) for v in sim.target)
+        self._target_pub.publish(target)
+
+
+def main(args=None) -> int:
+    return run_node(ManipulatorSimNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

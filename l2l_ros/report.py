@@ -1,0 +1,114 @@
+"""Per-trial tables, summaries and trajectory pictures for I-maze runs (offline or through ROS)."""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+
+def summarize(records: Iterable[dict]) -> dict:
+    """Success rate and mean steps of first vs later trials (successful trials only for steps)."""
+    recs = list(records)
+    first = [r for r in recs if r["trial"] == 0]
+    later = [r for r in recs if r["trial"] > 0]
+
+    def mean_steps(rs):
+        ok = [r["steps"] for r in rs if r["success"]]
+        return float(np.mean(ok)) if ok else math.nan
+
+    def sem(rs):
+        ok = [r["steps"] for r in rs if r["success"]]
+        return float(np.std(ok, ddof=1) / math.sqrt(len(ok))) if len(ok) > 1 else math.nan
+
+    tasks = {r["task"] for r in recs}
+    return {
+        "tasks": len(tasks),
+        "trials": len(recs),
+        "success_rate": float(np.mean([r["success"] for r in recs])) if recs else math.nan,
+        "goals_per_task": sum(r["success"] for r in recs) / max(1, len(tasks)),
+        "trial1_mean_steps": mean_steps(first),
+        "trial1_sem": sem(first),
+        "later_mean_steps": mean_steps(later),
+        "later_sem": sem(later),
+        "oracle_path_steps": float(np.mean([r["oracle_path_steps"] for r in recs
+                                            if "oracle_path_steps" in r])) if recs else math.nan,
+    }
+
+
+def trial_table(records: Iterable[dict]) -> str:
+    lines = [f"{'task':>4} {'goal':>4} {'trial':>5} {'steps':>6} {'oracle':>6}  result"]
+    for r in records:
+        lines.append(f"{r['task']:>4} {r.get('goal', '-'):>4} {r['trial'] + 1:>5} {r['steps']:>6} "
+                     f"{r.get('oracle_path_steps', '-'):>6}  {'goal reached' if r['success'] else 'budget ran out'}")
+    return "\n".join(lines)
+
+
+def summary_lines(s: dict, label: str) -> str:
+    def fmt(x, e=None):
+        if x is None or (isinstance(x, float) and math.isnan(x)):
+            return "n/a"
+        return f"{x:.1f}" + (f" ± {e:.1f}" if e is not None and not math.isnan(e) else "")
+
+    return (f"{label}: {s['tasks']} tasks, {s['trials']} trials, success {100 * s['success_rate']:.0f}%, "
+            f"goals/task {s['goals_per_task']:.2f}; steps to goal: trial 1 {fmt(s['trial1_mean_steps'], s['trial1_sem'])}, "
+            f"later trials {fmt(s['later_mean_steps'], s['later_sem'])} (oracle path {fmt(s['oracle_path_steps'])})")
+
+
+def maze_walls(model) -> list[tuple[float, float, float, float, float]]:
+    """(cx, cy, half_x, half_y, yaw) of the static box geoms of a MuJoCo world (the walls)."""
+    import mujoco
+
+    walls = []
+    for g in range(model.ngeom):
+        if model.geom_bodyid[g] != 0 or model.geom_type[g] != mujoco.mjtGeom.mjGEOM_BOX:
+            continue
+        hx, hy, _ = model.geom_size[g]
+        w, x, y, z = model.geom_quat[g]
+        yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+        cx, cy, _ = model.geom_pos[g]
+        walls.append((float(cx), float(cy), float(hx), float(hy), yaw))
+    return walls
+
+
+def plot_trajectories(records: list[dict], model, path: Path, title: str) -> Path:
+    """One panel per task: the maze, the goal, each trial's path coloured by trial."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+    from matplotlib.transforms import Affine2D
+
+    by_task: dict[int, list[dict]] = defaultdict(list)
+    for r in records:
+        by_task[r["task"]].append(r)
+    n = max(1, len(by_task))
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False)
+    walls = maze_walls(model)
+    cmap = plt.get_cmap("viridis")
+    for ax, (task, recs) in zip(axes[0], sorted(by_task.items())):
+        for cx, cy, hx, hy, yaw in walls:
+            rect = Rectangle((-hx, -hy), 2 * hx, 2 * hy, color="0.35")
+            rect.set_transform(Affine2D().rotate(yaw).translate(cx, cy) + ax.transData)
+            ax.add_patch(rect)
+        trials = max(r["trial"] for r in recs) + 1
+        for r in recs:
+            xy = np.asarray(r.get("path") or [[0.0, 0.0]])
+            ax.plot(xy[:, 0], xy[:, 1], color=cmap(r["trial"] / max(1, trials - 1)), lw=1.2,
+                    label=f"trial {r['trial'] + 1}: {r['steps']} st{'' if r['success'] else ' (no goal)'}")
+        ax.set_title(f"task {task}, goal {recs[0].get('goal', '?')}", fontsize=9)
+        ax.set_aspect("equal")
+        ax.autoscale_view()
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if len(recs) <= 6:
+            ax.legend(fontsize=6, loc="lower left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

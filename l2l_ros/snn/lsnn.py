@@ -1,0 +1,164 @@
+"""LSNN policy: input layer -> recurrent LIF + ALIF population -> policy/value readouts.
+
+Network (per network step t, one step per env step)::
+
+    I_t      = thr * (x_t W_in + b_in + z_t W_rec)         W_rec diagonal masked to 0
+    z_{t+1}  = ALIF population step (see l2l_ros.snn.neurons for the update order)
+    y_{t+1}  = kappa * y_t + (1 - kappa) * z_{t+1}          kappa = exp(-dt / tau_out)
+    readouts = Linear(y_{t+1})   (policy logits / Gaussian mean, and value)
+
+The readouts read the **low-pass filtered spike trace** ``y`` (not the membrane),
+so the network's only output is its spikes. Currents are expressed in units of
+the threshold ``thr`` (the learnable weights stay O(1) for Adam while ``thr`` and
+``beta`` keep the paper's values and ratio).
+
+Speed: the input projection of the whole sequence is one matmul, and the factors
+``thr * (1 - alpha)`` are folded into the weights once per sequence, so a step is
+one ``addmm`` plus ~8 elementwise ops.
+
+Default constants (time in network steps = env steps; tasks of 100-500 steps):
+
+* ``thr = 0.01``, ``beta = 1.7``: the LSNN paper's values; a spike raises an ALIF
+  threshold by ``beta * (1 - rho) / thr`` ~ 57 % at ``tau_a = 300``.
+* ``tau_m = 3``: the membrane integrates a few env steps (fast reactions; the
+  paper's 20 ms is 20 steps at 1 ms, far too slow at one step per control tick).
+* ``tau_a = 300``: adaptation memory spans several trials of a 100-500 step task
+  (paper: 200-1200 steps).
+* ``tau_out = 3``: readout smoothing.
+* ``refractory = 1``: one blocked step after a spike (paper: 2-5 steps of 1 ms).
+* ``n_lif = 64``, ``n_alif = 64``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from l2l_ros.meta.policies import RecurrentPolicy, _dataclass_from_dict, _reset_where
+from l2l_ros.snn.neurons import ALIF, NeuronState
+
+__all__ = ["LSNNConfig", "LSNNState", "LSNNPolicy"]
+
+
+@dataclass
+class LSNNConfig:
+    n_lif: int = 64
+    n_alif: int = 64
+    thr: float = 0.01
+    beta: float = 1.7
+    tau_m: float = 3.0
+    tau_a: float = 300.0
+    tau_out: float = 3.0
+    dt: float = 1.0
+    refractory: int = 1
+    dampening: float = 0.3
+    detach_reset: bool = False
+    input_gain: float = 2.0
+    rec_gain: float = 1.0
+    log_std_init: float = -0.5
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "LSNNConfig":
+        return _dataclass_from_dict(cls, d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, s: str) -> "LSNNConfig":
+        return cls.from_dict(json.loads(s))
+
+    @property
+    def n_rec(self) -> int:
+        return self.n_lif + self.n_alif
+
+
+class LSNNState(NamedTuple):
+    """Each ``[B, n_rec]``: membrane, adaptation, last spikes, refractory counter,
+    readout trace."""
+
+    v: torch.Tensor
+    b: torch.Tensor
+    z: torch.Tensor
+    r: torch.Tensor
+    trace: torch.Tensor
+
+
+class LSNNPolicy(RecurrentPolicy):
+    kind = "lsnn"
+
+    def __init__(self, obs_dim: int, action_spec: dict, config: LSNNConfig | dict | None = None):
+        if not isinstance(config, LSNNConfig):
+            config = LSNNConfig.from_dict(config)
+        self.config = config
+        n = config.n_rec
+        if n < 1:
+            raise ValueError("the LSNN needs at least one neuron")
+        super().__init__(obs_dim, action_spec, n, config.log_std_init)
+        beta = torch.cat([torch.zeros(config.n_lif), torch.full((config.n_alif,), float(config.beta))])
+        # Neurons 0..n_lif-1 are LIF (beta = 0), the rest ALIF.
+        self.neurons = ALIF(n, thr=config.thr, beta=beta, tau_m=config.tau_m, tau_a=config.tau_a,
+                            dt=config.dt, refractory=config.refractory,
+                            dampening=config.dampening, detach_reset=config.detach_reset)
+        self.w_in = nn.Parameter(torch.randn(obs_dim, n) * (config.input_gain / math.sqrt(max(obs_dim, 1))))
+        self.b_in = nn.Parameter(torch.zeros(n))
+        self.w_rec = nn.Parameter(torch.randn(n, n) * (config.rec_gain / math.sqrt(n)))
+        self.register_buffer("rec_mask", 1.0 - torch.eye(n), persistent=False)
+        with torch.no_grad():
+            self.w_rec.mul_(self.rec_mask)
+        self.kappa = math.exp(-config.dt / config.tau_out) if config.tau_out > 0 else 0.0
+
+    def config_dict(self) -> dict:
+        return self.config.to_dict()
+
+    def initial_state(self, batch: int) -> LSNNState:
+        z = torch.zeros(batch, self.config.n_rec, device=self._device())
+        return LSNNState(z, z.clone(), z.clone(), z.clone(), z.clone())
+
+    def features_sequence(self, obs: torch.Tensor, state: LSNNState,
+                          done_mask: torch.Tensor | None = None):
+        T, B, D = obs.shape
+        n = self.config.n_rec
+        # thr * (1 - alpha) folded into the weights: I_scaled = (1 - alpha) * I.
+        scale = self.neurons.threshold * (1.0 - self.neurons.alpha)
+        inp = torch.addmm(self.b_in, obs.reshape(T * B, D), self.w_in).reshape(T, B, n) * scale
+        w_rec = self.w_rec * self.rec_mask * scale
+        neurons, kappa = self.neurons, self.kappa
+        init = self.initial_state(B) if done_mask is not None else None
+        v, b, z, r, y = state
+        ns = NeuronState(v, b, z, r)
+        traces = []
+        for t in range(T):
+            if done_mask is not None:
+                m = done_mask[t].to(torch.bool)
+                if bool(m.any()):
+                    v, b, z, r, y = _reset_where(LSNNState(*ns, y), init, m)
+                    ns = NeuronState(v, b, z, r)
+            i_t = torch.addmm(inp[t], ns.z, w_rec)
+            z_new, ns = neurons.step_scaled(i_t, ns)
+            y = torch.lerp(z_new, y, kappa) if kappa > 0 else z_new
+            traces.append(y)
+        return torch.stack(traces), LSNNState(*ns, y)
+
+    @torch.no_grad()
+    def firing_rates(self, obs: torch.Tensor) -> torch.Tensor:
+        """Mean spikes per step of each neuron over ``obs[T,B,D]`` from the initial state."""
+        state = self.initial_state(obs.shape[1])
+        T = obs.shape[0]
+        total = torch.zeros(self.config.n_rec)
+        ns = NeuronState(*state[:4])
+        scale = self.neurons.threshold * (1.0 - self.neurons.alpha)
+        w_rec = self.w_rec * self.rec_mask * scale
+        for t in range(T):
+            i_t = ((obs[t] @ self.w_in + self.b_in) * scale) + ns.z @ w_rec
+            z, ns = self.neurons.step_scaled(i_t, ns)
+            total += z.mean(0)
+        return total / T

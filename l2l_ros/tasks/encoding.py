@@ -1,0 +1,126 @@
+"""The one observation encoder and action decoder, shared by the envs and the ROS nodes.
+
+Mismatched preprocessing between simulation and robot is the classic sim-to-real
+bug, so the gymnasium envs and the ``spiking_policy`` node both call these
+functions and nothing else to turn sensor readings into network inputs and
+network outputs into motion commands.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# --- I-maze: differential-drive base -------------------------------------------------
+
+#: Lidar beams the simulated 2D lidar publishes on /scan (full circle, CCW from +x).
+SCAN_BEAMS = 36
+#: Range limits of the simulated lidar, metres (LaserScan.range_min/max).
+SCAN_RANGE_MIN = 0.12
+SCAN_RANGE_MAX = 3.5
+#: Sectors the scan is pooled into before it reaches the network.
+ENCODED_SCAN_SECTORS = 12
+#: Position scale: odometry is divided by this so inputs stay O(1) in the maze.
+POSITION_SCALE = 1.0
+
+
+@dataclass(frozen=True)
+class DriveLimits:
+    """TurtleBot3-Burger-like velocity limits (m/s, rad/s)."""
+
+    max_linear: float = 0.22
+    max_angular: float = 2.0
+
+
+DRIVE_LIMITS = DriveLimits()
+
+#: Discrete motion primitives of the navigation policy: (linear m/s, angular rad/s).
+IMAZE_ACTIONS: tuple[tuple[float, float], ...] = (
+    (DRIVE_LIMITS.max_linear, 0.0),  # 0: forward
+    (0.05, 1.5),  # 1: turn left while creeping forward
+    (0.05, -1.5),  # 2: turn right while creeping forward
+)
+
+IMAZE_OBS_DIM = 6 + ENCODED_SCAN_SECTORS
+
+
+def pool_scan(ranges: np.ndarray, sectors: int = ENCODED_SCAN_SECTORS,
+              range_max: float = SCAN_RANGE_MAX) -> np.ndarray:
+    """Min-pool a full-circle scan into ``sectors`` equal sectors.
+
+    The nearest obstacle per sector is what matters for driving; non-finite and
+    out-of-range readings (a LaserScan's way of saying "nothing seen") count as
+    ``range_max``.
+    """
+    r = np.asarray(ranges, dtype=np.float64).ravel()
+    if r.size == 0 or r.size % sectors != 0:
+        raise ValueError(f"scan has {r.size} beams; need a positive multiple of {sectors}")
+    r = np.where(np.isfinite(r) & (r > 0.0), r, range_max)
+    r = np.clip(r, 0.0, range_max)
+    return r.reshape(sectors, -1).min(axis=1)
+
+
+def encode_imaze(x: float, y: float, yaw: float, v: float, w: float,
+                 ranges: np.ndarray, range_max: float = SCAN_RANGE_MAX) -> np.ndarray:
+    """Odometry pose and twist plus a pooled scan -> network input (float32, O(1))."""
+    values = (x, y, yaw, v, w)
+    if not all(math.isfinite(float(val)) for val in values):
+        raise ValueError(f"non-finite odometry: {values}")
+    scan = pool_scan(ranges, range_max=range_max) / range_max
+    head = np.array([
+        x / POSITION_SCALE,
+        y / POSITION_SCALE,
+        math.cos(yaw),
+        math.sin(yaw),
+        v / DRIVE_LIMITS.max_linear,
+        w / DRIVE_LIMITS.max_angular,
+    ])
+    return np.concatenate([head, scan]).astype(np.float32)
+
+
+def imaze_action_to_twist(action: int) -> tuple[float, float]:
+    """Discrete action index -> (linear, angular) velocity, always within DRIVE_LIMITS."""
+    a = int(action)
+    if not 0 <= a < len(IMAZE_ACTIONS):
+        raise ValueError(f"action {a} outside 0..{len(IMAZE_ACTIONS) - 1}")
+    return IMAZE_ACTIONS[a]
+
+
+def clamp_twist(v: float, w: float, limits: DriveLimits = DRIVE_LIMITS) -> tuple[float, float]:
+    """Clamp a commanded twist to the limits; non-finite components become 0 (stop)."""
+    v = float(v) if math.isfinite(v) else 0.0
+    w = float(w) if math.isfinite(w) else 0.0
+    return (min(max(v, -limits.max_linear), limits.max_linear),
+            min(max(w, -limits.max_angular), limits.max_angular))
+
+
+# --- Manipulator: 3-joint arm --------------------------------------------------------
+
+ARM_JOINTS: tuple[str, ...] = ("shoulder_pan", "shoulder_lift", "elbow")
+#: Joint velocity limit (rad/s) the command decoder never exceeds.
+ARM_MAX_JOINT_VELOCITY = 1.5
+ARM_OBS_DIM = 3 * len(ARM_JOINTS) + 3
+
+
+def encode_manipulator(q: np.ndarray, qd: np.ndarray, target_xyz: np.ndarray) -> np.ndarray:
+    """Joint positions and velocities plus the target (base frame, m) -> network input."""
+    q = np.asarray(q, dtype=np.float64).ravel()
+    qd = np.asarray(qd, dtype=np.float64).ravel()
+    t = np.asarray(target_xyz, dtype=np.float64).ravel()
+    n = len(ARM_JOINTS)
+    if q.size != n or qd.size != n or t.size != 3:
+        raise ValueError(f"expected {n} positions, {n} velocities and a 3D target; "
+                         f"got {q.size}, {qd.size}, {t.size}")
+    if not (np.isfinite(q).all() and np.isfinite(qd).all() and np.isfinite(t).all()):
+        raise ValueError("non-finite joint state or target")
+    return np.concatenate([np.cos(q), np.sin(q), qd / ARM_MAX_JOINT_VELOCITY, t]).astype(np.float32)
+
+
+def manipulator_action_to_command(action: np.ndarray) -> np.ndarray:
+    """Network output in [-1, 1]^n -> joint velocity command (rad/s) within limits."""
+    a = np.asarray(action, dtype=np.float64).ravel()
+    if a.size != len(ARM_JOINTS):
+        raise ValueError(f"expected {len(ARM_JOINTS)} action components, got {a.size}")
+    a = np.where(np.isfinite(a), a, 0.0)
+    return np.clip(a, -1.0, 1.0) * ARM_MAX_JOINT_VELOCITY

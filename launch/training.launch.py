@@ -1,0 +1,6 @@
+"""`ros2 launch l2l_ros training.launch.py`: the 'training' graph, defined once in l2l_ros/graphs.py (also `l2l run training`)."""
+from l2l_ros.launch_description import graph_launch_description
+
+
+def generate_launch_description():
+    return graph_launch_description("training")
