@@ -28,8 +28,8 @@ STEADY_CLOCK = Clock(clock_type=ClockType.STEADY_TIME)
 
 
 def to_stamp(seconds: float) -> Time:
-    sec = int(math.floor(seconds))
-    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+    sec, nanosec = divmod(int(round(seconds * 1e9)), 1_000_000_000)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 def from_stamp(stamp: Time) -> float:

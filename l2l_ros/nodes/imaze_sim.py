@@ -48,7 +48,7 @@ class IMazeSimNode(LockstepSimNode):
         return (0.0, 0.0)
 
     def step_env(self, command):
-        return self.env.unwrapped.step_twist(*command)
+        return self.env.step_twist(*command)
 
     def _on_cmd_vel(self, msg) -> None:
         twist = msg.twist if isinstance(msg, TwistStamped) else msg
@@ -65,13 +65,11 @@ class IMazeSimNode(LockstepSimNode):
     def on_step(self, info: dict) -> None:
         x, y, _ = info["pose"]
         self.path.append([round(float(x), 4), round(float(y), 4)])
-        if info.get("trial_end", False):
-            pass  # the path is reported (and cleared) by trial_extras
 
     def trial_extras(self) -> dict:
-        sim = self.env.unwrapped
-        extras = {"goal": int(self.task_info["goal"]), "path": self.path,
-                  "oracle_path_steps": int(sim.sim.oracle_path_steps(int(self.task_info["goal"])))}
+        goal = int(self.task_info["goal"])
+        extras = {"goal": goal, "path": self.path,
+                  "oracle_path_steps": int(self.env.sim.oracle_path_steps(goal))}
         self.path = []
         return extras
 
@@ -79,7 +77,7 @@ class IMazeSimNode(LockstepSimNode):
     def publish_sensors(self, stamp) -> None:
         if not hasattr(self, "_odom_pub"):
             return  # called from the base constructor before publishers exist
-        sim = self.env.unwrapped.sim
+        sim = self.env.sim
         x, y, yaw, v, w = sim.odometry()
         qx, qy, qz, qw = yaw_to_quaternion(yaw)
         odom = Odometry()

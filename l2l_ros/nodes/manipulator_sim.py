@@ -35,7 +35,7 @@ class ManipulatorSimNode(LockstepSimNode):
         return np.zeros(len(ARM_JOINTS))
 
     def step_env(self, command):
-        return self.env.unwrapped.step_joint_velocities(command)
+        return self.env.step_joint_velocities(command)
 
     def _on_command(self, msg: Float64MultiArray) -> None:
         cmd = np.asarray(msg.data, dtype=np.float64)
@@ -50,13 +50,13 @@ class ManipulatorSimNode(LockstepSimNode):
         self.on_command(np.clip(cmd, -ARM_MAX_JOINT_VELOCITY, ARM_MAX_JOINT_VELOCITY))
 
     def trial_extras(self) -> dict:
-        sim = self.env.unwrapped.sim
+        sim = self.env.sim
         return {"distance": float(np.linalg.norm(sim.ee_position() - sim.target))}
 
     def publish_sensors(self, stamp) -> None:
         if not hasattr(self, "_joint_pub"):
             return
-        sim = self.env.unwrapped.sim
+        sim = self.env.sim
         q, qd = sim.joint_state()
         js = JointState()
         js.header.stamp = stamp

@@ -65,7 +65,7 @@ class LockstepSimNode(Node):
         self._results = Path(results).open("a", buffering=1) if results else None
 
         self.env = self.make_env(int(p("task_steps").value))
-        self.control_period = float(self.env.unwrapped.control_period)
+        self.control_period = float(self.env.sim.control_period)
 
         self._clock_pub = self.create_publisher(Clock, "/clock", 10)
         self._reward_pub = self.create_publisher(Float32, "/l2l/reward", STREAM_QOS)

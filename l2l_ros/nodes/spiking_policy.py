@@ -50,6 +50,9 @@ class SpikingPolicyNode(Node):
         self.deterministic = bool(p("deterministic").value)
         self.sensor_timeout = float(p("sensor_timeout").value)
         torch.manual_seed(int(p("seed").value))
+        # Batch-1 steps gain nothing from intra-op threads; spinning OpenMP threads
+        # would fight the simulator and DDS for the cores.
+        torch.set_num_threads(1)
         self.runtime = self._initial_runtime(str(p("checkpoint").value))
         self._pending_runtime: PolicyRuntime | None = None
 

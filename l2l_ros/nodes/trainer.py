@@ -22,10 +22,13 @@ from l2l_ros.nodes.common import LATCHED_QOS, run_node
 class TrainerNode(Node):
     def __init__(self):
         super().__init__("trainer")
-        for name, default in (("family", "imaze"), ("policy", "lsnn"), ("updates", 100),
-                              ("num_envs", 16), ("out_dir", "runs/trainer"), ("seed", 0),
-                              ("exit_when_done", True)):
-            self.declare_parameter(name, default)
+        self.declare_parameter("family", "imaze")
+        self.declare_parameter("policy", "lsnn")
+        self.declare_parameter("updates", 100)
+        self.declare_parameter("num_envs", 16)
+        self.declare_parameter("out_dir", "runs/trainer")
+        self.declare_parameter("seed", 0)
+        self.declare_parameter("exit_when_done", True)
         p = lambda name: self.get_parameter(name).value  # noqa: E731
         from l2l_ros.cli import train_config
 

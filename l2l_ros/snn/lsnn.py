@@ -58,7 +58,8 @@ class LSNNConfig:
     refractory: int = 1
     dampening: float = 0.3
     detach_reset: bool = False
-    input_gain: float = 2.0
+    input_gain: float = 5.0
+    input_bias: float = 0.5
     rec_gain: float = 1.0
     log_std_init: float = -0.5
 
@@ -109,7 +110,7 @@ class LSNNPolicy(RecurrentPolicy):
                             dt=config.dt, refractory=config.refractory,
                             dampening=config.dampening, detach_reset=config.detach_reset)
         self.w_in = nn.Parameter(torch.randn(obs_dim, n) * (config.input_gain / math.sqrt(max(obs_dim, 1))))
-        self.b_in = nn.Parameter(torch.zeros(n))
+        self.b_in = nn.Parameter(torch.full((n,), float(config.input_bias)))
         self.w_rec = nn.Parameter(torch.randn(n, n) * (config.rec_gain / math.sqrt(n)))
         self.register_buffer("rec_mask", 1.0 - torch.eye(n), persistent=False)
         with torch.no_grad():
@@ -132,6 +133,7 @@ class LSNNPolicy(RecurrentPolicy):
         inp = torch.addmm(self.b_in, obs.reshape(T * B, D), self.w_in).reshape(T, B, n) * scale
         w_rec = self.w_rec * self.rec_mask * scale
         neurons, kappa = self.neurons, self.kappa
+        thr = neurons.threshold.to(obs.dtype)
         init = self.initial_state(B) if done_mask is not None else None
         v, b, z, r, y = state
         ns = NeuronState(v, b, z, r)
@@ -143,7 +145,7 @@ class LSNNPolicy(RecurrentPolicy):
                     v, b, z, r, y = _reset_where(LSNNState(*ns, y), init, m)
                     ns = NeuronState(v, b, z, r)
             i_t = torch.addmm(inp[t], ns.z, w_rec)
-            z_new, ns = neurons.step_scaled(i_t, ns)
+            z_new, ns = neurons.step_scaled(i_t, ns, thr)
             y = torch.lerp(z_new, y, kappa) if kappa > 0 else z_new
             traces.append(y)
         return torch.stack(traces), LSNNState(*ns, y)

@@ -76,6 +76,58 @@ def lsnn_spike(dampening: float = 0.3):
     return inner
 
 
+class _FusedALIFStep(torch.autograd.Function):
+    """Steps 1-5 of the update as one autograd node (same maths as the reference).
+
+    Backward, with ``g*`` the incoming gradients of ``v_{t+1}, b_{t+1}, z_{t+1}`` and
+    ``psi = pseudo_derivative(v_scaled) * free``::
+
+        g_vs   = gz * psi
+        g_v1   = gv + g_vs / A1                  (total gradient of v_{t+1})
+        g_b1   = gb - beta * g_vs * v1 / A1**2   (total gradient of b_{t+1})
+        dI     = g_v1;   dv = alpha * g_v1
+        dz     = -A0 * g_v1 (unless detach_reset) + (1 - rho) * g_b1
+        db     = rho * g_b1 - beta * z * g_v1
+    """
+
+    @staticmethod
+    def forward(ctx, i, v, b, z, r, refractory, alpha, rho, thr, beta, dampening, detach_reset):  # type: ignore[override]
+        a0 = torch.addcmul(thr, beta, b)
+        v1 = torch.addcmul(i, alpha, v).sub_(z * a0)
+        b1 = torch.lerp(z, b, rho)
+        a1 = torch.addcmul(thr, beta, b1)
+        vs = v1 / a1 - 1.0
+        z1 = (vs > 0).to(i.dtype)
+        psi = pseudo_derivative(vs, dampening)
+        if refractory > 0:
+            free = (r <= 0).to(i.dtype)
+            z1.mul_(free)
+            psi.mul_(free)
+            # spike -> refractory steps to come; else count down (r - 1 < 0 -> 0)
+            r1 = torch.maximum(r - 1.0, z1 * float(refractory)).clamp_(min=0.0)
+        else:
+            r1 = r.clone()
+        ctx.save_for_backward(v1, a1, a0, z, psi, alpha, rho, beta)
+        ctx.detach_reset = detach_reset
+        ctx.mark_non_differentiable(r1)
+        return v1, b1, z1, r1
+
+    @staticmethod
+    def backward(ctx, gv, gb, gz, gr):  # type: ignore[override]
+        v1, a1, a0, z, psi, alpha, rho, beta = ctx.saved_tensors
+        g_vs = gz * psi
+        inv_a1 = 1.0 / a1
+        g_v1 = gv + g_vs * inv_a1
+        g_b1 = gb - beta * g_vs * v1 * inv_a1 * inv_a1
+        di = g_v1
+        dv = alpha * g_v1
+        dz = (1.0 - rho) * g_b1
+        if not ctx.detach_reset:
+            dz = dz - a0 * g_v1
+        db = rho * g_b1 - beta * z * g_v1
+        return di, dv, db, dz, None, None, None, None, None, None, None, None
+
+
 class NeuronState(NamedTuple):
     """State of a population, each ``[batch, n]``: membrane, adaptation, last
     spikes, remaining refractory steps."""
@@ -146,31 +198,42 @@ class ALIF(SpikingNeuron):
         """``A = thr + beta * b``."""
         return torch.addcmul(self.threshold.to(b.dtype), self.beta, b)
 
-    def step_scaled(self, i_scaled: torch.Tensor, state: NeuronState) -> tuple[torch.Tensor, NeuronState]:
+    def step_scaled(self, i_scaled: torch.Tensor, state: NeuronState, thr: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, NeuronState]:
         """One step with the input already multiplied by ``(1 - alpha)``.
 
-        The LSNN policy folds ``(1 - alpha)`` into its weights so each step costs a
-        few fused ops; :meth:`forward` is the plain-current version.
+        The LSNN policy folds ``(1 - alpha)`` into its weights, and the elementwise
+        update runs as one fused autograd node (:class:`_FusedALIFStep`, hand-written
+        backward, checked against :meth:`step_scaled_autograd` in the tests).
         """
         v, b, z, r = state
-        a_t = self.threshold_of(b)
-        z_reset = z.detach() if self.detach_reset else z
-        # v_{t+1} = alpha v_t + (1 - alpha) I_t - z_t A_t
-        v_new = torch.addcmul(i_scaled, self.alpha, v) - z_reset * a_t
-        # b_{t+1} = rho b_t + (1 - rho) z_t  ==  z + rho (b - z)
-        b_new = torch.lerp(z, b, self.rho)
-        a_new = self.threshold_of(b_new)
-        z_new = self.spike_grad(v_new / a_new - 1.0)
-        if self.refractory > 0:
-            with torch.no_grad():
-                free = (r <= 0).to(z_new.dtype)
-            z_new = z_new * free
-            with torch.no_grad():
-                r_new = torch.where(z_new > 0, torch.full_like(r, float(self.refractory)),
-                                    (r - 1.0).clamp_(min=0.0))
-        else:
-            r_new = r
+        if thr is None:
+            thr = self.threshold.to(i_scaled.dtype)
+        v_new, b_new, z_new, r_new = _FusedALIFStep.apply(
+            i_scaled, v, b, z, r, self.refractory, self.alpha, self.rho, thr,
+            self.beta, self.dampening, self.detach_reset)
         return z_new, NeuronState(v_new, b_new, z_new, r_new)
+
+    def _next_refractory(self, r: torch.Tensor, z_new: torch.Tensor) -> torch.Tensor:
+        if self.refractory <= 0:
+            return r
+        with torch.no_grad():
+            return torch.where(z_new > 0, torch.full_like(r, float(self.refractory)),
+                               (r - 1.0).clamp_(min=0.0))
+
+    def step_scaled_autograd(self, i_scaled: torch.Tensor, state: NeuronState
+                             ) -> tuple[torch.Tensor, NeuronState]:
+        """Reference version of :meth:`step_scaled` built from plain autograd ops."""
+        v, b, z, r = state
+        a_t = self.threshold_of(b)                                   # 1. A_t
+        z_reset = z.detach() if self.detach_reset else z
+        v_new = torch.addcmul(i_scaled, self.alpha, v) - z_reset * a_t  # 2. v_{t+1}
+        b_new = torch.lerp(z, b, self.rho)                           # 3. b_{t+1} = rho b + (1-rho) z
+        a_new = self.threshold_of(b_new)                             # 4. A_{t+1}
+        z_new = self.spike_grad(v_new / a_new - 1.0)                 # 5. z_{t+1}
+        if self.refractory > 0:
+            z_new = z_new * (r <= 0).to(z_new.dtype)
+        return z_new, NeuronState(v_new, b_new, z_new, self._next_refractory(r, z_new))
 
     def forward(self, current: torch.Tensor, state: NeuronState | None = None
                 ) -> tuple[torch.Tensor, NeuronState]:

@@ -42,7 +42,9 @@ WHEEL_KV = 0.2
 #: it also keeps the light wheels numerically well behaved at a 10 ms timestep).
 WHEEL_ARMATURE = 0.005
 #: Nominal arm joint velocity-servo gain, N m per (rad/s); ArmSim scales it per task.
-ARM_KV = 40.0
+ARM_KV = 10.0
+#: Reflected rotor inertia of the arm's geared joint motors, kg m^2.
+ARM_ARMATURE = 0.05
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ def arm_spec() -> mujoco.MjSpec:
             body.gravcomp = 1.0
     for jname in ARM_JOINTS:
         lim = limits[jname]
+        spec.joint(jname).armature = ARM_ARMATURE
         act = spec.add_actuator(name=f"{jname}_velocity", target=jname,
                                 trntype=mujoco.mjtTrn.mjTRN_JOINT)
         act.set_to_velocity(kv=ARM_KV)

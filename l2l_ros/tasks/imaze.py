@@ -1,0 +1,411 @@
+"""The I-maze navigation task family: MuJoCo physics core and gymnasium env.
+
+Maze (all in the maze/odom frame, metres, z up)::
+
+      G1 +-+          +-+ G0        alcoves (goal regions) at the four crossbar
+         | |          | |           ends, opening outward (+y at the top, -y at
+         | +----------+ |           the bottom)
+         |   crossbar   |  y = +s
+         +-----+  +-----+
+               |  |
+               |  |  stem along y through the origin (robot starts at (0, 0))
+               |  |
+         +-----+  +-----+
+         |   crossbar   |  y = -s
+         | +----------+ |
+         | |          | |
+      G2 +-+          +-+ G3
+
+Goal indices go CCW by quadrant: 0 = (+x, +y), 1 = (-x, +y), 2 = (-x, -y), 3 = (+x, -y).
+The geometry lives only in :class:`IMazeGeometry`; the walls are built from it with
+``mujoco.MjSpec`` on top of ``sim/imaze.xml`` (floor, lights, options), and the
+robot is attached from ``urdf/diff_drive.urdf`` by :mod:`l2l_ros.tasks.robots`.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from l2l_ros.resources import share_path
+from l2l_ros.tasks import robots
+from l2l_ros.tasks.encoding import (DRIVE_LIMITS, IMAZE_ACTIONS, IMAZE_OBS_DIM, SCAN_BEAMS,
+                                    SCAN_RANGE_MAX, SCAN_RANGE_MIN, clamp_twist, encode_imaze,
+                                    imaze_action_to_twist)
+
+ROBOT_PREFIX = "robot/"
+
+
+@dataclass(frozen=True)
+class IMazeGeometry:
+    """Dimensions of the I-maze (metres).
+
+    corridor_width: free width of every corridor (stem, crossbars, alcoves). 0.5 m
+        leaves ~0.12 m each side of a TurtleBot3 Burger (footprint radius ~0.124 m
+        about the wheel axle centre).
+    stem_half_length: distance from the origin to each crossbar's centreline.
+    crossbar_half_length: distance from the stem centreline (x = 0) to each
+        crossbar end's centreline (x = +-crossbar_half_length), where the alcoves are.
+    alcove_depth: how far each alcove extends outward (in y) past the crossbar's
+        outer wall. The alcove is the goal region.
+    wall_thickness, wall_height: wall boxes; walls are taller than the lidar plane
+        (0.182 m) so every beam inside the maze returns.
+    """
+
+    corridor_width: float = 0.5
+    stem_half_length: float = 0.6
+    crossbar_half_length: float = 0.6
+    alcove_depth: float = 0.3
+    wall_thickness: float = 0.05
+    wall_height: float = 0.3
+
+    def goal_region(self, goal: int) -> tuple[float, float, float, float]:
+        """(xmin, xmax, ymin, ymax) of alcove ``goal``; reached when the base origin is inside."""
+        sx, sy = self.goal_signs(goal)
+        w, s, h, d = self.corridor_width, self.stem_half_length, self.crossbar_half_length, \
+            self.alcove_depth
+        x0, x1 = sx * h - w / 2, sx * h + w / 2
+        y_in, y_out = s + w / 2, s + w / 2 + d
+        y0, y1 = (y_in, y_out) if sy > 0 else (-y_out, -y_in)
+        return (x0, x1, y0, y1)
+
+    def goal_regions(self) -> list[tuple[float, float, float, float]]:
+        return [self.goal_region(g) for g in range(4)]
+
+    @staticmethod
+    def goal_signs(goal: int) -> tuple[int, int]:
+        if not 0 <= int(goal) < 4:
+            raise ValueError(f"goal {goal} outside 0..3")
+        return ((1, 1), (-1, 1), (-1, -1), (1, -1))[int(goal)]
+
+    def in_goal(self, goal: int, x: float, y: float) -> bool:
+        x0, x1, y0, y1 = self.goal_region(goal)
+        return x0 <= x <= x1 and y0 <= y <= y1
+
+    def free_rectangles(self) -> list[tuple[float, float, float, float]]:
+        """The free space as a union of (xmin, xmax, ymin, ymax) rectangles."""
+        w, s, h = self.corridor_width, self.stem_half_length, self.crossbar_half_length
+        rects = [(-w / 2, w / 2, -s, s)]
+        for sy in (1, -1):
+            rects.append((-h - w / 2, h + w / 2, sy * s - w / 2, sy * s + w / 2))
+        rects += self.goal_regions()
+        return rects
+
+    def wall_boxes(self) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+        """Wall boxes as ((centre x, centre y), (half x, half y)), outside the free space."""
+        w, s, h, d, t = (self.corridor_width, self.stem_half_length, self.crossbar_half_length,
+                         self.alcove_depth, self.wall_thickness)
+        # Segments of the +x,+y quadrant: (x0, y0, x1, y1, outward normal, extend start,
+        # extend end); walls are extended by t at convex corners to close them.
+        quadrant = [
+            (w / 2, 0.0, w / 2, s - w / 2, (1, 0), False, False),  # stem side wall
+            (w / 2, s - w / 2, h + w / 2, s - w / 2, (0, -1), False, True),  # crossbar inner
+            (h + w / 2, s - w / 2, h + w / 2, s + w / 2 + d, (1, 0), True, True),  # end wall
+            (h - w / 2, s + w / 2 + d, h + w / 2, s + w / 2 + d, (0, 1), True, True),  # cap
+            (h - w / 2, s + w / 2, h - w / 2, s + w / 2 + d, (-1, 0), False, True),  # alcove
+            (0.0, s + w / 2, h - w / 2, s + w / 2, (0, 1), False, False),  # crossbar outer
+        ]
+        boxes = []
+        for x0, y0, x1, y1, (nx, ny), e0, e1 in quadrant:
+            if x0 == x1:  # vertical segment
+                lo, hi = y0 - (t if e0 else 0.0), y1 + (t if e1 else 0.0)
+                cx, cy, hx, hy = x0 + nx * t / 2, (lo + hi) / 2, t / 2, (hi - lo) / 2
+            else:
+                lo, hi = x0 - (t if e0 else 0.0), x1 + (t if e1 else 0.0)
+                cx, cy, hx, hy = (lo + hi) / 2, y0 + ny * t / 2, (hi - lo) / 2, t / 2
+            for mx, my in ((1, 1), (-1, 1), (-1, -1), (1, -1)):
+                boxes.append(((mx * cx, my * cy), (hx, hy)))
+        return boxes
+
+
+@dataclass
+class IMazeStep:
+    reached_goal: bool
+    collided: bool
+
+
+def _yaw_quat(yaw: float) -> np.ndarray:
+    return np.array([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])
+
+
+class IMazeSim:
+    """MuJoCo I-maze with a TurtleBot3-like base: no gymnasium, no ROS.
+
+    Used by :class:`IMazeEnv` and by the ROS sim node. One ``step(v, w)`` is one
+    control period: the twist is clamped with ``encoding.clamp_twist``, turned into
+    wheel speeds with the wheel radius/separation read from the compiled URDF model
+    (wheel speeds over the URDF velocity limit are scaled down together, keeping the
+    path curvature), and physics runs ``control_period / physics_timestep`` steps.
+
+    Sensors are disabled during the physics substeps; ``scan()`` evaluates the lidar
+    rangefinders once on the current state (kinematics + position sensors), so the
+    scan is exact for the pose ``odometry()`` reports.
+    """
+
+    def __init__(self, geometry: IMazeGeometry = IMazeGeometry(), control_period: float = 0.2,
+                 physics_timestep: float = 0.01):
+        self.geometry = geometry
+        self.control_period = float(control_period)
+        self.substeps = max(1, int(round(self.control_period / physics_timestep)))
+        spec = mujoco.MjSpec.from_file(str(share_path("sim", "imaze.xml")))
+        spec.option.timestep = self.control_period / self.substeps
+        self._add_walls(spec)
+        robots.attach_diff_drive(spec, prefix=ROBOT_PREFIX)
+        self.spec = spec
+        self.model = spec.compile()
+        self.data = mujoco.MjData(self.model)
+        self.drive = robots.DiffDriveModel.from_model(self.model, ROBOT_PREFIX)
+        walls = [self.model.geom(f"wall_{i:02d}").id for i in range(self._n_walls)]
+        self._wall_lo, self._wall_hi = min(walls), max(walls) + 1
+        if self._wall_hi - self._wall_lo != len(walls):
+            raise RuntimeError("wall geoms are not contiguous")
+        self.model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_SENSOR)
+        q, dof = self.drive.free_qpos, self.drive.free_dof
+        self._qpos = self.data.qpos[q:q + 7]
+        self._qvel = self.data.qvel[dof:dof + 6]
+        self._scan_cache: np.ndarray | None = None
+        self._goal = 0
+        self.trial = 0
+        self.new_task(0, np.random.default_rng(0))
+
+    # --- construction ---------------------------------------------------------------
+    def _add_walls(self, spec: mujoco.MjSpec) -> None:
+        g = self.geometry
+        boxes = g.wall_boxes()
+        self._n_walls = len(boxes)
+        for i, ((cx, cy), (hx, hy)) in enumerate(boxes):
+            spec.worldbody.add_geom(name=f"wall_{i:02d}", type=mujoco.mjtGeom.mjGEOM_BOX,
+                                    pos=[cx, cy, g.wall_height / 2],
+                                    size=[hx, hy, g.wall_height / 2], material="wall")
+        for k, (x0, x1, y0, y1) in enumerate(g.goal_regions()):
+            # Visual marker only (sites never collide and rangefinders ignore them).
+            spec.worldbody.add_site(name=f"goal_{k}", type=mujoco.mjtGeom.mjGEOM_BOX,
+                                    pos=[(x0 + x1) / 2, (y0 + y1) / 2, 0.001],
+                                    size=[(x1 - x0) / 2, (y1 - y0) / 2, 0.001], material="goal")
+
+    # --- task / trial -----------------------------------------------------------------
+    @property
+    def goal(self) -> int:
+        return self._goal
+
+    @property
+    def time(self) -> float:
+        return float(self.data.time)
+
+    def new_task(self, goal: int, rng: np.random.Generator, heading: float | None = None) -> None:
+        """Start a task with goal alcove ``goal`` (0..3); robot at the centre."""
+        IMazeGeometry.goal_signs(goal)  # validates
+        self._goal = int(goal)
+        self.trial = 0
+        self._place(rng, heading)
+
+    def restart_trial(self, rng: np.random.Generator, heading: float | None = None) -> None:
+        """Robot back to the centre with a random (or given) heading; goal unchanged."""
+        self.trial += 1
+        self._place(rng, heading)
+
+    def _place(self, rng: np.random.Generator, heading: float | None) -> None:
+        yaw = float(rng.uniform(-math.pi, math.pi)) if heading is None else float(heading)
+        d = self.data
+        t = d.time  # sim time stays monotonic across trials and tasks (/clock)
+        mujoco.mj_resetData(self.model, d)
+        d.time = t
+        self._qpos[:3] = (0.0, 0.0, 0.0)
+        self._qpos[3:] = _yaw_quat(yaw)
+        mujoco.mj_forward(self.model, d)
+        self._scan_cache = None
+
+    # --- stepping ---------------------------------------------------------------------
+    def wheel_speeds(self, v: float, w: float) -> tuple[float, float]:
+        """Clamped twist -> (left, right) wheel rad/s within the wheel velocity limit."""
+        v, w = clamp_twist(v, w)
+        r, sep = self.drive.wheel_radius, self.drive.wheel_separation
+        left, right = (v - w * sep / 2) / r, (v + w * sep / 2) / r
+        peak = max(abs(left), abs(right))
+        if peak > self.drive.max_wheel_velocity:
+            scale = self.drive.max_wheel_velocity / peak
+            left, right = left * scale, right * scale
+        return left, right
+
+    def step(self, v: float, w: float) -> IMazeStep:
+        m, d = self.model, self.data
+        d.ctrl[list(self.drive.wheel_actuators)] = self.wheel_speeds(v, w)
+        collided = False
+        lo, hi = self._wall_lo, self._wall_hi
+        for _ in range(self.substeps):
+            mujoco.mj_step(m, d)
+            n = d.ncon
+            if n and not collided:
+                geom = d.contact.geom[:n]
+                collided = bool(((geom >= lo) & (geom < hi)).any())
+        self._scan_cache = None
+        x, y = float(self._qpos[0]), float(self._qpos[1])
+        return IMazeStep(reached_goal=self.geometry.in_goal(self._goal, x, y), collided=collided)
+
+    # --- sensing ----------------------------------------------------------------------
+    def odometry(self) -> tuple[float, float, float, float, float]:
+        """(x, y, yaw, v, w): base_link pose in the maze frame, forward speed and yaw rate."""
+        qw, qx, qy, qz = self._qpos[3:7]
+        yaw = math.atan2(2.0 * (qw * qz + qx * qy), 1.0 - 2.0 * (qy * qy + qz * qz))
+        vx, vy = float(self._qvel[0]), float(self._qvel[1])  # world frame
+        v = vx * math.cos(yaw) + vy * math.sin(yaw)
+        # Free-joint angular velocity is in the body frame; rotate to world, take z.
+        xmat = np.empty(9)
+        mujoco.mju_quat2Mat(xmat, np.array([qw, qx, qy, qz]))
+        w = float(xmat.reshape(3, 3)[2] @ self._qvel[3:6])
+        return float(self._qpos[0]), float(self._qpos[1]), yaw, v, w
+
+    def scan(self) -> np.ndarray:
+        """SCAN_BEAMS lidar ranges (m), CCW from +x of base_scan.
+
+        LaserScan semantics: no return or beyond SCAN_RANGE_MAX -> +inf; a hit closer
+        than SCAN_RANGE_MIN reads SCAN_RANGE_MIN (the obstacle is there, just too near
+        to measure; it must never look like free space).
+        """
+        if self._scan_cache is None:
+            m, d = self.model, self.data
+            m.opt.disableflags &= ~int(mujoco.mjtDisableBit.mjDSBL_SENSOR)
+            try:
+                mujoco.mj_kinematics(m, d)
+                mujoco.mj_sensorPos(m, d)
+            finally:
+                m.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_SENSOR)
+            adr = self.drive.scan_sensor_adr
+            raw = np.array(d.sensordata[adr:adr + self.drive.beams], dtype=np.float64)
+            out = np.where((raw < 0.0) | (raw > SCAN_RANGE_MAX), np.inf, raw)
+            self._scan_cache = np.where(np.isfinite(out), np.maximum(out, SCAN_RANGE_MIN), out)
+        return self._scan_cache.copy()
+
+    def pose(self) -> tuple[float, float, float]:
+        x, y, yaw, _, _ = self.odometry()
+        return x, y, yaw
+
+    # --- oracle -------------------------------------------------------------------------
+    # Exact geometric construction for this maze with the IMAZE_ACTIONS primitives:
+    # straight runs along corridor centrelines at the forward primitive's speed,
+    # turns at the turn primitives' rate (their 0.05 m/s creep is ignored), no
+    # corner cutting. From the centre the initial heading is uniform, so the first
+    # turn costs pi/2 of rotation in expectation.
+    def _rates(self) -> tuple[float, float]:
+        v = max(a[0] for a in IMAZE_ACTIONS)
+        w = max(abs(a[1]) for a in IMAZE_ACTIONS if a[1] != 0.0)
+        return v, w
+
+    def _cost_s(self, dist: float, turn: float) -> float:
+        v, w = self._rates()
+        return dist / v + turn / w
+
+    def _centre_to_goal_s(self) -> float:
+        g = self.geometry
+        dist = g.stem_half_length + g.crossbar_half_length + g.corridor_width / 2
+        return self._cost_s(dist, math.pi / 2 + math.pi)  # expected initial turn + 2 corners
+
+    def _alcove_to_alcove_s(self, a: int, b: int) -> float:
+        g = self.geometry
+        w, s, h = g.corridor_width, g.stem_half_length, g.crossbar_half_length
+        if IMazeGeometry.goal_signs(a)[1] == IMazeGeometry.goal_signs(b)[1]:  # same crossbar
+            return self._cost_s(w / 2 + 2 * h + w / 2, math.pi + math.pi)
+        return self._cost_s(w / 2 + h + 2 * s + h + w / 2, math.pi + 2 * math.pi)
+
+    def oracle_path_steps(self, goal: int) -> int:
+        """Control steps from the centre (uniform heading) into alcove ``goal``."""
+        IMazeGeometry.goal_signs(goal)
+        return int(math.ceil(self._centre_to_goal_s() / self.control_period))
+
+    def oracle_search_steps(self) -> float:
+        """Expected steps to first reach an unknown (uniform) goal, best fixed visiting order."""
+        best = math.inf
+        for order in itertools.permutations(range(4)):
+            t, total = self._centre_to_goal_s(), 0.0
+            total += t
+            for a, b in zip(order, order[1:]):
+                t += self._alcove_to_alcove_s(a, b)
+                total += t
+            best = min(best, total / 4)
+        return best / self.control_period
+
+
+class IMazeEnv(gym.Env):
+    """Meta-RL I-maze: one episode is one task (a hidden goal alcove) of many trials.
+
+    Actions: ``Discrete(len(IMAZE_ACTIONS))`` decoded by ``encoding.imaze_action_to_twist``.
+    Observation: ``encoding.encode_imaze(*sim.odometry(), sim.scan())`` (float32,
+    IMAZE_OBS_DIM), the same function the ROS policy node calls.
+
+    Reward per control step:
+      * +1 when the base origin enters the goal alcove; the robot is then put back at
+        the centre with a random heading (a new trial) and ``info["trial_end"]`` is True;
+      * -``collision_penalty`` (default 0.01) if the robot touched a wall during the step;
+      * -``step_cost`` (default 0) every step.
+
+    The episode never terminates; it is truncated after ``task_steps`` control steps
+    (default 3.5 x the oracle search time, rounded). ``reset(options={"goal": g,
+    "heading": yaw})`` fixes the goal and/or the initial heading.
+    info: goal, trial (index of the trial the step belonged to, from 0), reached_goal,
+    collided, pose (x, y, yaw; after any restart), trial_end.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, geometry: IMazeGeometry | None = None, task_steps: int | None = None,
+                 control_period: float = 0.2, physics_timestep: float = 0.01,
+                 collision_penalty: float = 0.01, step_cost: float = 0.0,
+                 render_mode: str | None = None):
+        if render_mode is not None:
+            raise ValueError("IMazeEnv has no render modes")
+        self.sim = IMazeSim(geometry or IMazeGeometry(), control_period, physics_timestep)
+        self.task_steps = int(task_steps) if task_steps is not None else \
+            int(round(3.5 * self.sim.oracle_search_steps()))
+        self.collision_penalty = float(collision_penalty)
+        self.step_cost = float(step_cost)
+        self.render_mode = None
+        self.action_space = gym.spaces.Discrete(len(IMAZE_ACTIONS))
+        inf = np.inf
+        low = np.array([-inf, -inf, -1, -1, -inf, -inf] + [0.0] * (IMAZE_OBS_DIM - 6), np.float32)
+        high = np.array([inf, inf, 1, 1, inf, inf] + [1.0] * (IMAZE_OBS_DIM - 6), np.float32)
+        self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+        self._steps = 0
+
+    def _obs(self) -> np.ndarray:
+        return encode_imaze(*self.sim.odometry(), self.sim.scan())
+
+    def _info(self, reached: bool, collided: bool, trial_end: bool) -> dict:
+        return {"goal": self.sim.goal, "trial": self.sim.trial, "reached_goal": reached,
+                "collided": collided, "pose": self.sim.pose(), "trial_end": trial_end}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        goal = options.get("goal")
+        goal = int(self.np_random.integers(4)) if goal is None else int(goal)
+        self.sim.new_task(goal, self.np_random, heading=options.get("heading"))
+        self._steps = 0
+        return self._obs(), self._info(False, False, False)
+
+    def step(self, action):
+        return self.step_twist(*imaze_action_to_twist(int(action)))
+
+    def step_twist(self, v: float, w: float):
+        """One control period with a velocity command: the ROS sim node's entry point.
+
+        Same episode logic as ``step``; the command is clamped to the drive limits.
+        ``info["pose"]`` is where the step ended, before a reached goal sends the
+        robot back to the centre.
+        """
+        res = self.sim.step(v, w)
+        reward = -self.step_cost - (self.collision_penalty if res.collided else 0.0)
+        trial = self.sim.trial
+        pose = self.sim.pose()
+        if res.reached_goal:
+            reward += 1.0
+            self.sim.restart_trial(self.np_random)
+        self._steps += 1
+        truncated = self._steps >= self.task_steps
+        info = self._info(res.reached_goal, res.collided, res.reached_goal)
+        info["trial"] = trial  # the trial this step belonged to
+        info["pose"] = pose
+        return self._obs(), float(reward), False, truncated, info

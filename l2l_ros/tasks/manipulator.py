@@ -1,0 +1,238 @@
+"""The manipulator task family: a 3-joint arm on a table whose dynamics change per task.
+
+``ArmSim`` is the physics core (no gymnasium, no ROS), used by ``ManipulatorEnv``
+and by the ROS sim node. Per task it samples (``ArmTask``): a payload mass at
+``tool0`` (not gravity compensated, so it makes the arm sag), viscous joint
+damping, the velocity-servo gain (scales how hard the joints track commands and
+resist the payload), a command latency in control steps, and observation noise on
+the joint state. Targets are sampled from the reachable workspace (forward
+kinematics of random joint configurations inside the limits, above the table).
+"""
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from l2l_ros.resources import share_path
+from l2l_ros.tasks import robots
+from l2l_ros.tasks.encoding import (ARM_JOINTS, ARM_MAX_JOINT_VELOCITY, ARM_OBS_DIM,
+                                    encode_manipulator, manipulator_action_to_command)
+
+ARM_PREFIX = "arm/"
+#: Arm pose at the start of every task (rad): elbow bent, tool in front of the base.
+HOME_Q = np.array([0.0, 0.4, 1.2])
+
+
+@dataclass(frozen=True)
+class ArmTask:
+    """Dynamics of one task."""
+
+    payload: float  # kg at tool0
+    damping: tuple[float, float, float]  # N m s/rad per joint
+    gain: float  # multiplier on the nominal velocity-servo gain robots.ARM_KV
+    latency: int  # control steps between a command and its effect
+    q_noise: float  # std of joint position noise, rad
+    qd_noise: float  # std of joint velocity noise, rad/s
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator) -> "ArmTask":
+        return cls(payload=float(rng.uniform(0.0, 0.5)),
+                   damping=tuple(float(x) for x in rng.uniform(0.05, 2.0, size=3)),
+                   gain=float(rng.uniform(0.5, 1.5)),
+                   latency=int(rng.integers(0, 4)),
+                   q_noise=float(rng.uniform(0.0, 0.01)),
+                   qd_noise=float(rng.uniform(0.0, 0.05)))
+
+    @classmethod
+    def nominal(cls) -> "ArmTask":
+        return cls(0.0, (0.1, 0.1, 0.1), 1.0, 0, 0.0, 0.0)
+
+
+class ArmSim:
+    """MuJoCo arm on a table with per-task dynamics; one ``step`` is one control period."""
+
+    def __init__(self, control_period: float = 0.05, physics_timestep: float = 0.005):
+        self.control_period = float(control_period)
+        self.substeps = max(1, int(round(self.control_period / physics_timestep)))
+        spec = mujoco.MjSpec.from_file(str(share_path("sim", "table.xml")))
+        spec.option.timestep = self.control_period / self.substeps
+        robots.attach_arm(spec, prefix=ARM_PREFIX)
+        self.spec = spec
+        self.model = spec.compile()
+        self.data = mujoco.MjData(self.model)
+        self._scratch = mujoco.MjData(self.model)
+        self.arm = robots.ArmModel.from_model(self.model, ARM_PREFIX)
+        m = self.model
+        self._tool_mass0 = float(m.body_mass[self.arm.tool_body])
+        self._tool_inertia0 = m.body_inertia[self.arm.tool_body].copy()
+        self._kv0 = m.actuator_gainprm[self.arm.actuators, 0].copy()
+        self._target = np.zeros(3)
+        self._noise_rng = np.random.default_rng(0)
+        self._queue: collections.deque = collections.deque()
+        self.task = ArmTask.nominal()
+        self.trial = 0
+        self.new_task(np.random.default_rng(0), task=ArmTask.nominal())
+
+    # --- frames ---------------------------------------------------------------------
+    def _to_base(self, data: mujoco.MjData, p_world: np.ndarray) -> np.ndarray:
+        b = self.arm.base_body
+        return data.xmat[b].reshape(3, 3).T @ (p_world - data.xpos[b])
+
+    def ee_position(self) -> np.ndarray:
+        """tool0 position in the arm base frame (m), noise free."""
+        mujoco.mj_kinematics(self.model, self.data)
+        return self._to_base(self.data, self.data.xpos[self.arm.tool_body].copy())
+
+    def forward_kinematics(self, q: np.ndarray) -> np.ndarray:
+        d = self._scratch
+        d.qpos[self.arm.qpos_adr] = q
+        mujoco.mj_kinematics(self.model, d)
+        return self._to_base(d, d.xpos[self.arm.tool_body].copy())
+
+    # --- task / trial -----------------------------------------------------------------
+    @property
+    def target(self) -> np.ndarray:
+        return self._target.copy()
+
+    @property
+    def time(self) -> float:
+        return float(self.data.time)
+
+    def new_task(self, rng: np.random.Generator, task: ArmTask | None = None) -> ArmTask:
+        """Sample dynamics (or use ``task``), move to HOME_Q at rest, sample a target."""
+        self.task = ArmTask.sample(rng) if task is None else task
+        m, a = self.model, self.arm
+        t = self.task
+        m.body_mass[a.tool_body] = self._tool_mass0 + t.payload
+        # Payload as a solid sphere of radius 0.04 m about tool0.
+        m.body_inertia[a.tool_body] = self._tool_inertia0 + 0.4 * t.payload * 0.04 ** 2
+        m.dof_damping[a.dof_adr] = t.damping
+        kv = self._kv0 * t.gain
+        m.actuator_gainprm[a.actuators, 0] = kv
+        m.actuator_biasprm[a.actuators, 2] = -kv
+        self._noise_rng = np.random.default_rng(rng.integers(2 ** 63))
+        d = self.data
+        t0 = d.time  # sim time stays monotonic across tasks (/clock)
+        mujoco.mj_resetData(m, d)
+        d.time = t0
+        d.qpos[a.qpos_adr] = HOME_Q
+        mujoco.mj_forward(m, d)
+        self._queue = collections.deque([np.zeros(3)] * t.latency)
+        self.trial = 0
+        self.new_target(rng)
+        return self.task
+
+    def new_target(self, rng: np.random.Generator) -> np.ndarray:
+        """A reachable target in the base frame: FK of a random configuration, above the table."""
+        lo, hi = self.arm.lower, self.arm.upper
+        for _ in range(1000):
+            q = np.array([rng.uniform(-np.pi / 2, np.pi / 2),
+                          rng.uniform(max(lo[1], -0.2), min(hi[1], 1.4)),
+                          rng.uniform(max(lo[2], 0.2), min(hi[2], 2.2))])
+            p = self.forward_kinematics(q)
+            if p[2] > 0.08 and np.hypot(p[0], p[1]) > 0.15:
+                self._target = p
+                return self.target
+        raise RuntimeError("could not sample a reachable target")
+
+    def next_trial(self, rng: np.random.Generator) -> np.ndarray:
+        """A new target (the arm stays where it is); counts a trial."""
+        self.trial += 1
+        return self.new_target(rng)
+
+    # --- stepping / sensing --------------------------------------------------------------
+    def step(self, qd_cmd) -> None:
+        """Apply joint velocity commands (rad/s, clipped to ARM_MAX_JOINT_VELOCITY, non-finite
+        -> 0) after ``task.latency`` control steps, for one control period."""
+        cmd = manipulator_action_to_command(np.asarray(qd_cmd, dtype=np.float64)
+                                            / ARM_MAX_JOINT_VELOCITY)
+        self._queue.append(cmd)
+        applied = self._queue.popleft()
+        self.data.ctrl[self.arm.actuators] = applied
+        for _ in range(self.substeps):
+            mujoco.mj_step(self.model, self.data)
+
+    def joint_state(self, noisy: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(q, qd) of ARM_JOINTS, with the task's observation noise unless ``noisy=False``."""
+        q = self.data.qpos[self.arm.qpos_adr].copy()
+        qd = self.data.qvel[self.arm.dof_adr].copy()
+        if noisy:
+            q += self._noise_rng.normal(0.0, self.task.q_noise, 3) if self.task.q_noise else 0.0
+            qd += self._noise_rng.normal(0.0, self.task.qd_noise, 3) if self.task.qd_noise else 0.0
+        return q, qd
+
+    def distance(self) -> float:
+        return float(np.linalg.norm(self.ee_position() - self._target))
+
+
+class ManipulatorEnv(gym.Env):
+    """Meta-RL reaching: one episode is one task (arm dynamics) of many reaching trials.
+
+    Action: ``Box(-1, 1, (3,))`` decoded by ``encoding.manipulator_action_to_command``.
+    Observation: ``encoding.encode_manipulator(q, qd, target)`` with the task's noisy q, qd.
+    Reward per control step: ``-distance_scale * |ee - target|`` (m; default scale 1),
+    plus ``reach_bonus`` (default 1) when the tool is within ``tolerance`` (default
+    0.03 m) of the target; that ends the trial: a new target is sampled, the arm stays
+    where it is, and ``info["trial_end"]`` is True. Never terminated; truncated after
+    ``task_steps`` (default 200 = 10 s) control steps.
+    info: goal (the target, base frame), target, trial, reached_goal, collided (always
+    False: no obstacles), distance, pose (tool0 xyz), trial_end, task (ArmTask).
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, task_steps: int = 200, control_period: float = 0.05,
+                 physics_timestep: float = 0.005, tolerance: float = 0.03,
+                 distance_scale: float = 1.0, reach_bonus: float = 1.0,
+                 render_mode: str | None = None):
+        if render_mode is not None:
+            raise ValueError("ManipulatorEnv has no render modes")
+        self.sim = ArmSim(control_period, physics_timestep)
+        self.task_steps = int(task_steps)
+        self.tolerance = float(tolerance)
+        self.distance_scale = float(distance_scale)
+        self.reach_bonus = float(reach_bonus)
+        self.render_mode = None
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (len(ARM_JOINTS),), np.float32)
+        n = len(ARM_JOINTS)
+        low = np.array([-1.0] * 2 * n + [-np.inf] * (ARM_OBS_DIM - 2 * n), np.float32)
+        high = np.array([1.0] * 2 * n + [np.inf] * (ARM_OBS_DIM - 2 * n), np.float32)
+        self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+        self._steps = 0
+
+    def _obs(self) -> np.ndarray:
+        q, qd = self.sim.joint_state()
+        return encode_manipulator(q, qd, self.sim.target)
+
+    def _info(self, reached: bool, dist: float, trial_end: bool, trial: int) -> dict:
+        t = self.sim.target
+        return {"goal": t, "target": t, "trial": trial, "reached_goal": reached,
+                "collided": False, "distance": dist, "pose": tuple(self.sim.ee_position()),
+                "trial_end": trial_end, "task": self.sim.task}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.sim.new_task(self.np_random, task=(options or {}).get("task"))
+        self._steps = 0
+        return self._obs(), self._info(False, self.sim.distance(), False, 0)
+
+    def step(self, action):
+        return self.step_joint_velocities(manipulator_action_to_command(action))
+
+    def step_joint_velocities(self, cmd: np.ndarray):
+        """One control period with joint velocity commands (rad/s): the ROS sim node's entry point."""
+        self.sim.step(cmd)
+        dist = self.sim.distance()
+        reward = -self.distance_scale * dist
+        trial = self.sim.trial
+        reached = dist <= self.tolerance
+        if reached:
+            reward += self.reach_bonus
+            self.sim.next_trial(self.np_random)
+        self._steps += 1
+        truncated = self._steps >= self.task_steps
+        return self._obs(), float(reward), False, truncated, self._info(reached, dist, reached, trial)
