@@ -66,16 +66,29 @@ def test_reaching_goal_rewards_ends_trial_and_returns_to_centre(imaze, goal):
     sim = imaze.sim
     for trial in range(2):
         steps, (obs, reward, term, trunc, info) = _drive_to_goal(imaze)
-        assert reward >= 1.0 - 0.01 * 1 and reward <= 1.0
+        assert 1.0 - imaze.collision_penalty <= reward <= 1.0 + imaze.explore_bonus
         assert info["reached_goal"] and info["trial_end"] and info["trial"] == trial
         assert not term and not trunc
         x, y, _ = info["pose"]
-        assert math.hypot(x, y) < 1e-6  # back at the centre
+        assert sim.geometry.in_goal(goal, x, y)  # the step ended in the alcove...
+        assert math.hypot(*sim.pose()[:2]) < 1e-6  # ...and the robot is back at the centre
         assert info["goal"] == goal and sim.goal == goal
         # A scripted path is within a small factor of the oracle path.
         assert steps < 2.5 * sim.oracle_path_steps(goal)
     obs, reward, *_, info = imaze.step(0)
-    assert info["trial"] == 2 and not info["trial_end"] and reward <= 0.0
+    assert info["trial"] == 2 and not info["trial_end"] and reward <= imaze.explore_bonus
+
+
+def test_exploration_bonus_pays_once_per_cell_per_task(imaze):
+    imaze.reset(seed=5, options={"goal": 0, "heading": math.pi / 2})
+    rewards = [imaze.step(0)[1] for _ in range(12)]  # up the stem: new cells
+    assert sum(r > 0 for r in rewards) >= 2
+    for _ in range(40):  # turning on the spot stays in known cells
+        _, r, *_ = imaze.step(1)
+        x, y, _ = imaze.sim.pose()
+    imaze.reset(seed=5, options={"goal": 0, "heading": math.pi / 2})
+    again = [imaze.step(0)[1] for _ in range(12)]
+    assert again == pytest.approx(rewards, abs=1e-9)  # a new task forgets the visited cells
 
 
 def test_goal_fixed_within_task_and_varies_across_tasks(imaze):

@@ -340,13 +340,18 @@ class IMazeEnv(gym.Env):
       * +1 when the base origin enters the goal alcove; the robot is then put back at
         the centre with a random heading (a new trial) and ``info["trial_end"]`` is True;
       * -``collision_penalty`` (default 0.01) if the robot touched a wall during the step;
-      * -``step_cost`` (default 0) every step.
+      * -``step_cost`` (default 0) every step;
+      * +``explore_bonus`` (default 0.01) the first time in a task the base enters a
+        ``explore_cell`` x ``explore_cell`` m grid cell (default 0.15 m). It names no
+        goal, so it leaks nothing the policy must discover, and it stops paying once the
+        maze is known: exploiting a found goal beats wandering. Without it a random
+        policy never reaches an alcove (0 goals in 30 tasks) and PPO has nothing to learn from.
 
     The episode never terminates; it is truncated after ``task_steps`` control steps
-    (default 3.5 x the oracle search time, rounded). ``reset(options={"goal": g,
+    (default 2 x the oracle search time, rounded: one search plus a few direct runs). ``reset(options={"goal": g,
     "heading": yaw})`` fixes the goal and/or the initial heading.
     info: goal, trial (index of the trial the step belonged to, from 0), reached_goal,
-    collided, pose (x, y, yaw; after any restart), trial_end.
+    collided, pose (x, y, yaw; where the step ended, before any restart), trial_end.
     """
 
     metadata = {"render_modes": []}
@@ -354,14 +359,18 @@ class IMazeEnv(gym.Env):
     def __init__(self, geometry: IMazeGeometry | None = None, task_steps: int | None = None,
                  control_period: float = 0.2, physics_timestep: float = 0.01,
                  collision_penalty: float = 0.01, step_cost: float = 0.0,
+                 explore_bonus: float = 0.01, explore_cell: float = 0.15,
                  render_mode: str | None = None):
         if render_mode is not None:
             raise ValueError("IMazeEnv has no render modes")
         self.sim = IMazeSim(geometry or IMazeGeometry(), control_period, physics_timestep)
         self.task_steps = int(task_steps) if task_steps is not None else \
-            int(round(3.5 * self.sim.oracle_search_steps()))
+            int(round(2.0 * self.sim.oracle_search_steps()))
         self.collision_penalty = float(collision_penalty)
         self.step_cost = float(step_cost)
+        self.explore_bonus = float(explore_bonus)
+        self.explore_cell = float(explore_cell)
+        self._visited: set[tuple[int, int]] = set()
         self.render_mode = None
         self.action_space = gym.spaces.Discrete(len(IMAZE_ACTIONS))
         inf = np.inf
@@ -369,6 +378,13 @@ class IMazeEnv(gym.Env):
         high = np.array([inf, inf, 1, 1, inf, inf] + [1.0] * (IMAZE_OBS_DIM - 6), np.float32)
         self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
         self._steps = 0
+
+    def _visit(self, x: float, y: float) -> bool:
+        """Mark the grid cell at (x, y) visited in this task; True if it was new."""
+        cell = (math.floor(x / self.explore_cell), math.floor(y / self.explore_cell))
+        new = cell not in self._visited
+        self._visited.add(cell)
+        return new
 
     def _obs(self) -> np.ndarray:
         return encode_imaze(*self.sim.odometry(), self.sim.scan())
@@ -383,6 +399,8 @@ class IMazeEnv(gym.Env):
         goal = options.get("goal")
         goal = int(self.np_random.integers(4)) if goal is None else int(goal)
         self.sim.new_task(goal, self.np_random, heading=options.get("heading"))
+        self._visited = set()
+        self._visit(*self.sim.pose()[:2])
         self._steps = 0
         return self._obs(), self._info(False, False, False)
 
@@ -400,6 +418,8 @@ class IMazeEnv(gym.Env):
         reward = -self.step_cost - (self.collision_penalty if res.collided else 0.0)
         trial = self.sim.trial
         pose = self.sim.pose()
+        if self._visit(pose[0], pose[1]):
+            reward += self.explore_bonus
         if res.reached_goal:
             reward += 1.0
             self.sim.restart_trial(self.np_random)
