@@ -27,11 +27,11 @@ setup(
     data_files=share_files(),
     install_requires=["setuptools"],
     zip_safe=False,
+    extras_require={"test": ["pytest", "hypothesis"]},  # colcon test picks pytest from this
     maintainer="l2l_ros developers",
     maintainer_email="dev@l2l-ros.local",
     description="Meta-trained spiking policies for ROS 2",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "imaze_sim = l2l_ros.nodes.imaze_sim:main",
