@@ -50,6 +50,14 @@ class RunningGraph:
     processes: dict[str, subprocess.Popen]
     log_dir: Path
 
+    def check_alive(self) -> bool:
+        """True while every node runs; a node that died raises with the tail of its log."""
+        for name, proc in self.processes.items():
+            if proc.poll() is not None:
+                tail = (self.log_dir / f"{name}.log").read_text()[-2000:]
+                raise RuntimeError(f"node {name} exited with code {proc.returncode}:\n{tail}")
+        return True
+
     def wait_for(self, name: str, timeout: float) -> int:
         """Wait for one node to exit; raise if any other node dies first or time runs out."""
         deadline = time.monotonic() + timeout

@@ -48,7 +48,7 @@ def test_navigation_graph_drives_the_robot(probe, tmp_path):
     results = tmp_path / "trials.jsonl"
     graph = start_graph("navigation", {"tasks": "1", "results_file": str(results)}, tmp_path / "logs")
     try:
-        assert spin_until(probe, lambda: len(cmds) >= 100 and len(odoms) >= 100, 120.0), \
+        assert spin_until(probe, lambda: graph.check_alive() and len(cmds) >= 100 and len(odoms) >= 100, 120.0), \
             f"only {len(cmds)} /cmd_vel and {len(odoms)} /odom messages; logs in {tmp_path / 'logs'}"
         # A corrupt checkpoint offered on /l2l/checkpoint is refused; the policy keeps driving.
         bad = tmp_path / "bad.json"
@@ -56,7 +56,7 @@ def test_navigation_graph_drives_the_robot(probe, tmp_path):
         pub = probe.create_publisher(String, "/l2l/checkpoint", LATCHED_QOS)
         pub.publish(String(data=str(bad)))
         n = len(cmds)
-        assert spin_until(probe, lambda: len(cmds) >= n + 50, 60.0), "policy stopped after a bad checkpoint"
+        assert spin_until(probe, lambda: graph.check_alive() and len(cmds) >= n + 50, 60.0), "policy stopped after a bad checkpoint"
         assert graph.wait_for("imaze_sim", 300.0) == 0
     finally:
         graph.stop()
@@ -81,7 +81,7 @@ def test_manipulator_graph_moves_the_arm(probe, tmp_path):
     probe.create_subscription(JointState, "/joint_states", joints.append, STREAM_QOS)
     graph = start_graph("manipulator", {"tasks": "0"}, tmp_path / "logs")
     try:
-        assert spin_until(probe, lambda: len(cmds) >= 60 and len(joints) >= 60, 120.0), \
+        assert spin_until(probe, lambda: graph.check_alive() and len(cmds) >= 60 and len(joints) >= 60, 120.0), \
             f"only {len(cmds)} commands and {len(joints)} joint states; logs in {tmp_path / 'logs'}"
         # A malformed command (wrong length) and a NaN command are refused: the arm holds still.
         pub = probe.create_publisher(Float64MultiArray, "/arm_controller/commands", STREAM_QOS)

@@ -32,13 +32,18 @@ successors, and they are solved at the same λ). ``D(λ) = Q_λ - λh`` is conve
 piecewise linear and strictly decreasing in λ (slope <= -1), and the index is its
 root. We run that DP for a uniform grid of λ in [0, 1] (``grid`` points, D(0) > 0
 and D(1) < 0 always), find for each state the grid interval where D changes sign and
-take the secant root inside it. The grid values of V are exact, so the only
-approximation is the secant step inside one grid cell; it is exact for h = 1 and
-h = 2 (D is linear between kinks there, and the kinks are at grid-independent
-points only when they coincide, so see the tests) and the tests bound the error
-against bisection (``gittins_index_exact``) on small horizons (< 1e-3 with the
-default grid). Cost: ``grid * n^3 / 3`` array operations; n = 500 with the default
-grid of 129 points takes about a minute on one core; memory ~ n^3/3 float64 words.
+inside it solve for the root using D and its slope dD/dλ (= expected number of
+retired pulls after the first pull, minus h, carried through the same DP) at both
+ends: D is convex piecewise linear, so the larger of the two tangent roots is a lower
+bound (exact when the cell holds at most one kink, e.g. h = 1) and the
+secant root an upper bound; we take the tangent root. The grid values of V are exact,
+so the only approximation is that root step inside one grid cell of width 1/128.
+Measured against bisection (``gittins_index_exact``): max error 3e-5 for n = 30,
+2e-4 for n = 100, ~2e-3 at the largest horizons of n = 500 (sampled states); index
+differences that small change a decision only between near-equal arms, so the effect on
+expected reward is far below the standard errors of Table 1. Cost: ``grid * n^3 / 3``
+array operations: n = 100 takes ~0.5 s, n = 500 about two minutes on one (busy)
+core, and ~1 GB of memory (tables are cached per process, ``functools.lru_cache``).
 """
 from __future__ import annotations
 
@@ -145,7 +150,7 @@ def gittins_index_table(n: int, grid: int = DEFAULT_GRID, chunk: int = 16) -> Gi
                 tangent = np.maximum(lam_lo - d_lo / g_lo, lam_hi - d_hi / g_hi)
                 secant = lam_lo + (lam_hi - lam_lo) * d_lo / (d_lo - d_hi)
                 layers[h][cols] = np.clip(tangent, lam_lo, np.minimum(secant, lam_hi))
-            d_last[h], g_last[h] = Dp[-1], Gp[-1]
+            d_last[h], g_last[h] = Dp[-1].copy(), Gp[-1].copy()  # no views: free Dp
         lam_last = float(lam[-1])
     for h in range(1, n + 1):
         if np.isnan(layers[h]).any():  # cannot happen: D(1) < 0 for every state

@@ -339,9 +339,9 @@ class IMazeEnv(gym.Env):
     Reward per control step:
       * +1 when the base origin enters the goal alcove; the robot is then put back at
         the centre with a random heading (a new trial) and ``info["trial_end"]`` is True;
-      * -``collision_penalty`` (default 0.01) if the robot touched a wall during the step;
+      * -``collision_penalty`` (default 0.005) if the robot touched a wall during the step;
       * -``step_cost`` (default 0) every step;
-      * +``explore_bonus`` (default 0.01) the first time in a task the base enters a
+      * +``explore_bonus`` (default 0.05) the first time in a task the base enters a
         ``explore_cell`` x ``explore_cell`` m grid cell (default 0.15 m). It names no
         goal, so it leaks nothing the policy must discover, and it stops paying once the
         maze is known: exploiting a found goal beats wandering. Without it a random
@@ -358,8 +358,8 @@ class IMazeEnv(gym.Env):
 
     def __init__(self, geometry: IMazeGeometry | None = None, task_steps: int | None = None,
                  control_period: float = 0.2, physics_timestep: float = 0.01,
-                 collision_penalty: float = 0.01, step_cost: float = 0.0,
-                 explore_bonus: float = 0.01, explore_cell: float = 0.15,
+                 collision_penalty: float = 0.005, step_cost: float = 0.0,
+                 explore_bonus: float = 0.05, explore_cell: float = 0.15,
                  render_mode: str | None = None):
         if render_mode is not None:
             raise ValueError("IMazeEnv has no render modes")

@@ -1,0 +1,163 @@
+"""RL² Table 1 for our policies: classical baselines and checkpoints on the same bandits.
+
+``evaluate_bandits`` samples ``episodes`` bandits ``p ~ U[0, 1]^k`` and one common
+stream of uniforms ``u[episode, t]`` (reward of pull t = ``u < p[arm]``) from ``seed``,
+so every policy, baseline or checkpoint, plays the same bandits with the same luck.
+Checkpoints run batched over all bandits with the exact observation that
+``MetaWrapper(BernoulliBanditEnv(k, n))`` gives: ``[t/n, (n-t)/n]`` (float32, as the
+env computes it) + ``meta_features(prev_action, prev_reward, trial_start=(t == 0),
+Discrete(k))``. Each checkpoint is reported twice: ``NAME`` (actions sampled from the
+policy, as trained and as ``ppo.evaluate(deterministic=False)``) and ``NAME/argmax``.
+
+The CLI owner wires ``l2l eval bandit`` to :func:`main_eval_bandit` with the arguments
+of :func:`add_bandit_eval_arguments`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from l2l_ros.tasks.bandit_baselines import run_baseline
+from l2l_ros.tasks.meta_wrapper import meta_features
+
+__all__ = ["PAPER_TABLE1", "evaluate_bandits", "run_checkpoint_on_bandits",
+           "add_bandit_eval_arguments", "main_eval_bandit", "TABLE_BASELINES"]
+
+# Duan et al. 2016 (RL²), Table 1: total reward, mean over 1000 bandits, keyed (n, k).
+PAPER_TABLE1 = {
+    (10, 5): {"random": 5.0, "gittins": 6.6, "ucb1": 6.7, "thompson": 5.7, "rl2_gru": 6.7},
+    (100, 5): {"random": 49.9, "gittins": 78.3, "ucb1": 78.0, "thompson": 74.7, "rl2_gru": 78.7},
+    (100, 10): {"random": 49.9, "gittins": 82.8, "ucb1": 82.4, "thompson": 76.7, "rl2_gru": 83.5},
+    (500, 10): {"random": 249.0, "gittins": 437.8, "ucb1": 437.1, "thompson": 429.5, "rl2_gru": 432.5},
+}
+TABLE_BASELINES = ("random", "greedy", "ucb1", "thompson", "gittins", "oracle")
+
+
+def _stats(x: np.ndarray) -> dict:
+    x = np.asarray(x, dtype=np.float64)
+    sem = float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
+    return {"mean": float(x.mean()), "sem": sem}
+
+
+def run_checkpoint_on_bandits(policy, k: int, n: int, probs: np.ndarray, uniforms: np.ndarray,
+                              deterministic: bool, seed: int = 0) -> np.ndarray:
+    """Total reward of a recurrent policy on each bandit ``probs[E, k]`` (batched)."""
+    E = probs.shape[0]
+    obs_dim = 2 + k + 2
+    if getattr(policy, "obs_dim", obs_dim) != obs_dim:
+        raise ValueError(f"policy takes {policy.obs_dim} inputs; a {k}-armed bandit gives {obs_dim}")
+    spec = getattr(policy, "action_spec", {"type": "discrete", "n": k})
+    if spec.get("type") != "discrete" or int(spec.get("n", -1)) != k:
+        raise ValueError(f"policy action space {spec} is not Discrete({k})")
+    space = gym.spaces.Discrete(k)
+    start = meta_features(None, 0.0, True, space)
+    rows = np.arange(E)
+    total = np.zeros(E)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        state = policy.initial_state(E)
+        prev_a = np.zeros(E, dtype=np.int64)
+        prev_r = np.zeros(E, dtype=np.float32)
+        for t in range(n):
+            obs = np.empty((E, obs_dim), dtype=np.float32)
+            obs[:, :2] = np.array([t / n, (n - t) / n], dtype=np.float32)  # env._obs()
+            if t == 0:
+                obs[:, 2:] = start
+            else:  # meta_features(prev_a, prev_r, False, Discrete(k)), batched
+                obs[:, 2:2 + k] = 0.0
+                obs[rows, 2 + prev_a] = 1.0
+                obs[:, 2 + k] = prev_r
+                obs[:, 3 + k] = 0.0
+            action, _, _, state = policy.act(torch.from_numpy(obs), state, deterministic=deterministic)
+            a = action.cpu().numpy().astype(np.int64).reshape(E)
+            r = uniforms[:, t] < probs[rows, a]
+            total += r
+            prev_a, prev_r = a, r.astype(np.float32)
+    return total
+
+
+def evaluate_bandits(k: int, n: int, episodes: int, seed: int,
+                     checkpoints: dict[str, str] | None = None,
+                     baselines: tuple[str, ...] = TABLE_BASELINES) -> dict:
+    """Every baseline and checkpoint on the same ``episodes`` bandits; see the module doc.
+
+    Returns ``{"k", "n", "episodes", "seed", "policies": {name: {"mean", "sem",
+    "seconds"}}, "paper": {...} (RL² Table 1 row, or {} when (n, k) is not in it)}``.
+    """
+    from l2l_ros.meta.checkpoint import load_checkpoint
+
+    k, n, episodes = int(k), int(n), int(episodes)
+    if k < 1 or n < 1 or episodes < 1:
+        raise ValueError("need k >= 1, n >= 1, episodes >= 1")
+    task_rng = np.random.default_rng([int(seed), 0])
+    probs = task_rng.uniform(0.0, 1.0, size=(episodes, k))
+    uniforms = task_rng.random((episodes, n))
+    out: dict = {"k": k, "n": n, "episodes": episodes, "seed": int(seed), "policies": {}}
+    for i, name in enumerate(baselines):
+        t0 = time.perf_counter()
+        totals = run_baseline(name, k, n, probs, np.random.default_rng([int(seed), 1, i]), uniforms)
+        out["policies"][name] = {**_stats(totals), "seconds": round(time.perf_counter() - t0, 3)}
+    for name, path in (checkpoints or {}).items():
+        policy, _ = load_checkpoint(path)
+        for suffix, det in (("", False), ("/argmax", True)):
+            t0 = time.perf_counter()
+            totals = run_checkpoint_on_bandits(policy, k, n, probs, uniforms, det, seed=int(seed))
+            out["policies"][name + suffix] = {**_stats(totals),
+                                              "seconds": round(time.perf_counter() - t0, 3)}
+    out["paper"] = dict(PAPER_TABLE1.get((n, k), {}))
+    if out["paper"]:
+        out["paper"]["source"] = "Duan et al. 2016 (RL^2), Table 1"
+    return out
+
+
+def add_bandit_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--arms K --pulls N --episodes E --seed S --json [--checkpoint NAME=PATH ...]``."""
+    parser.add_argument("--arms", type=int, default=5, help="number of arms k (default 5)")
+    parser.add_argument("--pulls", type=int, default=100, help="horizon n, pulls per bandit (default 100)")
+    parser.add_argument("--episodes", type=int, default=1000, help="bandits sampled (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bandits and reward draws")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
+                        help="also evaluate this checkpoint (repeatable)")
+    return parser
+
+
+def _parse_checkpoints(specs) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for spec in specs or []:
+        name, sep, path = str(spec).partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--checkpoint wants NAME=PATH, got {spec!r}")
+        out[name] = path
+    return out
+
+
+def main_eval_bandit(args: argparse.Namespace) -> int:
+    """Run :func:`evaluate_bandits` from parsed arguments and print the result."""
+    from l2l_ros.meta.checkpoint import CheckpointError
+
+    try:
+        checkpoints = _parse_checkpoints(getattr(args, "checkpoint", []))
+        res = evaluate_bandits(args.arms, args.pulls, args.episodes, args.seed, checkpoints)
+    except (ValueError, CheckpointError, OSError) as e:
+        print(f"l2l eval bandit: {e}", file=sys.stderr)
+        return 2
+    if getattr(args, "json", False):
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"{res['k']}-armed Bernoulli bandit, {res['n']} pulls, {res['episodes']} bandits "
+          f"(seed {res['seed']}): total reward, mean ± s.e.")
+    paper = res["paper"]
+    for name, st in res["policies"].items():
+        ref = paper.get(name)
+        extra = f"   (RL² Table 1: {ref})" if ref is not None else ""
+        print(f"  {name:<20} {st['mean']:9.2f} ± {st['sem']:.2f}{extra}")
+    if "rl2_gru" in paper:
+        print(f"  RL² (GRU) in the paper: {paper['rl2_gru']}")
+    return 0
