@@ -101,11 +101,11 @@ def cmd_eval(args, argv) -> int:
     if args.plots:
         from l2l_ros.tasks.imaze import IMazeEnv
 
-        model = IMazeEnv().sim.model
+        sim = IMazeEnv().sim
         out = Path(args.plots)
         first = [r for r in records_by_agent["spiking"] if r["task"] < 4]
-        doc["plots"] = [str(plot_trajectories(first, model, out / "trajectories.png",
-                                              "spiking policy, offline evaluation"))]
+        doc["plots"] = [str(plot_trajectories(first, sim.model, out / "trajectories.png",
+                                              "spiking policy, offline evaluation", sim.geometry))]
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
@@ -173,8 +173,9 @@ def _report_navigation(out: Path, values: dict, wall: float) -> int:
     print(trial_table(recs))
     print()
     print(summary_lines(summarize(recs), "this run (through ROS 2)"))
-    png = plot_trajectories(recs, IMazeEnv().sim.model, out / "trajectories.png",
-                            f"I-maze through ROS 2: {Path(checkpoint).parent.name}")
+    sim = IMazeEnv().sim
+    png = plot_trajectories(recs, sim.model, out / "trajectories.png",
+                            f"I-maze through ROS 2: {Path(checkpoint).parent.name}", sim.geometry)
     print(f"trajectories: {png}")
     print(f"wall time {wall:.0f} s")
     print()

@@ -73,8 +73,8 @@ def maze_walls(model) -> list[tuple[float, float, float, float, float]]:
     return walls
 
 
-def plot_trajectories(records: list[dict], model, path: Path, title: str) -> Path:
-    """One panel per task: the maze, the goal, each trial's path coloured by trial."""
+def plot_trajectories(records: list[dict], model, path: Path, title: str, geometry=None) -> Path:
+    """One panel per task: the maze, the goal alcove (green), each trial's path coloured by trial."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,6 +94,9 @@ def plot_trajectories(records: list[dict], model, path: Path, title: str) -> Pat
             rect = Rectangle((-hx, -hy), 2 * hx, 2 * hy, color="0.35")
             rect.set_transform(Affine2D().rotate(yaw).translate(cx, cy) + ax.transData)
             ax.add_patch(rect)
+        if geometry is not None and "goal" in recs[0]:
+            x0, x1, y0, y1 = geometry.goal_region(int(recs[0]["goal"]))
+            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, color="tab:green", alpha=0.35))
         trials = max(r["trial"] for r in recs) + 1
         for r in recs:
             xy = np.asarray(r.get("path") or [[0.0, 0.0]])

@@ -56,3 +56,12 @@ def test_setup_py_installs_every_data_file_and_the_console_scripts():
         assert re.search(rf'"{script} = l2l_ros\.', setup), script
     package = (ROOT / "package.xml").read_text()
     assert 'format="3"' in package and "<build_type>ament_python</build_type>" in package
+
+
+@pytest.mark.parametrize("node", ["imaze_sim", "manipulator_sim", "spiking_policy", "trainer"])
+def test_config_yaml_names_only_declared_parameters(node):
+    import yaml
+
+    doc = yaml.safe_load((ROOT / "config" / f"{node}.yaml").read_text())
+    params = doc[node]["ros__parameters"]
+    assert set(params) <= declared_parameters(f"l2l_ros.nodes.{node}")
