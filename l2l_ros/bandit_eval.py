@@ -36,7 +36,7 @@ PAPER_TABLE1 = {
     (100, 10): {"random": 49.9, "gittins": 82.8, "ucb1": 82.4, "thompson": 76.7, "rl2_gru": 83.5},
     (500, 10): {"random": 249.0, "gittins": 437.8, "ucb1": 437.1, "thompson": 429.5, "rl2_gru": 432.5},
 }
-TABLE_BASELINES = ("random", "greedy", "ucb1", "thompson", "gittins", "oracle")
+TABLE_BASELINES = ("random", "greedy", "ucb1", "ucb1_scaled", "thompson", "gittins", "oracle")
 
 
 def _stats(x: np.ndarray) -> dict:

@@ -15,6 +15,12 @@ per bandit. Priors are Beta(1, 1) (= p ~ U[0, 1], the task distribution).
   formulation). This is the policy RL² (Duan et al. 2016) call "Gittins".
 * ``ucb1`` (Auer, Cesa-Bianchi & Fischer 2002): pull each arm once, then
   ``argmax mean_i + sqrt(2 ln t / n_i)`` (t = pulls so far).
+* ``ucb1_scaled``: UCB1 on the Beta(1,1) posterior mean with a scaled bonus,
+  ``(1+s)/(2+s+f) + c sqrt(2 ln(t+1) / (n_i+1))``, ``c = UCB1_SCALED_C = 0.15`` (no
+  forced initial pulls). Textbook UCB1 (c = 1) explores far too much for these
+  horizons (66 vs the paper's 78 at n=100, k=5); RL² tuned their baselines' constants,
+  and this variant with c chosen on our own seeds (not the evaluation seed) lands near
+  the paper's UCB1 row. Not in the paper under this name.
 * ``thompson``: Beta(1 + s, 1 + f) posterior sampling (Thompson 1933).
 * ``greedy``: argmax posterior mean (1 + s) / (2 + s + f).
 * ``random``: uniform arm.
@@ -57,7 +63,8 @@ __all__ = [
     "GittinsTable", "bayes_optimal_value", "index_policy_value", "choose_arms",
 ]
 
-BASELINES = ("random", "greedy", "ucb1", "thompson", "gittins", "oracle")
+BASELINES = ("random", "greedy", "ucb1", "ucb1_scaled", "thompson", "gittins", "oracle")
+UCB1_SCALED_C = 0.15
 DEFAULT_GRID = 129
 
 
@@ -253,6 +260,10 @@ def choose_arms(name: str, s: np.ndarray, f: np.ndarray, t: int, n: int,
             return np.full(E, t)
         bonus = np.sqrt(2.0 * np.log(t) / pulls)
         return _argmax_random_ties(s / pulls + bonus, rng)
+    if name == "ucb1_scaled":
+        pulls = s + f
+        score = (1.0 + s) / (2.0 + pulls) + UCB1_SCALED_C * np.sqrt(2.0 * np.log(t + 1.0) / (pulls + 1.0))
+        return _argmax_random_ties(score, rng)
     if name == "thompson":
         return np.argmax(rng.beta(1.0 + s, 1.0 + f), axis=1)
     if name == "gittins":

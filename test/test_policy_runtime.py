@@ -1,0 +1,45 @@
+"""PolicyRuntime: what the spiking_policy node runs, tested without DDS."""
+import numpy as np
+import pytest
+import torch
+
+from l2l_ros.meta.checkpoint import save_checkpoint
+from l2l_ros.policy_runtime import load_runtime, untrained_runtime
+from l2l_ros.tasks.encoding import ARM_OBS_DIM, IMAZE_ACTIONS, IMAZE_OBS_DIM
+
+
+@pytest.fixture()
+def imaze_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    rt = untrained_runtime("imaze")
+    save_checkpoint(tmp_path / "policy", rt.policy, {"env_id": "l2l_ros/IMaze-v0"})
+    return tmp_path / "policy.json"
+
+
+def test_runtime_steps_give_valid_actions_and_reset_restores_the_start(imaze_checkpoint):
+    rt = load_runtime(str(imaze_checkpoint), "imaze")
+    rng = np.random.default_rng(0)
+    obs = [rng.normal(size=IMAZE_OBS_DIM).astype(np.float32) for _ in range(30)]
+    first = [rt.step(o, 0.1, i == 0, deterministic=True) for i, o in enumerate(obs)]
+    assert all(0 <= a < len(IMAZE_ACTIONS) for a in first)
+    rt.reset()
+    again = [rt.step(o, 0.1, i == 0, deterministic=True) for i, o in enumerate(obs)]
+    assert first == again  # a new task starts from the same state
+
+
+def test_a_checkpoint_for_another_task_family_is_refused(imaze_checkpoint):
+    with pytest.raises(ValueError, match="inputs"):
+        load_runtime(str(imaze_checkpoint), "manipulator")
+
+
+def test_manipulator_runtime_outputs_bounded_actions():
+    rt = untrained_runtime("manipulator")
+    a = rt.step(np.zeros(ARM_OBS_DIM, np.float32), 0.0, True, deterministic=False)
+    assert a.shape == (3,) and np.all(np.abs(a) <= 1.0)
+
+
+def test_a_corrupt_checkpoint_is_refused_with_the_file_named(tmp_path, imaze_checkpoint):
+    weights = imaze_checkpoint.with_suffix(".safetensors")
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match="policy"):
+        load_runtime(str(imaze_checkpoint), "imaze")
