@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 import time
+import zlib
 
 import gymnasium as gym
 import numpy as np
@@ -99,9 +100,10 @@ def evaluate_bandits(k: int, n: int, episodes: int, seed: int,
     probs = task_rng.uniform(0.0, 1.0, size=(episodes, k))
     uniforms = task_rng.random((episodes, n))
     out: dict = {"k": k, "n": n, "episodes": episodes, "seed": int(seed), "policies": {}}
-    for i, name in enumerate(baselines):
+    for name in baselines:
         t0 = time.perf_counter()
-        totals = run_baseline(name, k, n, probs, np.random.default_rng([int(seed), 1, i]), uniforms)
+        rng = np.random.default_rng([int(seed), 1, zlib.crc32(name.encode())])  # per-policy stream
+        totals = run_baseline(name, k, n, probs, rng, uniforms)
         out["policies"][name] = {**_stats(totals), "seconds": round(time.perf_counter() - t0, 3)}
     for name, path in (checkpoints or {}).items():
         policy, _ = load_checkpoint(path)

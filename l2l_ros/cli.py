@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shlex
 import sys
@@ -85,9 +84,6 @@ def cmd_eval(args, argv) -> int:
     from l2l_ros.report import plot_trajectories, summarize, summary_lines
     from l2l_ros.tasks.encoding import IMAZE_ACTIONS
 
-    if args.family != "imaze":
-        print(f"l2l eval {args.family}: not implemented yet (only imaze)", file=sys.stderr)
-        return 2
     checkpoint = args.checkpoint or default_model_path()
     keep = bool(args.plots)
     agents = {"spiking": load_runtime(checkpoint, "imaze"),
@@ -204,6 +200,8 @@ def cmd_bench(args, argv) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from l2l_ros.bandit_eval import add_bandit_eval_arguments, main_eval_bandit
+
     parser = argparse.ArgumentParser(prog="l2l", description=__doc__)
     sub = parser.add_subparsers(dest="verb", required=True)
 
@@ -222,15 +220,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder: checkpoint, log (resumes if present)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint beside a random policy")
-    p.add_argument("family", choices=("imaze",))
-    p.add_argument("--checkpoint", default="")
-    p.add_argument("--tasks", type=int, default=50)
-    p.add_argument("--seed", type=int, default=12345)
-    p.add_argument("--stochastic", action="store_true", help="sample actions instead of argmax")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--plots", default="", help="folder for PNGs")
-    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("eval", help="evaluate checkpoints beside baselines")
+    fam = p.add_subparsers(dest="family", required=True)
+    q = fam.add_parser("imaze", help="spiking policy vs random on held-out I-maze tasks")
+    q.add_argument("--checkpoint", default="")
+    q.add_argument("--tasks", type=int, default=50)
+    q.add_argument("--seed", type=int, default=12345)
+    q.add_argument("--stochastic", action="store_true", help="sample actions instead of argmax")
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--plots", default="", help="folder for PNGs")
+    q.set_defaults(func=cmd_eval)
+    q = fam.add_parser("bandit", help="RL² Table 1: checkpoints vs Gittins, UCB1, Thompson, greedy, random")
+    add_bandit_eval_arguments(q)
+    q.set_defaults(func=lambda args, argv: main_eval_bandit(args))
 
     p = sub.add_parser("run", help="run a node graph (as a launch file would) on DDS")
     p.add_argument("graph")
