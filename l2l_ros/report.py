@@ -115,3 +115,30 @@ def plot_trajectories(records: list[dict], model, path: Path, title: str, geomet
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_learning_curve(log_path: Path, path: Path, title: str) -> Path:
+    """Mean task return and goals per task against PPO updates, from train_log.jsonl."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    updates = [r["update"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.plot(updates, [r["mean_return"] for r in rows], color="tab:blue", lw=1, label="mean task return")
+    ax.set_xlabel("PPO update (one task per env)")
+    ax.set_ylabel("return", color="tab:blue")
+    ax2 = ax.twinx()
+    ax2.plot(updates, [r["mean_trial_ends"] for r in rows], color="tab:orange", lw=1,
+             label="goals reached per task")
+    ax2.set_ylabel("goals per task", color="tab:orange")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

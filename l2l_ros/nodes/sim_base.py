@@ -169,7 +169,7 @@ class LockstepSimNode(Node):
                 self._publish_tick()
             return
         if idle >= self._cmd_timeout:
-            self.get_logger().warn(
+            self.get_logger().warning(
                 f"no command for {idle:.1f} s: stepping with a zero command", throttle_duration_sec=5.0)
             self._task_start_pending = self._trial_start_pending = False
             self._advance(self.zero_command())

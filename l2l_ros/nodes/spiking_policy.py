@@ -93,7 +93,7 @@ class SpikingPolicyNode(Node):
             from l2l_ros.graphs import default_model_path
 
             return load_runtime(default_model_path(), self.mode)
-        self.get_logger().warn("no checkpoint given: running an UNTRAINED network (seeded)")
+        self.get_logger().warning("no checkpoint given: running an UNTRAINED network (seeded)")
         return untrained_runtime(self.mode)
 
     def _on_checkpoint(self, msg: String) -> None:
@@ -200,7 +200,7 @@ class SpikingPolicyNode(Node):
     def _watchdog(self) -> None:
         """Sensors went quiet: stop the robot once rather than repeat a stale command."""
         if not self._stopped and time.monotonic() - self._last_tick_wall > self.sensor_timeout:
-            self.get_logger().warn(f"no sensor tick for {self.sensor_timeout:.1f} s: stopping the robot")
+            self.get_logger().warning(f"no sensor tick for {self.sensor_timeout:.1f} s: stopping the robot")
             self._publish_stop()
 
 
