@@ -65,40 +65,27 @@ _COMMON = (
 )
 
 
-def _navigation(a: Mapping[str, Any]) -> list[NodeSpec]:
-    return [
-        NodeSpec("imaze_sim", "imaze_sim", {
-            "seed": a["seed"],
-            "max_tasks": a["tasks"],
-            "lockstep": a["lockstep"],
-            "results_file": a["results_file"],
-        }),
-        NodeSpec("spiking_policy", "spiking_policy", {
-            "use_sim_time": a["use_sim_time"],
-            "mode": "imaze",
-            "checkpoint": a["checkpoint"],
-            "deterministic": a["deterministic"],
-            "seed": a["seed"],
-        }),
-    ]
+def _sim_and_policy(sim: str, mode: str) -> Callable[[Mapping[str, Any]], list[NodeSpec]]:
+    """A simulator node and the spiking_policy node driving it in ``mode``."""
 
+    def build(a: Mapping[str, Any]) -> list[NodeSpec]:
+        return [
+            NodeSpec(sim, sim, {
+                "seed": a["seed"],
+                "max_tasks": a["tasks"],
+                "lockstep": a["lockstep"],
+                "results_file": a["results_file"],
+            }),
+            NodeSpec("spiking_policy", "spiking_policy", {
+                "use_sim_time": a["use_sim_time"],
+                "mode": mode,
+                "checkpoint": a["checkpoint"],
+                "deterministic": a["deterministic"],
+                "seed": a["seed"],
+            }),
+        ]
 
-def _manipulator(a: Mapping[str, Any]) -> list[NodeSpec]:
-    return [
-        NodeSpec("manipulator_sim", "manipulator_sim", {
-            "seed": a["seed"],
-            "max_tasks": a["tasks"],
-            "lockstep": a["lockstep"],
-            "results_file": a["results_file"],
-        }),
-        NodeSpec("spiking_policy", "spiking_policy", {
-            "use_sim_time": a["use_sim_time"],
-            "mode": "manipulator",
-            "checkpoint": a["checkpoint"],
-            "deterministic": a["deterministic"],
-            "seed": a["seed"],
-        }),
-    ]
+    return build
 
 
 def _training(a: Mapping[str, Any]) -> list[NodeSpec]:
@@ -129,7 +116,7 @@ GRAPHS: dict[str, Graph] = {
         _COMMON + _SIM_ARGS + (
             LaunchArgument("checkpoint", "", "Policy checkpoint (.json); '' : the bundled I-maze model."),
         ),
-        _navigation,
+        _sim_and_policy("imaze_sim", "imaze"),
     ),
     "manipulator": Graph(
         "manipulator",
@@ -138,7 +125,7 @@ GRAPHS: dict[str, Graph] = {
             LaunchArgument("checkpoint", "",
                            "Policy checkpoint (.json); '' : an untrained network (seeded)."),
         ),
-        _manipulator,
+        _sim_and_policy("manipulator_sim", "manipulator"),
     ),
     "training": Graph(
         "training",
