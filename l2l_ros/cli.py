@@ -81,13 +81,16 @@ def cmd_eval(args, argv) -> int:
     from l2l_ros.evaluation import RandomAgent, run_imaze_tasks
     from l2l_ros.graphs import default_model_path
     from l2l_ros.policy_runtime import load_runtime
-    from l2l_ros.report import plot_trajectories, summarize, summary_lines
+    from l2l_ros.report import plot_learning_curve, plot_trajectories, summarize, summary_lines
     from l2l_ros.tasks.encoding import IMAZE_ACTIONS
 
     checkpoint = args.checkpoint or default_model_path()
     keep = bool(args.plots)
-    agents = {"spiking": load_runtime(checkpoint, "imaze"),
-              "random": RandomAgent(len(IMAZE_ACTIONS), args.seed)}
+    agents = {"spiking": load_runtime(checkpoint, "imaze")}
+    for spec in args.compare:
+        name, _, path = spec.partition("=")
+        agents[name] = load_runtime(path, "imaze")
+    agents["random"] = RandomAgent(len(IMAZE_ACTIONS), args.seed)
     results, records_by_agent = {}, {}
     for name, agent in agents.items():
         recs = run_imaze_tasks(agent, args.tasks, args.seed, not args.stochastic, keep_paths=keep)
@@ -102,6 +105,10 @@ def cmd_eval(args, argv) -> int:
         first = [r for r in records_by_agent["spiking"] if r["task"] < 4]
         doc["plots"] = [str(plot_trajectories(first, sim.model, out / "trajectories.png",
                                               "spiking policy, offline evaluation", sim.geometry))]
+        log = Path(checkpoint).with_name("train_log.jsonl")
+        if log.exists():
+            doc["plots"].append(str(plot_learning_curve(log, out / "learning_curve.png",
+                                                        f"training of {Path(checkpoint).parent.name}")))
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
@@ -226,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--checkpoint", default="")
     q.add_argument("--tasks", type=int, default=50)
     q.add_argument("--seed", type=int, default=12345)
+    q.add_argument("--compare", action="append", default=[], metavar="NAME=PATH",
+                   help="another checkpoint to evaluate beside it (e.g. lstm=runs/x/policy.json)")
     q.add_argument("--stochastic", action="store_true", help="sample actions instead of argmax")
     q.add_argument("--json", action="store_true")
     q.add_argument("--plots", default="", help="folder for PNGs")
