@@ -125,6 +125,8 @@ class SpikingPolicyNode(Node):
             return  # a repeated or late tick: already answered
         per_stamp = self._sensors.setdefault(stream, {})
         per_stamp[t] = msg
+        if len(per_stamp) > 50:  # the other stream is missing: keep memory bounded
+            del per_stamp[min(per_stamp)]
         if all(t in self._sensors.get(s, {}) for s in self._streams):
             self._act(t, [self._sensors[s][t] for s in self._streams])
             for s in self._streams:  # drop this tick and anything older
