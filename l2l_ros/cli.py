@@ -43,7 +43,8 @@ def cmd_train(args, argv) -> int:
     torch.set_num_threads(args.threads)
     env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
     cfg = train_config(args.family, args.policy, args.updates, args.num_envs, args.seed,
-                       env_kwargs, lr=args.lr, ent_coef=args.ent_coef)
+                       env_kwargs, lr=args.lr, ent_coef=args.ent_coef,
+                       minibatches=args.minibatches, epochs=args.epochs)
     path = train(cfg, Path(args.out), command=_command_line(argv))
     print(f"checkpoint: {path}")
     if args.family == "imaze" and args.eval_tasks > 0:
@@ -220,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--ent-coef", type=float, default=None)
+    p.add_argument("--minibatches", type=int, default=None, help="minibatches of whole tasks per epoch")
+    p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--env-kwargs", default="", help="JSON dict passed to the env")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--eval-tasks", type=int, default=50,
