@@ -60,7 +60,7 @@ def _attach_evaluation(path: Path, figures: dict) -> None:
 
     _, json_path = checkpoint_paths(path)
     meta = json.loads(json_path.read_text())
-    meta["evaluation"] = figures
+    meta["evaluation"] = {**(meta.get("evaluation") or {}), **figures}
     atomic_write_bytes(json_path, json.dumps(meta, indent=2).encode())
 
 

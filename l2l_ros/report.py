@@ -24,7 +24,7 @@ def summarize(records: Iterable[dict]) -> dict:
         return float(np.std(ok, ddof=1) / math.sqrt(len(ok))) if len(ok) > 1 else math.nan
 
     tasks = {r["task"] for r in recs}
-    return {
+    return _nan_to_none({
         "tasks": len(tasks),
         "trials": len(recs),
         "success_rate": float(np.mean([r["success"] for r in recs])) if recs else math.nan,
@@ -35,7 +35,12 @@ def summarize(records: Iterable[dict]) -> dict:
         "later_sem": sem(later),
         "oracle_path_steps": float(np.mean([r["oracle_path_steps"] for r in recs
                                             if "oracle_path_steps" in r])) if recs else math.nan,
-    }
+    })
+
+
+def _nan_to_none(d: dict) -> dict:
+    """JSON has no NaN: a figure that does not exist (no successful trial) is null."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
 
 
 def trial_table(records: Iterable[dict]) -> str:

@@ -38,7 +38,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from tqdm.auto import tqdm
 
-from l2l_ros.meta.checkpoint import atomic_write_bytes, save_checkpoint
+from l2l_ros.meta.checkpoint import atomic_write_bytes, git_commit, save_checkpoint
 from l2l_ros.meta.policies import RecurrentPolicy, action_spec_from_space, build_policy
 from l2l_ros.tasks.meta_wrapper import MetaWrapper
 
@@ -276,6 +276,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     policy = build_policy(config.policy, obs_dim, action_spec, config.policy_config)
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr, eps=1e-5)
 
+    commit = git_commit()  # the code that trains, not the code present when a checkpoint is saved
     start_update, env_steps = 0, 0
     if state_path.exists():
         start_update, env_steps = _load_trainer_state(state_path, policy, optimizer, config)
@@ -290,7 +291,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             evaluation["train_mean_return"] = last["mean_return"]
         weights, _ = save_checkpoint(out / "policy", policy, {
             "env_id": config.env_id, "env_kwargs": config.env_kwargs, "command": command,
-            "seed": config.seed, "evaluation": evaluation, "train_config": config.to_dict()})
+            "seed": config.seed, "evaluation": evaluation, "train_config": config.to_dict(),
+            "git_commit": commit})
         return weights
 
     mb_size = max(1, config.num_envs // max(1, config.minibatches))
