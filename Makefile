@@ -8,7 +8,7 @@ STAMP := $(VENV)/.l2l-setup
 # DDS discovery stays on loopback, in a domain of our own.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export ROS_DOMAIN_ID ?= 42
-TASKS ?= 3
+TASKS ?= 5
 
 .PHONY: setup run test build train-imaze clean
 

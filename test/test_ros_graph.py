@@ -72,6 +72,16 @@ def test_navigation_graph_drives_the_robot(probe, tmp_path):
     records = [json.loads(line) for line in results.read_text().splitlines()]
     assert records and {r["task"] for r in records} == {0}
     assert sum(r["steps"] for r in records) >= 100
+    # Lockstep + the shared encoder: the run through DDS is the offline evaluation, step for step.
+    from l2l_ros.evaluation import run_imaze_tasks
+    from l2l_ros.graphs import default_model_path
+    from l2l_ros.policy_runtime import load_runtime
+
+    offline = run_imaze_tasks(load_runtime(default_model_path(), "imaze"), 1, seed=0, keep_paths=True)
+    assert [(r["trial"], r["steps"], r["success"], r["goal"]) for r in records] == \
+        [(r["trial"], r["steps"], r["success"], r["goal"]) for r in offline]
+    for ros_rec, off_rec in zip(records, offline):
+        assert math.dist(ros_rec["path"][-1], off_rec["path"][-1]) < 1e-3
 
 
 def test_manipulator_graph_moves_the_arm(probe, tmp_path):
