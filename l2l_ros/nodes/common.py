@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import math
+import signal
 import sys
 from typing import Callable
 
 import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 #: Sensor and command streams. Reliable, because in lockstep every message is one
@@ -46,20 +48,36 @@ def quaternion_to_yaw(x: float, y: float, z: float, w: float) -> float:
 
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
-    """rclpy.init, spin until shutdown or Ctrl-C, clean up; returns the process exit code."""
-    rclpy.init(args=args if args is not None else sys.argv)
+    """rclpy.init, spin until shutdown or SIGINT/SIGTERM, clean up; returns the exit code.
+
+    rclpy's own SIGINT handling raises KeyboardInterrupt wherever the main thread is,
+    including inside a message take or a callback halfway through publishing. Here a
+    signal only sets a flag; the loop checks it between callbacks (every node of this
+    package has a timer, so spin_once returns regularly) and tears down in order.
+    """
+    rclpy.init(args=args if args is not None else sys.argv,
+               signal_handler_options=SignalHandlerOptions.NO)
+    stop = []
+
+    def request_stop(signum, frame):
+        stop.append(signum)
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
     node = None
     code = 0
     try:
         node = factory()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stop and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except ExternalShutdownException:
         pass
     except SystemExit as exc:  # a node that finished its work (e.g. max_tasks reached)
         code = int(exc.code or 0)
     finally:
         if node is not None:
             node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
+        rclpy.try_shutdown()
     return code
