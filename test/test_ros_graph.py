@@ -137,3 +137,28 @@ def test_trainer_node_publishes_progress_and_a_loadable_checkpoint(probe, tmp_pa
     assert meta["env_id"] == "l2l_ros/Bandit-v0"
     assert meta["evaluation"]["updates"] == 3
     assert "trainer" in meta["command"]
+
+
+def test_trainer_node_stopped_by_sigint_saves_where_it_was(probe, tmp_path):
+    import signal
+
+    from l2l_ros.meta.checkpoint import load_checkpoint
+
+    diags: list[DiagnosticArray] = []
+    probe.create_subscription(DiagnosticArray, "/l2l/training", diags.append, 10)
+    out = tmp_path / "run"
+    spec = NodeSpec("trainer", "trainer", {"family": "bandit", "updates": 10_000, "num_envs": 4,
+                                           "out_dir": str(out), "seed": 5})
+    log = (tmp_path / "trainer.log").open("w")
+    proc = subprocess.Popen(node_command(spec), env=ros_environment(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert spin_until(probe, lambda: len(diags) >= 2, 120.0), (tmp_path / "trainer.log").read_text()[-3000:]
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, (tmp_path / "trainer.log").read_text()[-3000:]
+    _, meta = load_checkpoint(out / "policy.json")
+    assert 2 <= meta["evaluation"]["updates"] < 10_000
