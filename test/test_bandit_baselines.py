@@ -3,7 +3,6 @@ RL² Table 1 evaluation (`l2l_ros.bandit_eval`)."""
 import argparse
 import json
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import gymnasium as gym
 import mujoco
@@ -33,8 +33,7 @@ import numpy as np
 
 from l2l_ros.resources import share_path
 from l2l_ros.tasks import robots
-from l2l_ros.tasks.encoding import (DRIVE_LIMITS, IMAZE_ACTIONS, IMAZE_OBS_DIM, SCAN_BEAMS,
-                                    SCAN_RANGE_MAX, SCAN_RANGE_MIN, clamp_twist, encode_imaze,
+from l2l_ros.tasks.encoding import (IMAZE_ACTIONS, IMAZE_OBS_DIM, SCAN_RANGE_MAX, SCAN_RANGE_MIN, clamp_twist, encode_imaze,
                                     imaze_action_to_twist)
 
 ROBOT_PREFIX = "robot/"
