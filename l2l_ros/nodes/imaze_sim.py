@@ -44,6 +44,9 @@ class IMazeSimNode(LockstepSimNode):
 
         return IMazeEnv(task_steps=task_steps) if task_steps > 0 else IMazeEnv()
 
+    def describe_task(self, info: dict) -> str:
+        return f"goal alcove {info['goal']}, oracle path {self.env.sim.oracle_path_steps(info['goal'])} steps"
+
     def zero_command(self):
         return (0.0, 0.0)
 

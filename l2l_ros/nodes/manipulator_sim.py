@@ -31,6 +31,10 @@ class ManipulatorSimNode(LockstepSimNode):
 
         return ManipulatorEnv(task_steps=task_steps) if task_steps > 0 else ManipulatorEnv()
 
+    def describe_task(self, info: dict) -> str:
+        target = ", ".join(f"{v:.3f}" for v in info["target"])
+        return f"target ({target}) m, {info['task']}"
+
     def zero_command(self):
         return np.zeros(len(ARM_JOINTS))
 
