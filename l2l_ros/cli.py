@@ -130,13 +130,11 @@ def cmd_run(args, argv) -> int:
     values = dict(kv.split("=", 1) for kv in args.set)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    sim_name = None
     if args.graph in ("navigation", "manipulator"):
         results = out / "trials.jsonl"
         results.unlink(missing_ok=True)
         values.setdefault("tasks", str(args.tasks))
         values.setdefault("results_file", str(results))
-        sim_name = "imaze_sim" if args.graph == "navigation" else "manipulator_sim"
     print(f"l2l run {args.graph}: {graph.description}")
     t0 = time.monotonic()
     running = start_graph(args.graph, values, out / "logs")
@@ -144,15 +142,12 @@ def cmd_run(args, argv) -> int:
                 f"ROS_AUTOMATIC_DISCOVERY_RANGE={os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')}")
     print(f"started {len(running.processes)} nodes as rclpy processes ({env_note}); logs in {out / 'logs'}")
     try:
-        if sim_name is None:
-            code = running.wait_for(next(iter(running.processes)), args.timeout)
-        else:
-            code = running.wait_for(sim_name, args.timeout)
+        ender, code = running.wait(args.timeout)
     finally:
         running.stop()
     wall = time.monotonic() - t0
     if code != 0:
-        print(f"{sim_name} exited with {code}; see {out / 'logs'}", file=sys.stderr)
+        print(f"{ender} exited with {code}; see {out / 'logs'}", file=sys.stderr)
         return code
     if args.graph == "navigation":
         return _report_navigation(out, values, wall)

@@ -29,6 +29,8 @@ class NodeSpec:
     executable: str
     name: str
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: When this node exits (a simulator done with its tasks, a trainer done), the graph ends.
+    ends_graph: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def _sim_and_policy(sim: str, mode: str) -> Callable[[Mapping[str, Any]], list[N
                 "max_tasks": a["tasks"],
                 "lockstep": a["lockstep"],
                 "results_file": a["results_file"],
-            }),
+            }, ends_graph=True),
             NodeSpec("spiking_policy", "spiking_policy", {
                 "use_sim_time": a["use_sim_time"],
                 "mode": mode,
@@ -97,7 +99,7 @@ def _training(a: Mapping[str, Any]) -> list[NodeSpec]:
             "num_envs": a["num_envs"],
             "out_dir": a["out_dir"],
             "seed": a["seed"],
-        }),
+        }, ends_graph=True),
     ]
 
 

@@ -49,6 +49,7 @@ def node_command(spec: NodeSpec) -> list[str]:
 class RunningGraph:
     processes: dict[str, subprocess.Popen]
     log_dir: Path
+    ender: str
 
     def check_alive(self) -> bool:
         """True while every node runs; a node that died raises with the tail of its log."""
@@ -57,6 +58,10 @@ class RunningGraph:
                 tail = (self.log_dir / f"{name}.log").read_text()[-2000:]
                 raise RuntimeError(f"node {name} exited with code {proc.returncode}:\n{tail}")
         return True
+
+    def wait(self, timeout: float) -> tuple[str, int]:
+        """Wait for the node whose exit ends the graph; returns (its name, exit code)."""
+        return self.ender, self.wait_for(self.ender, timeout)
 
     def wait_for(self, name: str, timeout: float) -> int:
         """Wait for one node to exit; raise if any other node dies first or time runs out."""
@@ -91,8 +96,10 @@ def start_graph(graph_name: str, values: Mapping[str, str], log_dir: Path,
     log_dir.mkdir(parents=True, exist_ok=True)
     child_env = ros_environment(env)
     processes: dict[str, subprocess.Popen] = {}
-    for spec in graph.nodes(values):
+    specs = graph.nodes(values)
+    for spec in specs:
         log = (log_dir / f"{spec.name}.log").open("w")
         processes[spec.name] = subprocess.Popen(node_command(spec), env=child_env, stdout=log,
                                                 stderr=subprocess.STDOUT, cwd=os.getcwd())
-    return RunningGraph(processes, log_dir)
+    ender = next(spec.name for spec in specs if spec.ends_graph)
+    return RunningGraph(processes, log_dir, ender)

@@ -65,3 +65,8 @@ def test_config_yaml_names_only_declared_parameters(node):
     doc = yaml.safe_load((ROOT / "config" / f"{node}.yaml").read_text())
     params = doc[node]["ros__parameters"]
     assert set(params) <= declared_parameters(f"l2l_ros.nodes.{node}")
+
+
+@pytest.mark.parametrize("graph", sorted(GRAPHS))
+def test_each_graph_has_exactly_one_node_that_ends_it(graph):
+    assert sum(spec.ends_graph for spec in GRAPHS[graph].nodes()) == 1
