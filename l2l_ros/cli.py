@@ -82,7 +82,8 @@ def cmd_eval(args, argv) -> int:
     from l2l_ros.evaluation import RandomAgent, run_imaze_tasks
     from l2l_ros.graphs import default_model_path
     from l2l_ros.policy_runtime import load_runtime
-    from l2l_ros.report import plot_learning_curve, plot_trajectories, summarize, summary_lines
+    from l2l_ros.report import (plot_learning_curve, plot_spike_raster, plot_trajectories, summarize,
+                                summary_lines)
     from l2l_ros.tasks.encoding import IMAZE_ACTIONS
 
     checkpoint = args.checkpoint or default_model_path()
@@ -106,6 +107,15 @@ def cmd_eval(args, argv) -> int:
         first = [r for r in records_by_agent["spiking"] if r["task"] < 4]
         doc["plots"] = [str(plot_trajectories(first, sim.model, out / "trajectories.png",
                                               "spiking policy, offline evaluation", sim.geometry))]
+        from l2l_ros.evaluation import record_lsnn_task
+
+        if hasattr(agents["spiking"].state, "b"):
+            # The first task in which the policy reaches the goal at least once, else task 0.
+            hit = sorted({r["task"] for r in records_by_agent["spiking"] if r["success"]})
+            task = hit[0] if hit else 0
+            rec = record_lsnn_task(agents["spiking"], args.seed, task)
+            doc["plots"].append(str(plot_spike_raster(rec, out / "spike_raster.png",
+                                                      f"task {task}")))
         log = Path(checkpoint).with_name("train_log.jsonl")
         if log.exists():
             doc["plots"].append(str(plot_learning_curve(log, out / "learning_curve.png",

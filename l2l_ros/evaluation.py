@@ -71,3 +71,32 @@ def run_imaze_tasks(agent: Agent, tasks: int, seed: int, deterministic: bool = T
                 break
     env.close()
     return records
+
+
+def record_lsnn_task(runtime, seed: int, task: int = 0) -> dict:
+    """Spikes and threshold adaptation of an LSNN runtime over one whole task.
+
+    Returns ``z`` and ``b`` as [steps, neurons] arrays, the steps at which trials
+    ended, the goal, and how many of the neurons are LIF (the rest are ALIF).
+    """
+    from l2l_ros.tasks.imaze import IMazeEnv
+
+    if not hasattr(runtime.state, "b"):
+        raise TypeError("spike recording needs an LSNN policy")
+    env = IMazeEnv()
+    obs, info = env.reset(seed=task_seed(seed, task))
+    runtime.reset()
+    reward, trial_start, zs, bs, trial_ends = 0.0, True, [], [], []
+    for step in range(env.task_steps):
+        action = runtime.step(obs, reward, trial_start, True)
+        zs.append(runtime.state.z[0].numpy().copy())
+        bs.append(runtime.state.b[0].numpy().copy())
+        obs, reward, terminated, truncated, info = env.step(action)
+        trial_start = bool(info.get("trial_end", False))
+        if trial_start:
+            trial_ends.append(step)
+        if terminated or truncated:
+            break
+    env.close()
+    return {"z": np.asarray(zs), "b": np.asarray(bs), "trial_ends": trial_ends,
+            "goal": int(info["goal"]), "n_lif": int(runtime.policy.config.n_lif)}

@@ -147,3 +147,44 @@ def plot_learning_curve(log_path: Path, path: Path, title: str) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_spike_raster(rec: dict, path: Path, title: str) -> Path:
+    """Spikes of every neuron across one task, and the ALIF neurons' adaptation b.
+
+    Vertical lines mark goal entries (trial ends): what the network has to carry
+    from one trial to the next lives in the slow adaptation variables.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    z, b, n_lif = rec["z"], rec["b"], rec["n_lif"]
+    steps = np.arange(len(z))
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 5), sharex=True,
+                                   gridspec_kw={"height_ratios": [3, 1]})
+    t_idx, n_idx = np.nonzero(z)
+    colors = np.where(n_idx < n_lif, "tab:blue", "tab:red")
+    ax1.scatter(t_idx, n_idx, s=1.5, c=colors, marker="|", linewidths=0.6)
+    ax1.axhline(n_lif - 0.5, color="0.6", lw=0.6)
+    ax1.set_ylabel(f"neuron (LIF 0-{n_lif - 1} blue, ALIF red)", fontsize=8)
+    alif_b = b[:, n_lif:]
+    if alif_b.size:
+        ax2.plot(steps, alif_b.mean(1), color="tab:red", lw=1, label="mean b (ALIF)")
+        ax2.fill_between(steps, np.percentile(alif_b, 10, 1), np.percentile(alif_b, 90, 1),
+                         color="tab:red", alpha=0.2, lw=0, label="10-90%")
+        ax2.legend(fontsize=7, loc="upper left")
+    ax2.set_ylabel("adaptation b", fontsize=8)
+    ax2.set_xlabel("control step (0.2 s)")
+    for ax in (ax1, ax2):
+        for t in rec["trial_ends"]:
+            ax.axvline(t, color="tab:green", lw=0.8, ls="--")
+    rate = float(z.mean()) / 0.2 if z.size else 0.0
+    ax1.set_title(f"{title}: goal {rec['goal']}, {len(rec['trial_ends'])} goal entries (green), "
+                  f"mean rate {rate:.2f} spikes/s per neuron", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

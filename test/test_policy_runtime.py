@@ -43,3 +43,21 @@ def test_a_corrupt_checkpoint_is_refused_with_the_file_named(tmp_path, imaze_che
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(ValueError, match="policy"):
         load_runtime(str(imaze_checkpoint), "imaze")
+
+
+def test_spike_recording_of_a_whole_task_and_its_raster(imaze_checkpoint, tmp_path):
+    from l2l_ros.evaluation import record_lsnn_task
+    from l2l_ros.report import plot_spike_raster
+
+    rt = load_runtime(str(imaze_checkpoint), "imaze")
+    rec = record_lsnn_task(rt, seed=3, task=0)
+    z, b, n_lif = rec["z"], rec["b"], rec["n_lif"]
+    assert z.shape == b.shape and z.shape[0] > 100
+    assert set(np.unique(z)) <= {0.0, 1.0} and z.sum() > 0
+    alif_b = b[:, n_lif:]
+    assert np.all(alif_b >= 0.0) and alif_b.max() > 0.0
+    # b is a low-pass of the neuron's own spikes: silent ALIF neurons never adapt.
+    silent = z[:, n_lif:].sum(0) == 0
+    assert np.all(alif_b[:, silent] == 0.0)
+    png = plot_spike_raster(rec, tmp_path / "raster.png", "test")
+    assert png.stat().st_size > 10_000
