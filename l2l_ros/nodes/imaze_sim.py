@@ -28,8 +28,10 @@ except ImportError:  # pragma: no cover - depends on the install
 
 class IMazeSimNode(LockstepSimNode):
     def __init__(self):
-        self.path: list[list[float]] = []
         super().__init__("imaze_sim")
+
+    def create_io(self) -> None:
+        self.path: list[list[float]] = []  # of the current trial
         self.declare_parameter("twist_stamped", False)
         stamped = bool(self.get_parameter("twist_stamped").value)
         self._odom_pub = self.create_publisher(Odometry, "/odom", STREAM_QOS)
@@ -37,7 +39,6 @@ class IMazeSimNode(LockstepSimNode):
         self._tf_pub = self.create_publisher(TFMessage, "/tf", 10) if TFMessage else None
         self.create_subscription(TwistStamped if stamped else Twist, "/cmd_vel",
                                  self._on_cmd_vel, STREAM_QOS)
-        self._publish_tick()  # publishers exist now: send the first tick for real
 
     def make_env(self, task_steps: int):
         from l2l_ros.tasks.imaze import IMazeEnv
@@ -61,10 +62,6 @@ class IMazeSimNode(LockstepSimNode):
         self.on_command(clamp_twist(v, w))
 
     # --- trials ---------------------------------------------------------------------
-    def _start_task(self) -> None:
-        self.path = []
-        super()._start_task()
-
     def on_step(self, info: dict) -> None:
         x, y, _ = info["pose"]
         self.path.append([round(float(x), 4), round(float(y), 4)])
@@ -78,8 +75,6 @@ class IMazeSimNode(LockstepSimNode):
 
     # --- sensors --------------------------------------------------------------------
     def publish_sensors(self, stamp) -> None:
-        if not hasattr(self, "_odom_pub"):
-            return  # called from the base constructor before publishers exist
         sim = self.env.sim
         x, y, yaw, v, w = sim.odometry()
         qx, qy, qz, qw = yaw_to_quaternion(yaw)

@@ -20,11 +20,12 @@ from l2l_ros.tasks.encoding import ARM_JOINTS, ARM_MAX_JOINT_VELOCITY
 class ManipulatorSimNode(LockstepSimNode):
     def __init__(self):
         super().__init__("manipulator_sim")
+
+    def create_io(self) -> None:
         self._joint_pub = self.create_publisher(JointState, "/joint_states", STREAM_QOS)
         self._target_pub = self.create_publisher(PointStamped, "/target", STREAM_QOS)
         self.create_subscription(Float64MultiArray, "/arm_controller/commands",
                                  self._on_command, STREAM_QOS)
-        self._publish_tick()
 
     def make_env(self, task_steps: int):
         from l2l_ros.tasks.manipulator import ManipulatorEnv
@@ -58,8 +59,6 @@ class ManipulatorSimNode(LockstepSimNode):
         return {"distance": float(np.linalg.norm(sim.ee_position() - sim.target))}
 
     def publish_sensors(self, stamp) -> None:
-        if not hasattr(self, "_joint_pub"):
-            return
         sim = self.env.sim
         q, qd = sim.joint_state()
         js = JointState()

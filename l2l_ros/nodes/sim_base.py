@@ -26,8 +26,12 @@ from l2l_ros.nodes.common import STEADY_CLOCK, STREAM_QOS, to_stamp
 class LockstepSimNode(Node):
     """Subclasses provide the env, publish their sensors and turn messages into commands."""
 
-    #: Command applied when none (or a malformed one) is available: stand still.
+    def create_io(self) -> None:
+        """Create the sensor publishers and the command subscription."""
+        raise NotImplementedError
+
     def zero_command(self) -> Any:
+        """Command applied when none (or a malformed one) is available: stand still."""
         raise NotImplementedError
 
     def make_env(self, task_steps: int):
@@ -70,6 +74,7 @@ class LockstepSimNode(Node):
         self._reward_pub = self.create_publisher(Float32, "/l2l/reward", STREAM_QOS)
         self._task_pub = self.create_publisher(Header, "/l2l/task_start", STREAM_QOS)
         self._trial_pub = self.create_publisher(Header, "/l2l/trial_start", STREAM_QOS)
+        self.create_io()
 
         self.sim_time = 0.0  # monotonic across tasks, unlike MjData.time
         self.task = -1
