@@ -39,13 +39,14 @@ class RandomAgent:
 
 
 def run_imaze_tasks(agent: Agent, tasks: int, seed: int, deterministic: bool = True,
-                    task_steps: int | None = None, keep_paths: bool = False) -> list[dict]:
+                    task_steps: int | None = None, keep_paths: bool = False,
+                    first_task: int = 0) -> list[dict]:
     """Per-trial records (task, trial, goal, steps, success, oracle_path_steps[, path])."""
     from l2l_ros.tasks.imaze import IMazeEnv
 
     env = IMazeEnv(task_steps=task_steps) if task_steps else IMazeEnv()
     records: list[dict] = []
-    for task in range(tasks):
+    for task in range(first_task, first_task + tasks):
         obs, info = env.reset(seed=task_seed(seed, task))
         goal = int(info["goal"])
         oracle = int(env.sim.oracle_path_steps(goal))
@@ -73,30 +74,35 @@ def run_imaze_tasks(agent: Agent, tasks: int, seed: int, deterministic: bool = T
     return records
 
 
+class _StateRecorder:
+    """Wraps an LSNN runtime and keeps its spikes and adaptation after every step."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.z: list[np.ndarray] = []
+        self.b: list[np.ndarray] = []
+
+    def reset(self) -> None:
+        self.runtime.reset()
+
+    def step(self, encoded_obs, prev_reward, trial_start, deterministic=True):
+        action = self.runtime.step(encoded_obs, prev_reward, trial_start, deterministic)
+        self.z.append(self.runtime.state.z[0].numpy().copy())
+        self.b.append(self.runtime.state.b[0].numpy().copy())
+        return action
+
+
 def record_lsnn_task(runtime, seed: int, task: int = 0) -> dict:
     """Spikes and threshold adaptation of an LSNN runtime over one whole task.
 
     Returns ``z`` and ``b`` as [steps, neurons] arrays, the steps at which trials
-    ended, the goal, and how many of the neurons are LIF (the rest are ALIF).
+    ended (goal entries), the goal, and how many of the neurons are LIF (the rest ALIF).
     """
-    from l2l_ros.tasks.imaze import IMazeEnv
-
     if not hasattr(runtime.state, "b"):
         raise TypeError("spike recording needs an LSNN policy")
-    env = IMazeEnv()
-    obs, info = env.reset(seed=task_seed(seed, task))
-    runtime.reset()
-    reward, trial_start, zs, bs, trial_ends = 0.0, True, [], [], []
-    for step in range(env.task_steps):
-        action = runtime.step(obs, reward, trial_start, True)
-        zs.append(runtime.state.z[0].numpy().copy())
-        bs.append(runtime.state.b[0].numpy().copy())
-        obs, reward, terminated, truncated, info = env.step(action)
-        trial_start = bool(info.get("trial_end", False))
-        if trial_start:
-            trial_ends.append(step)
-        if terminated or truncated:
-            break
-    env.close()
-    return {"z": np.asarray(zs), "b": np.asarray(bs), "trial_ends": trial_ends,
-            "goal": int(info["goal"]), "n_lif": int(runtime.policy.config.n_lif)}
+    recorder = _StateRecorder(runtime)
+    records = run_imaze_tasks(recorder, 1, seed, first_task=task)
+    ends = np.cumsum([r["steps"] for r in records]) - 1
+    return {"z": np.asarray(recorder.z), "b": np.asarray(recorder.b),
+            "trial_ends": [int(e) for r, e in zip(records, ends) if r["success"]],
+            "goal": records[0]["goal"], "n_lif": int(runtime.policy.config.n_lif)}
