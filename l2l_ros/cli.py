@@ -79,7 +79,7 @@ def evaluate_imaze_checkpoint(checkpoint: str, tasks: int, seed: int,
 
 
 def cmd_eval(args, argv) -> int:
-    from l2l_ros.evaluation import RandomAgent, run_imaze_tasks
+    from l2l_ros.evaluation import RandomAgent, record_lsnn_task, run_imaze_tasks
     from l2l_ros.graphs import default_model_path
     from l2l_ros.policy_runtime import load_runtime
     from l2l_ros.report import (plot_learning_curve, plot_spike_raster, plot_trajectories, summarize,
@@ -107,8 +107,6 @@ def cmd_eval(args, argv) -> int:
         first = [r for r in records_by_agent["spiking"] if r["task"] < 4]
         doc["plots"] = [str(plot_trajectories(first, sim.model, out / "trajectories.png",
                                               "spiking policy, offline evaluation", sim.geometry))]
-        from l2l_ros.evaluation import record_lsnn_task
-
         if hasattr(agents["spiking"].state, "b"):
             # The first task in which the policy reaches the goal at least once, else task 0.
             hit = sorted({r["task"] for r in records_by_agent["spiking"] if r["success"]})

@@ -15,24 +15,23 @@ def summarize(records: Iterable[dict]) -> dict:
     first = [r for r in recs if r["trial"] == 0]
     later = [r for r in recs if r["trial"] > 0]
 
-    def mean_steps(rs):
+    def steps_mean_sem(rs) -> tuple[float, float]:
         ok = [r["steps"] for r in rs if r["success"]]
-        return float(np.mean(ok)) if ok else math.nan
-
-    def sem(rs):
-        ok = [r["steps"] for r in rs if r["success"]]
-        return float(np.std(ok, ddof=1) / math.sqrt(len(ok))) if len(ok) > 1 else math.nan
+        mean = float(np.mean(ok)) if ok else math.nan
+        return mean, float(np.std(ok, ddof=1) / math.sqrt(len(ok))) if len(ok) > 1 else math.nan
 
     tasks = {r["task"] for r in recs}
+    trial1, trial1_sem = steps_mean_sem(first)
+    later_mean, later_sem = steps_mean_sem(later)
     return _nan_to_none({
         "tasks": len(tasks),
         "trials": len(recs),
         "success_rate": float(np.mean([r["success"] for r in recs])) if recs else math.nan,
         "goals_per_task": sum(r["success"] for r in recs) / max(1, len(tasks)),
-        "trial1_mean_steps": mean_steps(first),
-        "trial1_sem": sem(first),
-        "later_mean_steps": mean_steps(later),
-        "later_sem": sem(later),
+        "trial1_mean_steps": trial1,
+        "trial1_sem": trial1_sem,
+        "later_mean_steps": later_mean,
+        "later_sem": later_sem,
         "oracle_path_steps": float(np.mean([r["oracle_path_steps"] for r in recs
                                             if "oracle_path_steps" in r])) if recs else math.nan,
     })
@@ -52,10 +51,10 @@ def trial_table(records: Iterable[dict]) -> str:
 
 
 def summary_lines(s: dict, label: str) -> str:
-    def fmt(x, e=None):
-        if x is None or (isinstance(x, float) and math.isnan(x)):
+    def fmt(x, e=None):  # summarize() gives None for a figure that does not exist
+        if x is None:
             return "n/a"
-        return f"{x:.1f}" + (f" ± {e:.1f}" if e is not None and not math.isnan(e) else "")
+        return f"{x:.1f}" + (f" ± {e:.1f}" if e is not None else "")
 
     return (f"{label}: {s['tasks']} tasks, {s['trials']} trials, success {100 * s['success_rate']:.0f}%, "
             f"goals/task {s['goals_per_task']:.2f}; steps to goal: trial 1 {fmt(s['trial1_mean_steps'], s['trial1_sem'])}, "
