@@ -4,8 +4,8 @@
 stream of uniforms ``u[episode, t]`` (reward of pull t = ``u < p[arm]``) from ``seed``,
 so every policy, baseline or checkpoint, plays the same bandits with the same luck.
 Checkpoints run batched over all bandits with the exact observation that
-``MetaWrapper(BernoulliBanditEnv(k, n))`` gives: ``[t/n, (n-t)/n]`` (float32, as the
-env computes it) + ``meta_features(prev_action, prev_reward, trial_start=(t == 0),
+``MetaWrapper(BernoulliBanditEnv(k, n))`` gives: ``time_features(t, n)`` (the env's
+own function) + ``meta_features(prev_action, prev_reward, trial_start=(t == 0),
 Discrete(k))``. Each checkpoint is reported twice: ``NAME`` (actions sampled from the
 policy, as trained and as ``ppo.evaluate(deterministic=False)``) and ``NAME/argmax``.
 
@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from l2l_ros.tasks.bandit import N_TIME_FEATURES, time_features
 from l2l_ros.tasks.bandit_baselines import run_baseline
 from l2l_ros.tasks.meta_wrapper import meta_features
 
@@ -50,13 +51,14 @@ def run_checkpoint_on_bandits(policy, k: int, n: int, probs: np.ndarray, uniform
                               deterministic: bool, seed: int = 0) -> np.ndarray:
     """Total reward of a recurrent policy on each bandit ``probs[E, k]`` (batched)."""
     E = probs.shape[0]
-    obs_dim = 2 + k + 2
+    obs_dim = N_TIME_FEATURES + k + 2
     if getattr(policy, "obs_dim", obs_dim) != obs_dim:
         raise ValueError(f"policy takes {policy.obs_dim} inputs; a {k}-armed bandit gives {obs_dim}")
     spec = getattr(policy, "action_spec", {"type": "discrete", "n": k})
     if spec.get("type") != "discrete" or int(spec.get("n", -1)) != k:
         raise ValueError(f"policy action space {spec} is not Discrete({k})")
     space = gym.spaces.Discrete(k)
+    m = N_TIME_FEATURES
     start = meta_features(None, 0.0, True, space)
     rows = np.arange(E)
     total = np.zeros(E)
@@ -67,14 +69,14 @@ def run_checkpoint_on_bandits(policy, k: int, n: int, probs: np.ndarray, uniform
         prev_r = np.zeros(E, dtype=np.float32)
         for t in range(n):
             obs = np.empty((E, obs_dim), dtype=np.float32)
-            obs[:, :2] = np.array([t / n, (n - t) / n], dtype=np.float32)  # env._obs()
+            obs[:, :m] = time_features(t, n)  # env._obs()
             if t == 0:
-                obs[:, 2:] = start
+                obs[:, m:] = start
             else:  # meta_features(prev_a, prev_r, False, Discrete(k)), batched
-                obs[:, 2:2 + k] = 0.0
-                obs[rows, 2 + prev_a] = 1.0
-                obs[:, 2 + k] = prev_r
-                obs[:, 3 + k] = 0.0
+                obs[:, m:m + k] = 0.0
+                obs[rows, m + prev_a] = 1.0
+                obs[:, m + k] = prev_r
+                obs[:, m + k + 1] = 0.0
             action, _, _, state = policy.act(torch.from_numpy(obs), state, deterministic=deterministic)
             a = action.cpu().numpy().astype(np.int64).reshape(E)
             r = uniforms[:, t] < probs[rows, a]

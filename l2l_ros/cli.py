@@ -35,6 +35,23 @@ def train_config(family: str, policy: str, updates: int, num_envs: int, seed: in
     return cfg
 
 
+# Bandit training: one model per k serves every horizon; each PPO update draws one
+# horizon for all its tasks. Discount 0.995 keeps exploration worth its cost over a
+# few hundred pulls; rewards are scaled by 0.05 for the value loss only, so values
+# of 500-pull tasks stay O(10).
+BANDIT_HORIZONS = (10, 100, 500)
+BANDIT_TRAINING = {"gamma": 0.995, "reward_scale": 0.05}
+
+
+def bandit_training_settings(arms: int, horizons: str | None, env_kwargs: dict) -> tuple[dict, dict]:
+    """Env kwargs and TrainConfig overrides for ``l2l train bandit --arms K --horizons ...``."""
+    hs = [int(h) for h in horizons.split(",")] if horizons else list(BANDIT_HORIZONS)
+    if not hs or min(hs) < 1:
+        raise SystemExit("--horizons wants a comma-separated list of pulls >= 1, e.g. 10,100,500")
+    kwargs = {"k": int(arms), "n": max(hs), **env_kwargs}
+    return kwargs, {**BANDIT_TRAINING, "reset_options": [{"n": h} for h in hs]}
+
+
 def cmd_train(args, argv) -> int:
     import torch
 
@@ -42,11 +59,21 @@ def cmd_train(args, argv) -> int:
 
     torch.set_num_threads(args.threads)
     env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
+    overrides = {}
+    if args.family == "bandit":
+        env_kwargs, overrides = bandit_training_settings(args.arms, args.horizons, env_kwargs)
     cfg = train_config(args.family, args.policy, args.updates, args.num_envs, args.seed,
-                       env_kwargs, lr=args.lr, ent_coef=args.ent_coef,
-                       minibatches=args.minibatches, epochs=args.epochs)
+                       env_kwargs, **{**overrides, **{k: v for k, v in (
+                           ("lr", args.lr), ("ent_coef", args.ent_coef), ("minibatches", args.minibatches),
+                           ("epochs", args.epochs), ("gamma", args.gamma),
+                           ("reward_scale", args.reward_scale)) if v is not None}})
     path = train(cfg, Path(args.out), command=_command_line(argv))
     print(f"checkpoint: {path}")
+    from l2l_ros.report import plot_learning_curve
+
+    curve = plot_learning_curve(Path(args.out) / "train_log.jsonl", Path(args.out) / "learning_curve.png",
+                                f"{args.policy} on {args.family} ({Path(args.out).name})")
+    print(f"learning curve: {curve}")
     if args.family == "imaze" and args.eval_tasks > 0:
         figures = evaluate_imaze_checkpoint(str(path), args.eval_tasks, seed=args.seed + 1000)
         _attach_evaluation(path, figures)
@@ -226,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ent-coef", type=float, default=None)
     p.add_argument("--minibatches", type=int, default=None, help="minibatches of whole tasks per epoch")
     p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--gamma", type=float, default=None, help="discount (bandit default 0.995)")
+    p.add_argument("--reward-scale", type=float, default=None,
+                   help="reward scale of the value/advantage targets (bandit default 0.05)")
+    p.add_argument("--arms", type=int, default=5, help="bandit: number of arms k")
+    p.add_argument("--horizons", default="",
+                   help="bandit: comma-separated pulls per task, one drawn per update (default 10,100,500)")
     p.add_argument("--env-kwargs", default="", help="JSON dict passed to the env")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--eval-tasks", type=int, default=50,

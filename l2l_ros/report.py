@@ -132,6 +132,8 @@ def plot_learning_curve(log_path: Path, path: Path, title: str) -> Path:
 
     rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
     updates = [r["update"] for r in rows]
+    if any("reset_options" in r for r in rows):
+        return _plot_variant_curve(rows, path, title)
     fig, ax = plt.subplots(figsize=(6, 3.4))
     ax.plot(updates, [r["mean_return"] for r in rows], color="tab:blue", lw=1, label="mean task return")
     ax.set_xlabel("PPO update (one task per env)")
@@ -140,6 +142,32 @@ def plot_learning_curve(log_path: Path, path: Path, title: str) -> Path:
     ax2.plot(updates, [r["mean_trial_ends"] for r in rows], color="tab:orange", lw=1,
              label="goals reached per task")
     ax2.set_ylabel("goals per task", color="tab:orange")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_variant_curve(rows: list[dict], path: Path, title: str) -> Path:
+    """Mean reward per step against updates, one line per task variant (bandit horizon)."""
+    import matplotlib.pyplot as plt
+
+    by_variant: dict[str, list[tuple[int, float]]] = {}
+    for r in rows:
+        label = ", ".join(f"{k}={v}" for k, v in sorted((r.get("reset_options") or {}).items())) or "all"
+        by_variant.setdefault(label, []).append((r["update"], r["mean_reward_per_step"]))
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for label, pts in sorted(by_variant.items(), key=lambda kv: len(kv[0])):
+        x = np.array([p[0] for p in pts])
+        y = np.array([p[1] for p in pts])
+        w = max(1, min(25, len(y) // 10))  # running mean over w updates of this variant
+        ys = np.convolve(y, np.ones(w) / w, mode="valid")
+        ax.plot(x[w - 1:], ys, lw=1.2, label=label)
+    ax.set_xlabel("PPO update")
+    ax.set_ylabel("mean reward per step (running mean)")
+    ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from l2l_ros.bandit_eval import (PAPER_TABLE1, add_bandit_eval_arguments, evalua
                                  main_eval_bandit, run_checkpoint_on_bandits)
 from l2l_ros.meta.checkpoint import save_checkpoint
 from l2l_ros.meta.policies import build_policy
-from l2l_ros.tasks.bandit import BernoulliBanditEnv
+from l2l_ros.tasks.bandit import N_TIME_FEATURES, BernoulliBanditEnv
 from l2l_ros.tasks.bandit_baselines import (BASELINES, bayes_optimal_value, gittins_index_exact,
                                             gittins_index_table, index_policy_value, run_baseline)
 from l2l_ros.tasks.meta_wrapper import MetaWrapper
@@ -148,7 +148,7 @@ class _Recorder:
     """A stand-in policy that plays a fixed arm sequence and records its inputs."""
 
     def __init__(self, k, actions):
-        self.obs_dim, self.action_spec = 2 + k + 2, {"type": "discrete", "n": k}
+        self.obs_dim, self.action_spec = N_TIME_FEATURES + k + 2, {"type": "discrete", "n": k}
         self.actions, self.seen, self.t = actions, [], 0
 
     def initial_state(self, batch):
@@ -183,7 +183,7 @@ def test_checkpoint_inputs_match_meta_wrapper():
 
 def test_evaluate_bandits_with_fresh_checkpoint(tmp_path):
     k, n = 3, 10
-    policy = build_policy("lstm", 2 + k + 2, {"type": "discrete", "n": k}, {"hidden": 16})
+    policy = build_policy("lstm", N_TIME_FEATURES + k + 2, {"type": "discrete", "n": k}, {"hidden": 16})
     save_checkpoint(tmp_path / "fresh", policy,
                     {"env_id": "l2l_ros/Bandit-v0", "env_kwargs": {"k": k, "n": n}})
     res = evaluate_bandits(k, n, 300, seed=5, checkpoints={"fresh": str(tmp_path / "fresh")})
@@ -200,7 +200,7 @@ def test_evaluate_bandits_with_fresh_checkpoint(tmp_path):
     again = evaluate_bandits(k, n, 300, seed=5, checkpoints={"fresh": str(tmp_path / "fresh")})
     assert again["policies"]["fresh"]["mean"] == pol["fresh"]["mean"]
     assert again["policies"]["gittins"]["mean"] == pol["gittins"]["mean"]
-    wrong = build_policy("lstm", 2 + 4 + 2, {"type": "discrete", "n": 4}, {"hidden": 8})
+    wrong = build_policy("lstm", N_TIME_FEATURES + 4 + 2, {"type": "discrete", "n": 4}, {"hidden": 8})
     save_checkpoint(tmp_path / "wrong", wrong, {})
     with pytest.raises(ValueError):
         evaluate_bandits(k, n, 10, seed=0, checkpoints={"w": str(tmp_path / "wrong")})

@@ -17,11 +17,20 @@ RANDOM_EXPECTATION = 5.0  # n * E[p], p ~ U[0, 1]
 def test_bandit_env_spaces_and_truncation():
     env = BernoulliBanditEnv(k=2, n=10)
     obs, info = env.reset(seed=0)
-    assert obs.tolist() == [0.0, 1.0] and env.action_space.n == 2 and "goal" in info
+    first = obs.copy()
+    assert obs[:2].tolist() == [0.0, 1.0] and env.action_space.n == 2 and "goal" in info
+    assert obs[2] == np.float32(np.log1p(10) / np.log1p(1000))
     for t in range(10):
         obs, r, term, trunc, info = env.step(t % 2)
         assert r in (0.0, 1.0) and not term and trunc == (t == 9)
-    assert obs.tolist() == [1.0, 0.0]
+    assert obs.tolist() == [1.0, 0.0, 0.0]
+    # One env serves several horizons: the first observation tells them apart.
+    long_obs, _ = env.reset(seed=0, options={"n": 500})
+    assert long_obs[:2].tolist() == [0.0, 1.0] and long_obs[2] > 0.89
+    for _ in range(499):
+        assert not env.step(0)[3]
+    assert env.step(0)[3]
+    assert env.reset(seed=0)[0].tolist() == first.tolist()  # no option: the constructor's n again
     register_bandit()
     register_bandit()  # idempotent
 

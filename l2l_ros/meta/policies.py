@@ -179,8 +179,8 @@ class RecurrentPolicy(nn.Module):
 
     def distribution(self, params: torch.Tensor) -> Distribution:
         if self.discrete:
-            return Categorical(logits=params)
-        return Normal(params, self.log_std.exp().expand_as(params))
+            return Categorical(logits=params, validate_args=False)
+        return Normal(params, self.log_std.exp().expand_as(params), validate_args=False)
 
     def log_prob(self, dist: Distribution, action: torch.Tensor) -> torch.Tensor:
         lp = dist.log_prob(action)

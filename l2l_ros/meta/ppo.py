@@ -72,6 +72,11 @@ class TrainConfig:
     norm_adv: bool = True
     async_envs: bool = False
     max_task_steps: int = 100_000        # guard against an env that never ends
+    # Task variants: each update draws one of these reset options (from the update
+    # seed) for all its envs, e.g. [{"n": 10}, {"n": 100}, {"n": 500}] bandit
+    # horizons; one horizon per update keeps the batch free of padding.
+    reset_options: list | None = None
+    reward_scale: float = 1.0            # rewards seen by the value/advantage (not the policy's input)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -123,13 +128,13 @@ def _info_column(infos: dict, key: str, i: int):
 @torch.no_grad()
 def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: list[int],
                   deterministic: bool = False, max_steps: int = 100_000,
-                  record_infos: bool = False) -> dict:
+                  record_infos: bool = False, options: dict | None = None) -> dict:
     """Run one whole task in every env. Returns ``[T, B]`` tensors ``obs``
     (``[T,B,D]``), ``actions`` (raw samples), ``logprobs``, ``values``, ``rewards``,
     ``valid`` (False after an env's task ended) and, with ``record_infos``, per-env
     lists of ``trial_end`` / ``goal`` info values per step."""
     B = envs.num_envs
-    obs, _ = envs.reset(seed=[int(s) for s in seeds])
+    obs, _ = envs.reset(seed=[int(s) for s in seeds], options=options)
     state = policy.initial_state(B)
     done = np.zeros(B, dtype=bool)
     buf = {k: [] for k in ("obs", "actions", "logprobs", "values", "rewards", "valid")}
@@ -200,6 +205,14 @@ def _update_seeds(seed: int, update: int, n: int) -> tuple[list[int], int]:
     ss = np.random.SeedSequence([int(seed), int(update)])
     words = ss.generate_state(n + 1, dtype=np.uint32)
     return [int(w) for w in words[:n]], int(words[n])
+
+
+def _update_options(config: TrainConfig, update: int) -> dict | None:
+    """The reset options of update ``update`` (drawn from (seed, update) alone)."""
+    if not config.reset_options:
+        return None
+    rng = np.random.default_rng([int(config.seed), int(update), 1])
+    return dict(config.reset_options[int(rng.integers(len(config.reset_options)))])
 
 
 def _save_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.optim.Optimizer,
@@ -307,16 +320,19 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             t0 = time.perf_counter()
             task_seeds, torch_seed = _update_seeds(config.seed, update, config.num_envs)
             torch.manual_seed(torch_seed)
+            options = _update_options(config, update)
 
             # 1. Collect one whole task per env (hidden state reset at task start).
             policy.eval()
-            roll = collect_tasks(envs, policy, task_seeds, max_steps=config.max_task_steps)
+            roll = collect_tasks(envs, policy, task_seeds, max_steps=config.max_task_steps,
+                                 options=options)
             obs, actions, old_logp = roll["obs"], roll["actions"], roll["logprobs"]
             values, rewards, valid = roll["values"], roll["rewards"], roll["valid"]
             env_steps += int(valid.sum())
 
             # 2. Advantages.
-            adv, returns = compute_gae(rewards, values, valid, config.gamma, config.gae_lambda)
+            adv, returns = compute_gae(rewards * config.reward_scale, values, valid, config.gamma,
+                                       config.gae_lambda)
 
             # 3. PPO epochs over minibatches of whole sequences, full BPTT from the task start.
             policy.train()
@@ -366,6 +382,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             last = {
                 "update": update, "updates": config.updates, "env_steps": env_steps,
                 "mean_return": float(task_returns.mean()),
+                "mean_reward_per_step": float(rewards.sum() / valid.sum().clamp(min=1)),
+                **({"reset_options": options} if options else {}),
                 "mean_trial_ends": float(np.mean(roll["trial_ends"])),
                 "task_steps": int(valid.shape[0]),
                 **{k: float(np.mean(v)) for k, v in stats.items()},
@@ -377,7 +395,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             if update % max(1, config.checkpoint_every) == 0 or update == config.updates:
                 last["checkpoint"] = str(checkpoint(update, last))
             bar.update(1)
-            bar.set_postfix(ret=f"{last['mean_return']:.2f}", kl=f"{last['approx_kl']:.3f}")
+            bar.set_postfix(ret=f"{last['mean_return']:.2f}",
+                            per_step=f"{last['mean_reward_per_step']:.3f}",
+                            kl=f"{last['approx_kl']:.3f}")
             if progress is not None:
                 progress(dict(last))
     finally:

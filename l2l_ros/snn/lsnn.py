@@ -41,6 +41,7 @@ from torch import nn
 
 from l2l_ros.meta.policies import RecurrentPolicy, _dataclass_from_dict, _reset_where
 from l2l_ros.snn.neurons import ALIF, NeuronState
+from l2l_ros.snn.sequence import lsnn_sequence
 
 __all__ = ["LSNNConfig", "LSNNState", "LSNNPolicy"]
 
@@ -134,6 +135,20 @@ class LSNNPolicy(RecurrentPolicy):
         w_rec = self.w_rec * self.rec_mask * scale
         neurons, kappa = self.neurons, self.kappa
         thr = neurons.threshold.to(obs.dtype)
+        if done_mask is None and not any(s.requires_grad for s in state):
+            ys, final = lsnn_sequence(inp, w_rec, tuple(state), thr, neurons.alpha, neurons.rho,
+                                      neurons.beta, kappa, neurons.refractory, neurons.dampening,
+                                      neurons.detach_reset)
+            return ys, LSNNState(*final)
+        return self._features_stepwise(inp, w_rec, state, done_mask)
+
+    def _features_stepwise(self, inp: torch.Tensor, w_rec: torch.Tensor, state: LSNNState,
+                           done_mask: torch.Tensor | None = None):
+        """Reference path, one autograd node per step: task restarts inside the
+        sequence (``done_mask``) and gradients into the initial state."""
+        T, B = inp.shape[:2]
+        neurons, kappa = self.neurons, self.kappa
+        thr = neurons.threshold.to(inp.dtype)
         init = self.initial_state(B) if done_mask is not None else None
         v, b, z, r, y = state
         ns = NeuronState(v, b, z, r)

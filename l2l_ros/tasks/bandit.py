@@ -2,8 +2,11 @@
 
 One episode = one task = ``n`` pulls of ``k`` arms whose success probabilities
 ``p_i ~ U[0, 1]`` are drawn at reset. The observation carries no information about
-the arms, only time: ``[t / n, (n - t) / n]`` (t = pulls made so far), so one model
-can serve several horizons; the meta wrapper adds the previous action and reward.
+the arms, only time (:func:`time_features`, t = pulls made so far): the fraction of
+the task done and left, as Wang et al. give the time step, plus the pulls left on a
+log scale, so that a single model can tell a 10-pull task from a 500-pull one at
+its first pull and serve every horizon. ``reset(options={"n": N})`` sets the horizon
+of one task. The meta wrapper adds the previous action and reward.
 ``info["goal"]`` is the best arm, ``info["p"]`` the probability of the pulled arm,
 ``info["p_best"]`` the best probability (for regret).
 """
@@ -15,6 +18,17 @@ import numpy as np
 BANDIT_ENV_ID = "l2l_ros/Bandit-v0"
 
 
+N_TIME_FEATURES = 3
+HORIZON_SCALE = 1000  # pulls left are encoded as log1p(n - t) / log1p(HORIZON_SCALE), capped at 1
+
+
+def time_features(t: int, n: int) -> np.ndarray:
+    """``[t / n, (n - t) / n, min(1, log1p(n - t) / log1p(1000))]`` as float32 (env and eval)."""
+    left = n - t
+    return np.array([t / n, left / n, min(1.0, np.log1p(left) / np.log1p(HORIZON_SCALE))],
+                    dtype=np.float32)
+
+
 class BernoulliBanditEnv(gym.Env):
     metadata = {"render_modes": []}
 
@@ -22,16 +36,20 @@ class BernoulliBanditEnv(gym.Env):
         if k < 1 or n < 1:
             raise ValueError("need k >= 1 arms and n >= 1 pulls")
         self.k, self.n = int(k), int(n)
-        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(2,), dtype=np.float32)
+        self.default_n = self.n
+        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(3,), dtype=np.float32)
         self.action_space = gym.spaces.Discrete(self.k)
         self.probs = np.full(self.k, 0.5)
         self.t = 0
 
     def _obs(self) -> np.ndarray:
-        return np.array([self.t / self.n, (self.n - self.t) / self.n], dtype=np.float32)
+        return time_features(self.t, self.n)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        self.n = int(options["n"]) if options and "n" in options else self.default_n
+        if self.n < 1:
+            raise ValueError("options['n'] must be >= 1 pulls")
         if options and "probs" in options:
             probs = np.asarray(options["probs"], dtype=np.float64)
             if probs.shape != (self.k,) or np.any((probs < 0) | (probs > 1)):
