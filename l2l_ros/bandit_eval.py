@@ -120,6 +120,22 @@ def evaluate_bandits(k: int, n: int, episodes: int, seed: int,
     return out
 
 
+BUNDLED_BANDIT_MODELS = {"spiking": "models/bandit_k{k}_lsnn/policy.json",
+                         "lstm": "models/bandit_k{k}_lstm/policy.json"}
+
+
+def bundled_bandit_models(k: int) -> dict[str, str]:
+    """The bundled spiking and LSTM models for ``k`` arms that exist (source tree or share/)."""
+    from l2l_ros.resources import share_path
+
+    found = {}
+    for name, template in BUNDLED_BANDIT_MODELS.items():
+        path = share_path(*template.format(k=k).split("/"))
+        if path.exists():
+            found[name] = str(path)
+    return found
+
+
 def add_bandit_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """``--arms K --pulls N --episodes E --seed S --json [--checkpoint NAME=PATH ...]``."""
     parser.add_argument("--arms", type=int, default=5, help="number of arms k (default 5)")
@@ -129,6 +145,8 @@ def add_bandit_eval_arguments(parser: argparse.ArgumentParser) -> argparse.Argum
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
                         help="also evaluate this checkpoint (repeatable)")
+    parser.add_argument("--no-bundled", action="store_true",
+                        help="leave out the bundled spiking and LSTM models for this k")
     return parser
 
 
@@ -147,7 +165,8 @@ def main_eval_bandit(args: argparse.Namespace) -> int:
     from l2l_ros.meta.checkpoint import CheckpointError
 
     try:
-        checkpoints = _parse_checkpoints(getattr(args, "checkpoint", []))
+        checkpoints = {} if getattr(args, "no_bundled", False) else bundled_bandit_models(args.arms)
+        checkpoints.update(_parse_checkpoints(getattr(args, "checkpoint", [])))
         res = evaluate_bandits(args.arms, args.pulls, args.episodes, args.seed, checkpoints)
     except (ValueError, CheckpointError, OSError) as e:
         print(f"l2l eval bandit: {e}", file=sys.stderr)

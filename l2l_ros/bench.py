@@ -50,33 +50,86 @@ def bench_sim(task: str, seconds: float) -> dict:
                     "physics is all the env costs", "machine": _machine()}
 
 
-def bench_train(task: str, seconds: float) -> dict:
-    """Outer-loop agent steps/s (env + forward + backward) for LSNN and LSTM, same settings."""
-    import torch
+def _bandit_config(kind: str, updates: int, horizons: str, seed: int = 0, **overrides):
+    """The settings the bundled bandit models were trained with (k = 5)."""
+    from l2l_ros.cli import bandit_training_settings, train_config
 
-    from l2l_ros.cli import train_config
+    kwargs, extra = bandit_training_settings(5, horizons, {})
+    cfg = train_config("bandit", kind, updates, 32, seed, kwargs, **{**extra, **overrides})
+    cfg.minibatches, cfg.lr = 2, overrides.get("lr", 1e-3)
+    return cfg
+
+
+def bench_throughput(kind: str, updates: int) -> dict:
+    """Agent steps/s of ``updates`` PPO updates (rollout + forward + backward + env)."""
+    import json
+
     from l2l_ros.meta.ppo import train
 
+    cfg = _bandit_config(kind, updates, "10,100,500")
+    cfg.checkpoint_every = 10**9
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        train(cfg, tmp)
+        wall = time.perf_counter() - t0
+        log = [json.loads(line) for line in open(f"{tmp}/train_log.jsonl")]
+    steps = log[-1]["env_steps"]
+    return {"updates": updates, "agent_steps": steps, "wall_s": wall, "agent_steps_per_s": steps / wall}
+
+
+def bench_time_to_criterion(kind: str, criterion: float, budget_s: float, every: int = 20) -> dict:
+    """Train on (n=10, k=5) until the policy scores ``criterion`` on 1000 bandits (seed 0).
+
+    Evaluation time is not counted: ``train_seconds`` is the trainer's own wall clock
+    at the checkpoint that first reached the criterion.
+    """
+    from l2l_ros.bandit_eval import evaluate_bandits
+    from l2l_ros.meta.ppo import train
+
+    cfg = _bandit_config(kind, 100_000, "10", lr=3e-3)
+    cfg.checkpoint_every = every
+    curve: list[dict] = []
+    done = {"reached": None, "stop": False}
+
+    def on_update(row: dict) -> None:
+        if "checkpoint" not in row:
+            done["stop"] = row["wall_seconds"] > budget_s
+            return
+        res = evaluate_bandits(5, 10, 1000, 0, {"m": row["checkpoint"]}, baselines=())
+        best = max(res["policies"]["m"]["mean"], res["policies"]["m/argmax"]["mean"])
+        curve.append({"update": row["update"], "train_seconds": round(row["wall_seconds"], 1),
+                      "score": round(best, 3)})
+        if best >= criterion and done["reached"] is None:
+            done["reached"] = curve[-1]
+        done["stop"] = done["reached"] is not None or row["wall_seconds"] > budget_s
+
+    with tempfile.TemporaryDirectory() as tmp:
+        train(cfg, tmp, progress=on_update, should_stop=lambda: done["stop"])
+    return {"criterion": criterion, "reached": done["reached"] is not None,
+            "train_seconds_to_criterion": done["reached"]["train_seconds"] if done["reached"] else None,
+            "budget_s": budget_s, "best_score": max((c["score"] for c in curve), default=None),
+            "curve": curve,
+            "settings": "l2l train bandit --arms 5 --horizons 10 --num-envs 32 --minibatches 2 --lr 0.003; "
+                        "score = max(sampled, argmax) mean total reward on 1000 bandits, seed 0"}
+
+
+def bench_train(task: str, seconds: float) -> dict:
+    """Outer-loop agent steps/s (env + forward + backward) for LSNN and LSTM under the
+    bundled models' settings, their ratio, and the training wall clock to 6.6 on (10, 5)."""
+    import torch
+
+    if task != "bandit":
+        raise SystemExit("l2l bench train: only --task bandit is benchmarked")
     torch.set_num_threads(1)
     out: dict = {"task": task, "machine": _machine(), "policies": {}}
     for kind in ("lsnn", "lstm"):
-        with tempfile.TemporaryDirectory() as tmp:
-            updates = 1
-            while True:  # grow the run until it lasts long enough to time
-                cfg = train_config(task, kind, updates, 16, 0)
-                cfg.checkpoint_every = 10**9
-                t0 = time.perf_counter()
-                train(cfg, f"{tmp}/{updates}")
-                wall = time.perf_counter() - t0
-                if wall >= seconds / 2 or updates >= 64:
-                    break
-                updates *= 2
-            log = [__import__("json").loads(line) for line in open(f"{tmp}/{updates}/train_log.jsonl")]
-        steps = log[-1]["env_steps"]
-        out["policies"][kind] = {"updates": updates, "agent_steps": steps, "wall_s": wall,
-                                 "agent_steps_per_s": steps / wall}
+        out["policies"][kind] = bench_throughput(kind, 30)
     p = out["policies"]
     out["lsnn_to_lstm_throughput_ratio"] = p["lsnn"]["agent_steps_per_s"] / p["lstm"]["agent_steps_per_s"]
+    out["settings"] = ("30 PPO updates, 32 tasks each, horizons drawn from 10/100/500 (the same "
+                       "sequence for both), 4 epochs x 2 minibatches, 1 torch thread")
+    out["time_to_6.6_on_n10_k5"] = {kind: bench_time_to_criterion(kind, 6.6, seconds)
+                                    for kind in ("lsnn", "lstm")}
     return out
 
 

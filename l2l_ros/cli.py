@@ -227,7 +227,8 @@ def _report_navigation(out: Path, values: dict, wall: float) -> int:
 def cmd_bench(args, argv) -> int:
     from l2l_ros import bench
 
-    result = bench.run(args.what, args.task, args.seconds)
+    seconds = args.seconds if args.seconds is not None else (10.0 if args.what == "sim" else 600.0)
+    result = bench.run(args.what, args.task, seconds)
     out = Path(args.out) / f"{args.what}_{args.task}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     result["command"] = _command_line(argv)
@@ -294,7 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="throughput benchmarks, written to benchmarks/")
     p.add_argument("what", choices=("sim", "train"))
     p.add_argument("--task", default="imaze")
-    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--seconds", type=float, default=None,
+                   help="sim: measuring time (default 10); train: training budget per policy "
+                        "for the time-to-6.6 run (default 600)")
     p.add_argument("--out", default="benchmarks")
     p.set_defaults(func=cmd_bench)
     return parser

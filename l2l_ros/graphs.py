@@ -99,6 +99,8 @@ def _training(a: Mapping[str, Any]) -> list[NodeSpec]:
             "num_envs": a["num_envs"],
             "out_dir": a["out_dir"],
             "seed": a["seed"],
+            "arms": a["arms"],
+            "horizons": a["horizons"],
         }, ends_graph=True),
     ]
 
@@ -139,6 +141,9 @@ GRAPHS: dict[str, Graph] = {
             LaunchArgument("updates", "100", "PPO updates (one task per env each)."),
             LaunchArgument("num_envs", "16", "Parallel tasks per update."),
             LaunchArgument("out_dir", "runs/trainer", "Where checkpoints and the log go (resumes)."),
+            LaunchArgument("arms", "5", "Bandit family: number of arms k."),
+            LaunchArgument("horizons", "", "Bandit family: pulls per task, comma-separated "
+                                           "('' : 10,100,500, one drawn per update)."),
         ),
         _training,
     ),

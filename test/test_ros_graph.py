@@ -117,7 +117,7 @@ def test_trainer_node_publishes_progress_and_a_loadable_checkpoint(probe, tmp_pa
     probe.create_subscription(DiagnosticArray, "/l2l/training", diags.append, 10)
     probe.create_subscription(String, "/l2l/checkpoint", ckpts.append, LATCHED_QOS)
     out = tmp_path / "run"
-    spec = NodeSpec("trainer", "trainer", {"family": "bandit", "policy": "lsnn", "updates": 3,
+    spec = NodeSpec("trainer", "trainer", {"family": "bandit", "policy": "lsnn", "updates": 3, "horizons": "10",
                                            "num_envs": 4, "out_dir": str(out), "seed": 3})
     log = (tmp_path / "trainer.log").open("w")
     proc = subprocess.Popen(node_command(spec), env=ros_environment(), stdout=log, stderr=subprocess.STDOUT)
@@ -147,7 +147,7 @@ def test_trainer_node_stopped_by_sigint_saves_where_it_was(probe, tmp_path):
     diags: list[DiagnosticArray] = []
     probe.create_subscription(DiagnosticArray, "/l2l/training", diags.append, 10)
     out = tmp_path / "run"
-    spec = NodeSpec("trainer", "trainer", {"family": "bandit", "updates": 10_000, "num_envs": 4,
+    spec = NodeSpec("trainer", "trainer", {"family": "bandit", "updates": 10_000, "num_envs": 4, "horizons": "10,100",
                                            "out_dir": str(out), "seed": 5})
     log = (tmp_path / "trainer.log").open("w")
     proc = subprocess.Popen(node_command(spec), env=ros_environment(), stdout=log, stderr=subprocess.STDOUT)

@@ -13,6 +13,7 @@ import sys
 import threading
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from std_msgs.msg import String
 
@@ -29,11 +30,17 @@ class TrainerNode(Node):
         self.declare_parameter("out_dir", "runs/trainer")
         self.declare_parameter("seed", 0)
         self.declare_parameter("exit_when_done", True)
+        self.declare_parameter("arms", 5)          # bandit family only
+        # bandit family only; "" = 10,100,500. Dynamically typed: `horizons:=10` arrives as an int.
+        self.declare_parameter("horizons", "", ParameterDescriptor(dynamic_typing=True))
         p = lambda name: self.get_parameter(name).value  # noqa: E731
-        from l2l_ros.cli import train_config
+        from l2l_ros.cli import bandit_training_settings, train_config
 
-        self.config = train_config(str(p("family")), str(p("policy")), int(p("updates")),
-                                   int(p("num_envs")), int(p("seed")))
+        family = str(p("family"))
+        env_kwargs, overrides = ({}, {}) if family != "bandit" else bandit_training_settings(
+            int(p("arms")), str(p("horizons") or "") or None, {})
+        self.config = train_config(family, str(p("policy")), int(p("updates")),
+                                   int(p("num_envs")), int(p("seed")), env_kwargs, **overrides)
         self.out_dir = str(p("out_dir"))
         self.exit_when_done = bool(p("exit_when_done"))
         self._diag_pub = self.create_publisher(DiagnosticArray, "/l2l/training", 10)

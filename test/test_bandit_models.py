@@ -1,0 +1,46 @@
+"""The bundled bandit models learn inside a task: what they do depends on pulls long past."""
+import numpy as np
+import pytest
+import torch
+
+from l2l_ros.bandit_eval import BUNDLED_BANDIT_MODELS
+from l2l_ros.meta.checkpoint import load_checkpoint
+from l2l_ros.meta.ppo import make_env
+from l2l_ros.resources import share_path
+
+MODELS = [(k, name) for k in (5, 10) for name in BUNDLED_BANDIT_MODELS]
+
+
+def _history(k: int, good: int, n: int = 100, pulls: int = 20) -> torch.Tensor:
+    """Observations of a task where arm ``good`` paid ``pulls`` times in a row, then
+    arm 0 was pulled once and paid nothing (the real env builds the inputs)."""
+    env = make_env("l2l_ros/Bandit-v0", {"k": k, "n": n})
+    probs = np.zeros(k)
+    probs[good] = 1.0
+    obs, _ = env.reset(seed=0, options={"probs": probs})
+    seq = [obs]
+    for arm in [good] * pulls + [0]:
+        obs, *_ = env.step(arm)
+        seq.append(obs)
+    return torch.as_tensor(np.stack(seq))[:, None]  # [T, 1, D]
+
+
+@pytest.mark.parametrize("k,name", MODELS)
+def test_bundled_model_returns_to_the_arm_that_paid(k, name):
+    path = share_path(*BUNDLED_BANDIT_MODELS[name].format(k=k).split("/"))
+    policy, _ = load_checkpoint(path)
+    last_step_probs = {}
+    for good in range(1, k):
+        obs = _history(k, good)
+        with torch.no_grad():
+            params, _, _ = policy.forward_sequence(obs, policy.initial_state(1))
+            forgetful, _, _ = policy.forward_sequence(
+                obs, policy.initial_state(1), done_mask=torch.ones(obs.shape[:2], dtype=torch.bool))
+        p = torch.softmax(params[-1, 0], -1)
+        # After 20 wins on `good` and one miss on arm 0, the policy goes back to `good`.
+        assert int(p.argmax()) == good and p[good] > 0.5, (good, p.tolist())
+        last_step_probs[good] = torch.softmax(forgetful[-1, 0], -1)
+    # With the state reset every step the last input (arm 0, no reward) is all the
+    # policy would have: the same choice whatever arm paid before, so it could not pass.
+    first = last_step_probs[1]
+    assert all(torch.allclose(q, first) for q in last_step_probs.values())
