@@ -89,3 +89,26 @@ def test_killed_trainer_loses_at_most_checkpoint_every(tmp_path):
     assert seen == [5, 6]
     log = [json.loads(x)["update"] for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert log == [1, 2, 3, 4, 5, 6]
+
+
+def test_native_vector_bandit_equals_wrapped_envs():
+    """MetaBanditVectorEnv gives what SyncVectorEnv(MetaWrapper(BernoulliBanditEnv)) gives."""
+    import gymnasium as gym
+
+    from l2l_ros.tasks.bandit import MetaBanditVectorEnv
+    from l2l_ros.tasks.meta_wrapper import MetaWrapper
+
+    B, k = 6, 4
+    ref = gym.vector.SyncVectorEnv([lambda: MetaWrapper(BernoulliBanditEnv(k=k, n=10)) for _ in range(B)])
+    fast = MetaBanditVectorEnv(B, k=k, n=10)
+    assert fast.single_observation_space == ref.single_observation_space
+    rng = np.random.default_rng(0)
+    for seeds, options in (([3, 1, 4, 1, 5, 9], None), (list(range(100, 106)), {"n": 7})):
+        o1, _ = ref.reset(seed=seeds, options=options)
+        o2, _ = fast.reset(seed=seeds, options=options)
+        np.testing.assert_array_equal(o1, o2)
+        for _ in range(25):  # past the end: both restart tasks the next step
+            a = rng.integers(0, k, size=B)
+            s1, s2 = ref.step(a), fast.step(a)
+            for x, y in zip(s1[:4], s2[:4]):
+                np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

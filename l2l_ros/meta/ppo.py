@@ -108,8 +108,20 @@ def make_env(env_id: str, env_kwargs: dict | None = None) -> gym.Env:
     return MetaWrapper(gym.make(env_id, **(env_kwargs or {})))
 
 
+def _meta_vector_envs() -> dict:
+    """Envs with a native vector version that already includes the meta features."""
+    from l2l_ros.tasks.bandit import BANDIT_ENV_ID, MetaBanditVectorEnv
+
+    return {BANDIT_ENV_ID: MetaBanditVectorEnv}
+
+
 def make_vector_env(env_id: str, env_kwargs: dict | None, num_envs: int,
                     asynchronous: bool = False) -> gym.vector.VectorEnv:
+    """``num_envs`` meta-wrapped envs: the native vector version when there is one
+    (same observations and rewards as the wrapped envs), else Sync/AsyncVectorEnv."""
+    native = _meta_vector_envs().get(env_id)
+    if native is not None and not asynchronous:
+        return native(num_envs, **(env_kwargs or {}))
     fns = [lambda: make_env(env_id, env_kwargs) for _ in range(num_envs)]
     if asynchronous:
         return gym.vector.AsyncVectorEnv(fns)

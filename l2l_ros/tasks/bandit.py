@@ -75,3 +75,94 @@ def register_bandit() -> None:
     """Register ``l2l_ros/Bandit-v0`` (kwargs ``k``, ``n``); idempotent."""
     if BANDIT_ENV_ID not in gym.registry:
         gym.register(id=BANDIT_ENV_ID, entry_point=BernoulliBanditEnv)
+
+
+class MetaBanditVectorEnv(gym.vector.VectorEnv):
+    """``num_envs`` copies of ``MetaWrapper(BernoulliBanditEnv(k, n))`` in numpy arrays.
+
+    Why: a bandit step is a comparison; stepping 128 Python envs through
+    ``SyncVectorEnv`` and the wrapper cost more than the policy. This class gives the
+    same observations, rewards and truncations as that stack for the same seeds
+    (each task keeps its own generator, seeded as gymnasium seeds an env), which the
+    tests check step by step. Autoreset: next step, as gymnasium's default.
+    """
+
+    metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int, k: int = 5, n: int = 100):
+        from gymnasium.utils import seeding
+
+        from l2l_ros.tasks.meta_wrapper import MetaWrapper
+
+        self._seeding = seeding
+        self.num_envs = int(num_envs)
+        self.k, self.default_n = int(k), int(n)
+        template = MetaWrapper(BernoulliBanditEnv(k, n))
+        self.single_observation_space = template.observation_space
+        self.single_action_space = template.action_space
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+        self.n = np.full(self.num_envs, self.default_n)
+        self.t = np.zeros(self.num_envs, dtype=np.int64)
+        self.probs = np.full((self.num_envs, self.k), 0.5)
+        self.rngs = [seeding.np_random(None)[0] for _ in range(self.num_envs)]
+        self._needs_reset = np.zeros(self.num_envs, dtype=bool)
+        self._rows = np.arange(self.num_envs)
+
+    def _reset_one(self, i: int, seed: int | None, options: dict | None) -> None:
+        if seed is not None:
+            self.rngs[i] = self._seeding.np_random(int(seed))[0]
+        self.n[i] = int(options["n"]) if options and "n" in options else self.default_n
+        if self.n[i] < 1:
+            raise ValueError("options['n'] must be >= 1 pulls")
+        self.probs[i] = self.rngs[i].uniform(0.0, 1.0, size=self.k)
+        self.t[i] = 0
+
+    def _obs(self, prev_action: np.ndarray | None, prev_reward: np.ndarray, start: np.ndarray) -> np.ndarray:
+        m = N_TIME_FEATURES
+        obs = np.zeros((self.num_envs, m + self.k + 2), dtype=np.float32)
+        left = self.n - self.t
+        obs[:, 0] = (self.t / self.n).astype(np.float32)
+        obs[:, 1] = (left / self.n).astype(np.float32)
+        obs[:, 2] = np.minimum(1.0, np.log1p(left) / np.log1p(HORIZON_SCALE)).astype(np.float32)
+        if prev_action is not None:
+            act = ~start
+            obs[self._rows[act], m + prev_action[act]] = 1.0
+        obs[:, m + self.k] = np.where(start, 0.0, prev_reward)
+        obs[:, m + self.k + 1] = start  # the task's first step (a bandit task is one trial)
+        return obs
+
+    def reset(self, *, seed=None, options: dict | None = None):
+        if seed is None or isinstance(seed, int):
+            seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"need {self.num_envs} seeds, got {len(seeds)}")
+        for i, s in enumerate(seeds):
+            self._reset_one(i, s, options)
+        self._needs_reset[:] = False
+        start = np.ones(self.num_envs, dtype=bool)
+        return self._obs(None, np.zeros(self.num_envs), start), self._infos()
+
+    def _infos(self) -> dict:
+        """The single env's ``goal`` (best arm) and ``p_best``, in vector-info form."""
+        every = np.ones(self.num_envs, dtype=bool)
+        return {"goal": self.probs.argmax(1), "_goal": every,
+                "p_best": self.probs.max(1), "_p_best": every}
+
+    def step(self, actions):
+        a = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)
+        if np.any((a < 0) | (a >= self.k)):
+            raise ValueError(f"arms out of range [0, {self.k}): {a}")
+        restart = self._needs_reset.copy()
+        for i in np.flatnonzero(restart):
+            self._reset_one(i, None, None)  # as the single env: no options, its own n
+        reward = np.zeros(self.num_envs)
+        for i in np.flatnonzero(~restart):  # a restarting task takes no action (and no draw)
+            reward[i] = float(self.rngs[i].random() < self.probs[i, a[i]])
+        self.t = np.where(restart, 0, self.t + 1)
+        truncated = (~restart) & (self.t >= self.n)
+        self._needs_reset = truncated.copy()
+        obs = self._obs(a, reward, restart)
+        return obs, reward, np.zeros(self.num_envs, dtype=bool), truncated, self._infos()
