@@ -55,9 +55,8 @@ def _bandit_config(kind: str, updates: int, horizons: str, seed: int = 0, **over
     from l2l_ros.cli import bandit_training_settings, train_config
 
     kwargs, extra = bandit_training_settings(5, horizons, {})
-    cfg = train_config("bandit", kind, updates, 32, seed, kwargs, **{**extra, **overrides})
-    cfg.minibatches, cfg.lr = 2, overrides.get("lr", 1e-3)
-    return cfg
+    return train_config("bandit", kind, updates, 128, seed, kwargs,
+                        **{**extra, "minibatches": 2, "lr": 3e-3, **overrides})
 
 
 def bench_throughput(kind: str, updates: int) -> dict:
@@ -86,7 +85,7 @@ def bench_time_to_criterion(kind: str, criterion: float, budget_s: float, every:
     from l2l_ros.bandit_eval import evaluate_bandits
     from l2l_ros.meta.ppo import train
 
-    cfg = _bandit_config(kind, 100_000, "10", lr=3e-3)
+    cfg = _bandit_config(kind, 100_000, "10")
     cfg.checkpoint_every = every
     curve: list[dict] = []
     done = {"reached": None, "stop": False}
@@ -109,7 +108,7 @@ def bench_time_to_criterion(kind: str, criterion: float, budget_s: float, every:
             "train_seconds_to_criterion": done["reached"]["train_seconds"] if done["reached"] else None,
             "budget_s": budget_s, "best_score": max((c["score"] for c in curve), default=None),
             "curve": curve,
-            "settings": "l2l train bandit --arms 5 --horizons 10 --num-envs 32 --minibatches 2 --lr 0.003; "
+            "settings": "l2l train bandit --arms 5 --horizons 10 --num-envs 128 --minibatches 2 --lr 0.003; "
                         "score = max(sampled, argmax) mean total reward on 1000 bandits, seed 0"}
 
 
@@ -126,7 +125,7 @@ def bench_train(task: str, seconds: float) -> dict:
         out["policies"][kind] = bench_throughput(kind, 30)
     p = out["policies"]
     out["lsnn_to_lstm_throughput_ratio"] = p["lsnn"]["agent_steps_per_s"] / p["lstm"]["agent_steps_per_s"]
-    out["settings"] = ("30 PPO updates, 32 tasks each, horizons drawn from 10/100/500 (the same "
+    out["settings"] = ("30 PPO updates, 128 tasks each, horizons drawn from 10/100/500 (the same "
                        "sequence for both), 4 epochs x 2 minibatches, 1 torch thread")
     out["time_to_6.6_on_n10_k5"] = {kind: bench_time_to_criterion(kind, 6.6, seconds)
                                     for kind in ("lsnn", "lstm")}

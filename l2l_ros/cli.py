@@ -105,10 +105,29 @@ def evaluate_imaze_checkpoint(checkpoint: str, tasks: int, seed: int,
             "model": model, "random": rand}
 
 
+BUNDLED_IMAZE_LSTM = "models/imaze_lstm/policy.json"
+
+
+def imaze_oracle_figures() -> dict:
+    """Oracle steps of the I-maze (default geometry) and issue 4's targets derived from them."""
+    import numpy as np
+
+    from l2l_ros.tasks.imaze import IMazeEnv
+
+    sim = IMazeEnv().sim
+    path = [sim.oracle_path_steps(g) for g in range(4)]
+    search = sim.oracle_search_steps()
+    return {"path_steps_per_goal": path, "mean_path_steps": float(np.mean(path)),
+            "search_steps": search,
+            "targets": {"success_rate_min": 0.95, "trial1_mean_steps_max": 1.3 * search,
+                        "later_mean_steps_max": 1.2 * float(np.mean(path))}}
+
+
 def cmd_eval(args, argv) -> int:
     from l2l_ros.evaluation import RandomAgent, record_lsnn_task, run_imaze_tasks
     from l2l_ros.graphs import default_model_path
     from l2l_ros.policy_runtime import load_runtime
+    from l2l_ros.resources import share_path
     from l2l_ros.report import (plot_learning_curve, plot_spike_raster, plot_trajectories, summarize,
                                 summary_lines)
     from l2l_ros.tasks.encoding import IMAZE_ACTIONS
@@ -116,8 +135,14 @@ def cmd_eval(args, argv) -> int:
     checkpoint = args.checkpoint or default_model_path()
     keep = bool(args.plots)
     agents = {"spiking": load_runtime(checkpoint, "imaze")}
-    for spec in args.compare:
-        name, _, path = spec.partition("=")
+    compare = dict(spec.partition("=")[::2] for spec in args.compare)
+    bundled_lstm = share_path(*BUNDLED_IMAZE_LSTM.split("/"))
+    if not args.no_bundled and "lstm" not in compare and bundled_lstm.exists():
+        compare = {"lstm": str(bundled_lstm), **compare}
+    for name, path in compare.items():
+        if not name or not path:
+            print("--compare wants NAME=PATH", file=sys.stderr)
+            return 2
         agents[name] = load_runtime(path, "imaze")
     agents["random"] = RandomAgent(len(IMAZE_ACTIONS), args.seed)
     results, records_by_agent = {}, {}
@@ -125,7 +150,8 @@ def cmd_eval(args, argv) -> int:
         recs = run_imaze_tasks(agent, args.tasks, args.seed, not args.stochastic, keep_paths=keep)
         records_by_agent[name] = recs
         results[name] = summarize(recs)
-    doc = {"checkpoint": checkpoint, "tasks": args.tasks, "seed": args.seed, "policies": results}
+    doc = {"checkpoint": checkpoint, "tasks": args.tasks, "seed": args.seed, "policies": results,
+           "oracle": imaze_oracle_figures()}
     if args.plots:
         from l2l_ros.tasks.imaze import IMazeEnv
 
@@ -276,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--compare", action="append", default=[], metavar="NAME=PATH",
                    help="another checkpoint to evaluate beside it (e.g. lstm=runs/x/policy.json)")
     q.add_argument("--stochastic", action="store_true", help="sample actions instead of argmax")
+    q.add_argument("--no-bundled", action="store_true",
+                   help="leave out the bundled LSTM model (models/imaze_lstm) that is compared by default")
     q.add_argument("--json", action="store_true")
     q.add_argument("--plots", default="", help="folder for PNGs")
     q.set_defaults(func=cmd_eval)

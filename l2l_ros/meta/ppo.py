@@ -27,6 +27,7 @@ import dataclasses
 import json
 import os
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -322,6 +323,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
 
     mb_size = max(1, config.num_envs // max(1, config.minibatches))
     bar = tqdm(total=config.updates, initial=start_update, desc="ppo", disable=None, dynamic_ncols=True)
+    recent: deque[float] = deque(maxlen=20)  # reward per step of the last updates, for the bar
     last: dict | None = None
     update = start_update
     t_start = time.perf_counter()
@@ -407,8 +409,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             if update % max(1, config.checkpoint_every) == 0 or update == config.updates:
                 last["checkpoint"] = str(checkpoint(update, last))
             bar.update(1)
+            recent.append(last["mean_reward_per_step"])
             bar.set_postfix(ret=f"{last['mean_return']:.2f}",
-                            per_step=f"{last['mean_reward_per_step']:.3f}",
+                            reward_per_step_avg20=f"{np.mean(recent):.3f}",
                             kl=f"{last['approx_kl']:.3f}")
             if progress is not None:
                 progress(dict(last))

@@ -22,11 +22,16 @@ N_TIME_FEATURES = 3
 HORIZON_SCALE = 1000  # pulls left are encoded as log1p(n - t) / log1p(HORIZON_SCALE), capped at 1
 
 
-def time_features(t: int, n: int) -> np.ndarray:
-    """``[t / n, (n - t) / n, min(1, log1p(n - t) / log1p(1000))]`` as float32 (env and eval)."""
+def time_features(t, n) -> np.ndarray:
+    """``[t / n, (n - t) / n, min(1, log1p(n - t) / log1p(1000))]`` as float32.
+
+    Scalars give shape ``(3,)``; arrays of tasks give ``(B, 3)`` (the vector env,
+    the batched evaluation and the single env all use this one function).
+    """
+    t, n = np.asarray(t), np.asarray(n)
     left = n - t
-    return np.array([t / n, left / n, min(1.0, np.log1p(left) / np.log1p(HORIZON_SCALE))],
-                    dtype=np.float32)
+    return np.stack([t / n, left / n, np.minimum(1.0, np.log1p(left) / np.log1p(HORIZON_SCALE))],
+                    axis=-1).astype(np.float32)
 
 
 class BernoulliBanditEnv(gym.Env):
@@ -121,10 +126,7 @@ class MetaBanditVectorEnv(gym.vector.VectorEnv):
     def _obs(self, prev_action: np.ndarray | None, prev_reward: np.ndarray, start: np.ndarray) -> np.ndarray:
         m = N_TIME_FEATURES
         obs = np.zeros((self.num_envs, m + self.k + 2), dtype=np.float32)
-        left = self.n - self.t
-        obs[:, 0] = (self.t / self.n).astype(np.float32)
-        obs[:, 1] = (left / self.n).astype(np.float32)
-        obs[:, 2] = np.minimum(1.0, np.log1p(left) / np.log1p(HORIZON_SCALE)).astype(np.float32)
+        obs[:, :m] = time_features(self.t, self.n)
         if prev_action is not None:
             act = ~start
             obs[self._rows[act], m + prev_action[act]] = 1.0
