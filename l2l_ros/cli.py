@@ -45,7 +45,10 @@ BANDIT_TRAINING = {"gamma": 0.995, "reward_scale": 0.05}
 
 def bandit_training_settings(arms: int, horizons: str | None, env_kwargs: dict) -> tuple[dict, dict]:
     """Env kwargs and TrainConfig overrides for ``l2l train bandit --arms K --horizons ...``."""
-    hs = [int(h) for h in horizons.split(",")] if horizons else list(BANDIT_HORIZONS)
+    try:
+        hs = [int(h) for h in horizons.split(",")] if horizons else list(BANDIT_HORIZONS)
+    except ValueError:
+        hs = []
     if not hs or min(hs) < 1:
         raise SystemExit("--horizons wants a comma-separated list of pulls >= 1, e.g. 10,100,500")
     kwargs = {"k": int(arms), "n": max(hs), **env_kwargs}

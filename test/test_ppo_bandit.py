@@ -112,3 +112,25 @@ def test_native_vector_bandit_equals_wrapped_envs():
             s1, s2 = ref.step(a), fast.step(a)
             for x, y in zip(s1[:4], s2[:4]):
                 np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_cli_trains_one_model_over_several_horizons(tmp_path):
+    """`l2l train bandit --horizons` draws one horizon per update and plots per horizon."""
+    import pytest
+
+    from l2l_ros.cli import bandit_training_settings, main
+
+    out = tmp_path / "run"
+    assert main(["train", "bandit", "--arms", "3", "--horizons", "4,9", "--updates", "10",
+                 "--num-envs", "4", "--minibatches", "1", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(rows) == 10
+    assert {r["reset_options"]["n"] for r in rows} == {4, 9}
+    assert all(r["task_steps"] == r["reset_options"]["n"] for r in rows)
+    assert (out / "learning_curve.png").stat().st_size > 1000
+    policy, meta = load_checkpoint(out / "policy.json")
+    assert meta["env_kwargs"] == {"k": 3, "n": 9} and policy.obs_dim == 3 + 3 + 2
+    assert meta["train_config"]["reset_options"] == [{"n": 4}, {"n": 9}]
+    for bad in ("0,10", "ten", ","):
+        with pytest.raises(SystemExit):
+            bandit_training_settings(3, bad, {})
