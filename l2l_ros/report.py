@@ -154,12 +154,13 @@ def _plot_variant_curve(rows: list[dict], path: Path, title: str) -> Path:
     """Mean reward per step against updates, one line per task variant (bandit horizon)."""
     import matplotlib.pyplot as plt
 
-    by_variant: dict[str, list[tuple[int, float]]] = {}
+    by_variant: dict[tuple, list[tuple[int, float]]] = {}
     for r in rows:
-        label = ", ".join(f"{k}={v}" for k, v in sorted((r.get("reset_options") or {}).items())) or "all"
-        by_variant.setdefault(label, []).append((r["update"], r["mean_reward_per_step"]))
+        key = tuple(sorted((r.get("reset_options") or {}).items()))
+        by_variant.setdefault(key, []).append((r["update"], r["mean_reward_per_step"]))
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    for label, pts in sorted(by_variant.items(), key=lambda kv: len(kv[0])):
+    for key, pts in sorted(by_variant.items()):
+        label = ", ".join(f"{k}={v}" for k, v in key) or "all"
         x = np.array([p[0] for p in pts])
         y = np.array([p[1] for p in pts])
         w = max(1, min(25, len(y) // 10))  # running mean over w updates of this variant
