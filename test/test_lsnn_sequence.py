@@ -27,9 +27,7 @@ def test_fused_sequence_matches_stepwise_reference(cfg):
         if fused:
             feats, final = pol.features_sequence(obs, state)
         else:
-            scale = pol.neurons.threshold * (1.0 - pol.neurons.alpha)
-            inp = torch.addmm(pol.b_in, obs.reshape(-1, 6), pol.w_in).reshape(40, 3, 16) * scale
-            feats, final = pol._features_stepwise(inp, pol.w_rec * pol.rec_mask * scale, state)
+            feats, final = pol._features_stepwise(*pol._currents(obs), state)
         (feats * weights).sum().backward()
         return feats.detach(), final, {k: p.grad.clone() for k, p in pol.named_parameters()
                                        if p.grad is not None}

@@ -25,7 +25,6 @@ Action space specs are JSON dicts: ``{"type": "discrete", "n": 3}`` or
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +34,7 @@ from torch import nn
 from torch.distributions import Categorical, Distribution, Normal
 
 __all__ = [
-    "RecurrentPolicy", "LSTMPolicy", "LSTMConfig", "build_policy", "config_from_dict",
+    "RecurrentPolicy", "LSTMPolicy", "LSTMConfig", "DictConfig", "build_policy", "config_from_dict",
     "action_spec_from_space", "normalize_action_spec", "space_from_action_spec",
     "select_state", "POLICY_KINDS",
 ]
@@ -222,38 +221,31 @@ class RecurrentPolicy(nn.Module):
 
 
 # --------------------------------------------------------------------------- LSTM
-@dataclass
-class LSTMConfig:
-    """Non-spiking baseline: one LSTM layer of ``hidden`` units; readouts from h."""
-
-    hidden: int = 128
-    log_std_init: float = -0.5
+class DictConfig:
+    """``to_dict``/``from_dict`` for the config dataclasses (policies, trainer), which
+    travel in checkpoint JSON; unknown fields are an error, not silently dropped."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LSTMConfig":
-        return _dataclass_from_dict(cls, d)
+    def from_dict(cls, d: dict | None):
+        if d is None:
+            return cls()
+        if not isinstance(d, dict):
+            raise TypeError(f"{cls.__name__} needs a dict, got {type(d).__name__}")
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+        return cls(**d)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
 
-    @classmethod
-    def from_json(cls, s: str) -> "LSTMConfig":
-        return cls.from_dict(json.loads(s))
+@dataclass
+class LSTMConfig(DictConfig):
+    """Non-spiking baseline: one LSTM layer of ``hidden`` units; readouts from h."""
 
-
-def _dataclass_from_dict(cls, d: dict):
-    if d is None:
-        return cls()
-    if not isinstance(d, dict):
-        raise TypeError(f"{cls.__name__} needs a dict, got {type(d).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
-    return cls(**d)
+    hidden: int = 128
+    log_std_init: float = -0.5
 
 
 class LSTMPolicy(RecurrentPolicy):

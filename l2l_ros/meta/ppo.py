@@ -23,7 +23,6 @@ same updates as one that was never stopped. ``out_dir`` holds:
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -40,7 +39,7 @@ from safetensors.torch import save as st_save
 from tqdm.auto import tqdm
 
 from l2l_ros.meta.checkpoint import atomic_write_bytes, git_commit, save_checkpoint
-from l2l_ros.meta.policies import RecurrentPolicy, action_spec_from_space, build_policy
+from l2l_ros.meta.policies import DictConfig, RecurrentPolicy, action_spec_from_space, build_policy
 from l2l_ros.tasks.meta_wrapper import MetaWrapper
 
 __all__ = ["TrainConfig", "train", "evaluate", "make_env", "make_vector_env", "collect_tasks",
@@ -51,7 +50,7 @@ TRAIN_LOG = "train_log.jsonl"
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DictConfig):
     env_id: str = "l2l_ros/Bandit-v0"
     env_kwargs: dict = field(default_factory=lambda: {"k": 2, "n": 10})
     policy: str = "lsnn"                 # "lsnn" | "lstm"
@@ -78,17 +77,6 @@ class TrainConfig:
     # horizons; one horizon per update keeps the batch free of padding.
     reset_options: list | None = None
     reward_scale: float = 1.0            # rewards seen by the value/advantage (not the policy's input)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
-        return cls(**d)
 
 
 # ----------------------------------------------------------------------------- envs

@@ -30,8 +30,6 @@ Default constants (time in network steps = env steps; tasks of 100-500 steps):
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -39,7 +37,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from l2l_ros.meta.policies import RecurrentPolicy, _dataclass_from_dict, _reset_where
+from l2l_ros.meta.policies import DictConfig, RecurrentPolicy, _reset_where
 from l2l_ros.snn.neurons import ALIF, NeuronState
 from l2l_ros.snn.sequence import lsnn_sequence
 
@@ -47,7 +45,7 @@ __all__ = ["LSNNConfig", "LSNNState", "LSNNPolicy"]
 
 
 @dataclass
-class LSNNConfig:
+class LSNNConfig(DictConfig):
     n_lif: int = 64
     n_alif: int = 64
     thr: float = 0.01
@@ -63,20 +61,6 @@ class LSNNConfig:
     input_bias: float = 0.5
     rec_gain: float = 1.0
     log_std_init: float = -0.5
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "LSNNConfig":
-        return _dataclass_from_dict(cls, d)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, s: str) -> "LSNNConfig":
-        return cls.from_dict(json.loads(s))
 
     @property
     def n_rec(self) -> int:
@@ -125,20 +109,21 @@ class LSNNPolicy(RecurrentPolicy):
         z = torch.zeros(batch, self.config.n_rec, device=self._device())
         return LSNNState(z, z.clone(), z.clone(), z.clone(), z.clone())
 
+    def _currents(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input currents ``[T,B,n]`` of the whole sequence and the recurrent weights, both
+        with ``thr * (1 - alpha)`` folded in (so ``I_scaled = (1 - alpha) * I``)."""
+        T, B, D = obs.shape
+        scale = self.neurons.threshold * (1.0 - self.neurons.alpha)
+        inp = torch.addmm(self.b_in, obs.reshape(T * B, D), self.w_in).reshape(T, B, -1) * scale
+        return inp, self.w_rec * self.rec_mask * scale
+
     def features_sequence(self, obs: torch.Tensor, state: LSNNState,
                           done_mask: torch.Tensor | None = None):
-        T, B, D = obs.shape
-        n = self.config.n_rec
-        # thr * (1 - alpha) folded into the weights: I_scaled = (1 - alpha) * I.
-        scale = self.neurons.threshold * (1.0 - self.neurons.alpha)
-        inp = torch.addmm(self.b_in, obs.reshape(T * B, D), self.w_in).reshape(T, B, n) * scale
-        w_rec = self.w_rec * self.rec_mask * scale
-        neurons, kappa = self.neurons, self.kappa
-        thr = neurons.threshold.to(obs.dtype)
+        inp, w_rec = self._currents(obs)
         if done_mask is None and not any(s.requires_grad for s in state):
-            ys, final = lsnn_sequence(inp, w_rec, tuple(state), thr, neurons.alpha, neurons.rho,
-                                      neurons.beta, kappa, neurons.refractory, neurons.dampening,
-                                      neurons.detach_reset)
+            n = self.neurons
+            ys, final = lsnn_sequence(inp, w_rec, tuple(state), n.threshold, n.alpha, n.rho, n.beta,
+                                      self.kappa, n.refractory, n.dampening, n.detach_reset)
             return ys, LSNNState(*final)
         return self._features_stepwise(inp, w_rec, state, done_mask)
 
@@ -164,18 +149,3 @@ class LSNNPolicy(RecurrentPolicy):
             y = torch.lerp(z_new, y, kappa) if kappa > 0 else z_new
             traces.append(y)
         return torch.stack(traces), LSNNState(*ns, y)
-
-    @torch.no_grad()
-    def firing_rates(self, obs: torch.Tensor) -> torch.Tensor:
-        """Mean spikes per step of each neuron over ``obs[T,B,D]`` from the initial state."""
-        state = self.initial_state(obs.shape[1])
-        T = obs.shape[0]
-        total = torch.zeros(self.config.n_rec)
-        ns = NeuronState(*state[:4])
-        scale = self.neurons.threshold * (1.0 - self.neurons.alpha)
-        w_rec = self.w_rec * self.rec_mask * scale
-        for t in range(T):
-            i_t = ((obs[t] @ self.w_in + self.b_in) * scale) + ns.z @ w_rec
-            z, ns = self.neurons.step_scaled(i_t, ns)
-            total += z.mean(0)
-        return total / T
