@@ -77,12 +77,29 @@ def maze_walls(model) -> list[tuple[float, float, float, float, float]]:
     return walls
 
 
-def plot_trajectories(records: list[dict], model, path: Path, title: str, geometry=None) -> Path:
-    """One panel per task: the maze, the goal alcove (green), each trial's path coloured by trial."""
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display on robots or CI)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_trajectories(records: list[dict], model, path: Path, title: str, geometry=None) -> Path:
+    """One panel per task: the maze, the goal alcove (green), each trial's path coloured by trial."""
+    plt = _pyplot()
     from matplotlib.patches import Rectangle
     from matplotlib.transforms import Affine2D
 
@@ -114,26 +131,19 @@ def plot_trajectories(records: list[dict], model, path: Path, title: str, geomet
         if len(recs) <= 6:
             ax.legend(fontsize=6, loc="lower left")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def plot_learning_curve(log_path: Path, path: Path, title: str) -> Path:
     """Mean task return and goals per task against PPO updates, from train_log.jsonl."""
     import json
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
-    updates = [r["update"] for r in rows]
     if any("reset_options" in r for r in rows):
         return _plot_variant_curve(rows, path, title)
+    updates = [r["update"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 3.4))
     ax.plot(updates, [r["mean_return"] for r in rows], color="tab:blue", lw=1, label="mean task return")
     ax.set_xlabel("PPO update (one task per env)")
@@ -143,17 +153,12 @@ def plot_learning_curve(log_path: Path, path: Path, title: str) -> Path:
              label="goals reached per task")
     ax2.set_ylabel("goals per task", color="tab:orange")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def _plot_variant_curve(rows: list[dict], path: Path, title: str) -> Path:
     """Mean reward per step against updates, one line per task variant (bandit horizon)."""
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     by_variant: dict[tuple, list[tuple[int, float]]] = {}
     for r in rows:
         key = tuple(sorted((r.get("reset_options") or {}).items()))
@@ -170,11 +175,7 @@ def _plot_variant_curve(rows: list[dict], path: Path, title: str) -> Path:
     ax.set_ylabel("mean reward per step (running mean)")
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def plot_spike_raster(rec: dict, path: Path, title: str) -> Path:
@@ -183,10 +184,7 @@ def plot_spike_raster(rec: dict, path: Path, title: str) -> Path:
     Vertical lines mark goal entries (trial ends): what the network has to carry
     from one trial to the next lives in the slow adaptation variables.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     z, b, n_lif = rec["z"], rec["b"], rec["n_lif"]
     steps = np.arange(len(z))
@@ -211,8 +209,4 @@ def plot_spike_raster(rec: dict, path: Path, title: str) -> Path:
     rate = float(z.mean()) / 0.2 if z.size else 0.0
     ax1.set_title(f"{title}: goal {rec['goal']}, {len(rec['trial_ends'])} goal entries (green), "
                   f"mean rate {rate:.2f} spikes/s per neuron", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
