@@ -4,9 +4,8 @@
 stream of uniforms ``u[episode, t]`` (reward of pull t = ``u < p[arm]``) from ``seed``,
 so every policy, baseline or checkpoint, plays the same bandits with the same luck.
 Checkpoints run batched over all bandits with the exact observation that
-``MetaWrapper(BernoulliBanditEnv(k, n))`` gives: ``time_features(t, n)`` (the env's
-own function) + ``meta_features(prev_action, prev_reward, trial_start=(t == 0),
-Discrete(k))``. Each checkpoint is reported twice: ``NAME`` (actions sampled from the
+``MetaWrapper(BernoulliBanditEnv(k, n))`` gives (``meta_bandit_obs``, shared with the
+vector env). Each checkpoint is reported twice: ``NAME`` (actions sampled from the
 policy, as trained and as ``ppo.evaluate(deterministic=False)``) and ``NAME/argmax``.
 
 The CLI owner wires ``l2l eval bandit`` to :func:`main_eval_bandit` with the arguments
@@ -20,13 +19,11 @@ import sys
 import time
 import zlib
 
-import gymnasium as gym
 import numpy as np
 import torch
 
-from l2l_ros.tasks.bandit import N_TIME_FEATURES, time_features
+from l2l_ros.tasks.bandit import N_TIME_FEATURES, meta_bandit_obs
 from l2l_ros.tasks.bandit_baselines import run_baseline
-from l2l_ros.tasks.meta_wrapper import meta_features
 
 __all__ = ["PAPER_TABLE1", "evaluate_bandits", "run_checkpoint_on_bandits",
            "add_bandit_eval_arguments", "main_eval_bandit", "TABLE_BASELINES"]
@@ -57,9 +54,6 @@ def run_checkpoint_on_bandits(policy, k: int, n: int, probs: np.ndarray, uniform
     spec = getattr(policy, "action_spec", {"type": "discrete", "n": k})
     if spec.get("type") != "discrete" or int(spec.get("n", -1)) != k:
         raise ValueError(f"policy action space {spec} is not Discrete({k})")
-    space = gym.spaces.Discrete(k)
-    m = N_TIME_FEATURES
-    start = meta_features(None, 0.0, True, space)
     rows = np.arange(E)
     total = np.zeros(E)
     with torch.random.fork_rng(devices=[]):
@@ -68,15 +62,7 @@ def run_checkpoint_on_bandits(policy, k: int, n: int, probs: np.ndarray, uniform
         prev_a = np.zeros(E, dtype=np.int64)
         prev_r = np.zeros(E, dtype=np.float32)
         for t in range(n):
-            obs = np.empty((E, obs_dim), dtype=np.float32)
-            obs[:, :m] = time_features(t, n)  # env._obs()
-            if t == 0:
-                obs[:, m:] = start
-            else:  # meta_features(prev_a, prev_r, False, Discrete(k)), batched
-                obs[:, m:m + k] = 0.0
-                obs[rows, m + prev_a] = 1.0
-                obs[:, m + k] = prev_r
-                obs[:, m + k + 1] = 0.0
+            obs = meta_bandit_obs(t, n, k, prev_a, prev_r, np.full(E, t == 0))
             action, _, _, state = policy.act(torch.from_numpy(obs), state, deterministic=deterministic)
             a = action.cpu().numpy().astype(np.int64).reshape(E)
             r = uniforms[:, t] < probs[rows, a]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.utils import seeding
 
 BANDIT_ENV_ID = "l2l_ros/Bandit-v0"
 
@@ -32,6 +33,28 @@ def time_features(t, n) -> np.ndarray:
     left = n - t
     return np.stack([t / n, left / n, np.minimum(1.0, np.log1p(left) / np.log1p(HORIZON_SCALE))],
                     axis=-1).astype(np.float32)
+
+
+def meta_bandit_obs(t, n, k: int, prev_action: np.ndarray | None, prev_reward: np.ndarray,
+                    start: np.ndarray) -> np.ndarray:
+    """What ``MetaWrapper(BernoulliBanditEnv(k, n))`` observes, for a batch of tasks ``[B, 3 + k + 2]``.
+
+    ``time_features(t, n)`` + ``meta_features(prev_action, prev_reward, start, Discrete(k))``
+    row by row: the previous arm one-hot and the previous reward are zero where ``start``
+    (the task's first step; a bandit task is one trial). Used by the vector env and by
+    the batched evaluation; the tests compare both with the wrapped single env.
+    """
+    start = np.asarray(start, dtype=bool)
+    B = start.shape[0]
+    m = N_TIME_FEATURES
+    obs = np.zeros((B, m + k + 2), dtype=np.float32)
+    obs[:, :m] = time_features(t, n)
+    if prev_action is not None:
+        rows = np.flatnonzero(~start)
+        obs[rows, m + np.asarray(prev_action)[rows]] = 1.0
+    obs[:, m + k] = np.where(start, 0.0, prev_reward)
+    obs[:, m + k + 1] = start
+    return obs
 
 
 class BernoulliBanditEnv(gym.Env):
@@ -95,11 +118,8 @@ class MetaBanditVectorEnv(gym.vector.VectorEnv):
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int, k: int = 5, n: int = 100):
-        from gymnasium.utils import seeding
-
         from l2l_ros.tasks.meta_wrapper import MetaWrapper
 
-        self._seeding = seeding
         self.num_envs = int(num_envs)
         self.k, self.default_n = int(k), int(n)
         template = MetaWrapper(BernoulliBanditEnv(k, n))
@@ -112,11 +132,10 @@ class MetaBanditVectorEnv(gym.vector.VectorEnv):
         self.probs = np.full((self.num_envs, self.k), 0.5)
         self.rngs = [seeding.np_random(None)[0] for _ in range(self.num_envs)]
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
-        self._rows = np.arange(self.num_envs)
 
     def _reset_one(self, i: int, seed: int | None, options: dict | None) -> None:
         if seed is not None:
-            self.rngs[i] = self._seeding.np_random(int(seed))[0]
+            self.rngs[i] = seeding.np_random(int(seed))[0]
         self.n[i] = int(options["n"]) if options and "n" in options else self.default_n
         if self.n[i] < 1:
             raise ValueError("options['n'] must be >= 1 pulls")
@@ -124,15 +143,7 @@ class MetaBanditVectorEnv(gym.vector.VectorEnv):
         self.t[i] = 0
 
     def _obs(self, prev_action: np.ndarray | None, prev_reward: np.ndarray, start: np.ndarray) -> np.ndarray:
-        m = N_TIME_FEATURES
-        obs = np.zeros((self.num_envs, m + self.k + 2), dtype=np.float32)
-        obs[:, :m] = time_features(self.t, self.n)
-        if prev_action is not None:
-            act = ~start
-            obs[self._rows[act], m + prev_action[act]] = 1.0
-        obs[:, m + self.k] = np.where(start, 0.0, prev_reward)
-        obs[:, m + self.k + 1] = start  # the task's first step (a bandit task is one trial)
-        return obs
+        return meta_bandit_obs(self.t, self.n, self.k, prev_action, prev_reward, start)
 
     def reset(self, *, seed=None, options: dict | None = None):
         if seed is None or isinstance(seed, int):
