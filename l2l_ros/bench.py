@@ -52,11 +52,10 @@ def bench_sim(task: str, seconds: float) -> dict:
 
 def _bandit_config(kind: str, updates: int, horizons: str, seed: int = 0, **overrides):
     """The settings the bundled bandit models were trained with (k = 5)."""
-    from l2l_ros.cli import bandit_training_settings, train_config
+    from l2l_ros.cli import train_config
 
-    kwargs, extra = bandit_training_settings(5, horizons, {})
-    return train_config("bandit", kind, updates, 128, seed, kwargs,
-                        **{**extra, "minibatches": 2, "lr": 3e-3, **overrides})
+    return train_config("bandit", kind, updates, 128, seed, arms=5, horizons=horizons,
+                        **{"minibatches": 2, "lr": 3e-3, **overrides})
 
 
 def bench_throughput(kind: str, updates: int) -> dict:

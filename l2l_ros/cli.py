@@ -21,20 +21,6 @@ def _command_line(argv: list[str]) -> str:
 
 
 # --- train ---------------------------------------------------------------------------
-def train_config(family: str, policy: str, updates: int, num_envs: int, seed: int,
-                 env_kwargs: dict | None = None, **overrides):
-    """The project's training settings for a task family (what the bundled models used)."""
-    from l2l_ros.meta.ppo import TrainConfig
-
-    env_id, kwargs = FAMILIES[family]
-    cfg = TrainConfig(env_id=env_id, env_kwargs={**kwargs, **(env_kwargs or {})}, policy=policy,
-                      num_envs=num_envs, updates=updates, seed=seed)
-    for key, value in overrides.items():
-        if value is not None:
-            setattr(cfg, key, value)
-    return cfg
-
-
 # Bandit training: one model per k serves every horizon; each PPO update draws one
 # horizon for all its tasks. Discount 0.995 keeps exploration worth its cost over a
 # few hundred pulls; rewards are scaled by 0.05 for the value loss only, so values
@@ -43,16 +29,39 @@ BANDIT_HORIZONS = (10, 100, 500)
 BANDIT_TRAINING = {"gamma": 0.995, "reward_scale": 0.05}
 
 
-def bandit_training_settings(arms: int, horizons: str | None, env_kwargs: dict) -> tuple[dict, dict]:
-    """Env kwargs and TrainConfig overrides for ``l2l train bandit --arms K --horizons ...``."""
+def parse_horizons(horizons: str | None) -> list[int]:
+    """``"10,100,500"`` -> ``[10, 100, 500]``; empty or None -> the default horizons."""
     try:
         hs = [int(h) for h in horizons.split(",")] if horizons else list(BANDIT_HORIZONS)
     except ValueError:
         hs = []
     if not hs or min(hs) < 1:
         raise SystemExit("--horizons wants a comma-separated list of pulls >= 1, e.g. 10,100,500")
-    kwargs = {"k": int(arms), "n": max(hs), **env_kwargs}
-    return kwargs, {**BANDIT_TRAINING, "reset_options": [{"n": h} for h in hs]}
+    return hs
+
+
+def train_config(family: str, policy: str, updates: int, num_envs: int, seed: int,
+                 env_kwargs: dict | None = None, arms: int = 5, horizons: str | None = None,
+                 **overrides):
+    """The project's training settings for a task family (what the bundled models used).
+
+    ``arms`` and ``horizons`` apply to the bandit family only. Overrides that are None
+    keep the family's setting.
+    """
+    from l2l_ros.meta.ppo import TrainConfig
+
+    env_id, kwargs = FAMILIES[family]
+    kwargs = {**kwargs, **(env_kwargs or {})}
+    settings: dict = {}
+    if family == "bandit":
+        hs = parse_horizons(horizons)
+        kwargs = {"k": int(arms), "n": max(hs), **(env_kwargs or {})}
+        settings = {**BANDIT_TRAINING, "reset_options": [{"n": h} for h in hs]}
+    cfg = TrainConfig(env_id=env_id, env_kwargs=kwargs, policy=policy,
+                      num_envs=num_envs, updates=updates, seed=seed)
+    for key, value in {**settings, **{k: v for k, v in overrides.items() if v is not None}}.items():
+        setattr(cfg, key, value)
+    return cfg
 
 
 def cmd_train(args, argv) -> int:
@@ -62,14 +71,10 @@ def cmd_train(args, argv) -> int:
 
     torch.set_num_threads(args.threads)
     env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
-    overrides = {}
-    if args.family == "bandit":
-        env_kwargs, overrides = bandit_training_settings(args.arms, args.horizons, env_kwargs)
-    cfg = train_config(args.family, args.policy, args.updates, args.num_envs, args.seed,
-                       env_kwargs, **{**overrides, **{k: v for k, v in (
-                           ("lr", args.lr), ("ent_coef", args.ent_coef), ("minibatches", args.minibatches),
-                           ("epochs", args.epochs), ("gamma", args.gamma),
-                           ("reward_scale", args.reward_scale)) if v is not None}})
+    cfg = train_config(args.family, args.policy, args.updates, args.num_envs, args.seed, env_kwargs,
+                       arms=args.arms, horizons=args.horizons, lr=args.lr, ent_coef=args.ent_coef,
+                       minibatches=args.minibatches, epochs=args.epochs, gamma=args.gamma,
+                       reward_scale=args.reward_scale)
     path = train(cfg, Path(args.out), command=_command_line(argv))
     print(f"checkpoint: {path}")
     from l2l_ros.report import plot_learning_curve

@@ -118,7 +118,7 @@ def test_cli_trains_one_model_over_several_horizons(tmp_path):
     """`l2l train bandit --horizons` draws one horizon per update and plots per horizon."""
     import pytest
 
-    from l2l_ros.cli import bandit_training_settings, main
+    from l2l_ros.cli import main, parse_horizons
 
     out = tmp_path / "run"
     assert main(["train", "bandit", "--arms", "3", "--horizons", "4,9", "--updates", "10",
@@ -133,4 +133,4 @@ def test_cli_trains_one_model_over_several_horizons(tmp_path):
     assert meta["train_config"]["reset_options"] == [{"n": 4}, {"n": 9}]
     for bad in ("0,10", "ten", ","):
         with pytest.raises(SystemExit):
-            bandit_training_settings(3, bad, {})
+            parse_horizons(bad)

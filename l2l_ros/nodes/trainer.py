@@ -34,13 +34,11 @@ class TrainerNode(Node):
         # bandit family only; "" = 10,100,500. Dynamically typed: `horizons:=10` arrives as an int.
         self.declare_parameter("horizons", "", ParameterDescriptor(dynamic_typing=True))
         p = lambda name: self.get_parameter(name).value  # noqa: E731
-        from l2l_ros.cli import bandit_training_settings, train_config
+        from l2l_ros.cli import train_config
 
-        family = str(p("family"))
-        env_kwargs, overrides = ({}, {}) if family != "bandit" else bandit_training_settings(
-            int(p("arms")), str(p("horizons") or "") or None, {})
-        self.config = train_config(family, str(p("policy")), int(p("updates")),
-                                   int(p("num_envs")), int(p("seed")), env_kwargs, **overrides)
+        self.config = train_config(str(p("family")), str(p("policy")), int(p("updates")),
+                                   int(p("num_envs")), int(p("seed")), arms=int(p("arms")),
+                                   horizons=str(p("horizons") or ""))
         self.out_dir = str(p("out_dir"))
         self.exit_when_done = bool(p("exit_when_done"))
         self._diag_pub = self.create_publisher(DiagnosticArray, "/l2l/training", 10)
