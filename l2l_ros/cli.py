@@ -74,7 +74,8 @@ def cmd_train(args, argv) -> int:
     cfg = train_config(args.family, args.policy, args.updates, args.num_envs, args.seed, env_kwargs,
                        arms=args.arms, horizons=args.horizons, lr=args.lr, ent_coef=args.ent_coef,
                        minibatches=args.minibatches, epochs=args.epochs, gamma=args.gamma,
-                       reward_scale=args.reward_scale)
+                       gae_lambda=args.gae_lambda, reward_scale=args.reward_scale,
+                       anneal_lr_after=args.anneal_lr_after)
     path = train(cfg, Path(args.out), command=_command_line(argv))
     print(f"checkpoint: {path}")
     from l2l_ros.report import plot_learning_curve
@@ -289,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minibatches", type=int, default=None, help="minibatches of whole tasks per epoch")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--gamma", type=float, default=None, help="discount (bandit default 0.995)")
+    p.add_argument("--anneal-lr-after", type=int, default=None, metavar="U",
+                   help="decay the learning rate linearly to 0 from update U to the last")
+    p.add_argument("--gae-lambda", type=float, default=None, help="GAE lambda (default 0.95)")
     p.add_argument("--reward-scale", type=float, default=None,
                    help="reward scale of the value/advantage targets (bandit default 0.05)")
     p.add_argument("--arms", type=int, default=5, help="bandit: number of arms k")

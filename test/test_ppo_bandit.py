@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from l2l_ros.meta.checkpoint import load_checkpoint
-from l2l_ros.meta.ppo import TRAINER_STATE, TrainConfig, evaluate, train
+from l2l_ros.meta.ppo import TRAINER_STATE, TrainConfig, evaluate, learning_rate, train
 from l2l_ros.tasks.bandit import BernoulliBanditEnv, register_bandit
 
 torch.set_num_threads(1)
@@ -76,6 +76,34 @@ def test_resume_continues_from_saved_update(tmp_path):
     b, _ = load_checkpoint(tmp_path / "run")
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.allclose(x, y, atol=1e-6), k
+
+
+def test_anneal_lr_after_decays_linearly_to_zero_from_that_update():
+    cfg = TrainConfig(lr=0.01, updates=10, anneal_lr_after=6)
+    assert [learning_rate(cfg, u) for u in range(6)] == [0.01] * 6
+    assert np.allclose([learning_rate(cfg, u) for u in range(6, 10)], [0.01, 0.0075, 0.005, 0.0025])
+    assert learning_rate(TrainConfig(lr=0.01, updates=10), 9) == 0.01
+
+
+def test_extending_a_run_with_annealing_equals_the_annealed_run(tmp_path):
+    # One run of 6 updates, annealed after 3 ...
+    annealed = _small(6)
+    annealed.anneal_lr_after = 3
+    train(annealed, tmp_path / "ref")
+    # ... equals 3 constant-rate updates, then the same command extended to 6.
+    train(_small(3), tmp_path / "run")
+    train(annealed, tmp_path / "run")
+    log = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in log] == [1, 2, 3, 4, 5, 6]
+    assert np.allclose([r["lr"] for r in log], [1e-3] * 4 + [1e-3 * 2 / 3, 1e-3 / 3])
+    a, _ = load_checkpoint(tmp_path / "ref")
+    b, _ = load_checkpoint(tmp_path / "run")
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.allclose(x, y, atol=1e-6), k
+    # Annealing changed the weights (the test would pass vacuously otherwise).
+    train(_small(6), tmp_path / "const")
+    c, _ = load_checkpoint(tmp_path / "const")
+    assert any(not torch.allclose(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
 
 
 def test_killed_trainer_loses_at_most_checkpoint_every(tmp_path):

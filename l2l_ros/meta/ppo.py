@@ -77,6 +77,9 @@ class TrainConfig(DictConfig):
     # horizons; one horizon per update keeps the batch free of padding.
     reset_options: list | None = None
     reward_scale: float = 1.0            # rewards seen by the value/advantage (not the policy's input)
+    # From this update on, the learning rate decays linearly to zero at the last update
+    # (CleanRL's anneal_lr, started late so a run can be extended); None: constant.
+    anneal_lr_after: int | None = None
 
 
 # ----------------------------------------------------------------------------- envs
@@ -208,6 +211,14 @@ def _update_seeds(seed: int, update: int, n: int) -> tuple[list[int], int]:
     return [int(w) for w in words[:n]], int(words[n])
 
 
+def learning_rate(config: TrainConfig, update: int) -> float:
+    """The learning rate of update ``update`` (0-based) under ``anneal_lr_after``."""
+    start = config.anneal_lr_after
+    if start is None or update < start or config.updates <= start:
+        return config.lr
+    return config.lr * (1.0 - (update - start) / (config.updates - start))
+
+
 def _update_options(config: TrainConfig, update: int) -> dict | None:
     """The reset options of update ``update`` (drawn from (seed, update) alone)."""
     if not config.reset_options:
@@ -294,8 +305,6 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     start_update, env_steps = 0, 0
     if state_path.exists():
         start_update, env_steps = _load_trainer_state(state_path, policy, optimizer, config)
-        for g in optimizer.param_groups:
-            g["lr"] = config.lr
     _truncate_log(log_path, start_update)
 
     def checkpoint(update: int, last: dict | None) -> Path:
@@ -323,6 +332,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             task_seeds, torch_seed = _update_seeds(config.seed, update, config.num_envs)
             torch.manual_seed(torch_seed)
             options = _update_options(config, update)
+            for g in optimizer.param_groups:
+                g["lr"] = learning_rate(config, update)
 
             # 1. Collect one whole task per env (hidden state reset at task start).
             policy.eval()
@@ -384,6 +395,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             last = {
                 "update": update, "updates": config.updates, "env_steps": env_steps,
                 "mean_return": float(task_returns.mean()),
+                "lr": learning_rate(config, update - 1),
                 "mean_reward_per_step": float(rewards.sum() / valid.sum().clamp(min=1)),
                 **({"reset_options": options} if options else {}),
                 "mean_trial_ends": float(np.mean(roll["trial_ends"])),
