@@ -43,11 +43,47 @@ def bench_sim(task: str, seconds: float) -> dict:
         n += 100
     raw_rate = n / (time.perf_counter() - t0)
     substeps = int(round(sim.control_period / model.opt.timestep))
-    return {"task": task, "env_steps_per_s": env_rate, "raw_mj_step_per_s": raw_rate,
-            "physics_substeps_per_env_step": substeps,
-            "env_overhead_ratio": raw_rate / substeps / env_rate,
-            "note": "env_overhead_ratio = (raw mj_step/s / substeps) / env steps/s; 1.0 means "
-                    "physics is all the env costs", "machine": _machine()}
+    out = {"task": task, "env_steps_per_s": env_rate, "raw_mj_step_per_s": raw_rate,
+           "physics_substeps_per_env_step": substeps,
+           "env_overhead_ratio": raw_rate / substeps / env_rate,
+           "note": "env_overhead_ratio = (raw mj_step/s / substeps) / env steps/s; 1.0 means "
+                   "physics is all the env costs", "machine": _machine()}
+    if task == "imaze":
+        out["vector_envs"] = bench_imaze_vector(seconds, raw_rate / substeps)
+    return out
+
+
+def bench_imaze_vector(seconds: float, physics_steps_per_s: float, num_envs: int = 16) -> dict:
+    """Env steps/s of the training vector env (batched physics) vs SyncVectorEnv of the
+    same envs, each over ``seconds / 2`` of random actions."""
+    import os
+
+    import gymnasium as gym
+
+    from l2l_ros.tasks.imaze import IMazeEnv
+    from l2l_ros.tasks.imaze_vector import MetaIMazeVectorEnv
+    from l2l_ros.tasks.meta_wrapper import MetaWrapper
+
+    def rate(envs) -> float:
+        rng = np.random.default_rng(0)
+        envs.reset(seed=0)
+        steps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds / 2:
+            envs.step(rng.integers(3, size=num_envs))
+            steps += num_envs
+        envs.close()
+        return steps / (time.perf_counter() - t0)
+
+    sync = rate(gym.vector.SyncVectorEnv([lambda: MetaWrapper(IMazeEnv()) for _ in range(num_envs)]))
+    batched = MetaIMazeVectorEnv(num_envs)
+    threads = batched.nthread
+    fast = rate(batched)
+    return {"num_envs": num_envs, "physics_threads": threads, "cpus": os.cpu_count(),
+            "sync_vector_env_steps_per_s": sync, "batched_vector_env_steps_per_s": fast,
+            "batched_over_sync": fast / sync,
+            "batched_over_single_thread_physics_bound": fast / physics_steps_per_s,
+            "note": "the batched env (MetaIMazeVectorEnv, mujoco.rollout) is what training uses; "
+                    "physics bound = raw mj_step/s / substeps on one thread"}
 
 
 def _bandit_config(kind: str, updates: int, horizons: str, seed: int = 0, **overrides):
@@ -119,8 +155,10 @@ def bench_train(task: str, seconds: float) -> dict:
     bundled models' settings, their ratio, and the training wall clock to 6.6 on (10, 5)."""
     import torch
 
+    if task == "imaze":
+        return bench_train_imaze()
     if task != "bandit":
-        raise SystemExit("l2l bench train: only --task bandit is benchmarked")
+        raise SystemExit("l2l bench train: --task bandit or imaze")
     torch.set_num_threads(1)
     out: dict = {"task": task, "machine": _machine(), "policies": {}}
     for kind in ("lsnn", "lstm"):
@@ -131,6 +169,35 @@ def bench_train(task: str, seconds: float) -> dict:
                        "sequence for both), 4 epochs x 2 minibatches, 1 torch thread")
     out["time_to_6.6_on_n10_k5"] = {kind: bench_time_to_criterion(kind, 6.6, seconds)
                                     for kind in ("lsnn", "lstm")}
+    return out
+
+
+def bench_train_imaze(updates: int = 3) -> dict:
+    """Outer-loop agent steps/s on the I-maze (batched env + forward + backward), LSNN
+    and LSTM, under the bundled spiking model's settings (16 tasks, 2 minibatches)."""
+    import json
+
+    import torch
+
+    from l2l_ros.cli import train_config
+    from l2l_ros.meta.ppo import train
+
+    torch.set_num_threads(1)
+    out: dict = {"task": "imaze", "machine": _machine(), "policies": {}}
+    for kind in ("lsnn", "lstm"):
+        cfg = train_config("imaze", kind, updates, 16, 0, minibatches=2, lr=1e-3)
+        cfg.checkpoint_every = 10**9
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            train(cfg, tmp)
+            wall = time.perf_counter() - t0
+            log = [json.loads(line) for line in open(f"{tmp}/train_log.jsonl")]
+        steps = log[-1]["env_steps"]
+        out["policies"][kind] = {"updates": updates, "agent_steps": steps, "wall_s": wall,
+                                 "agent_steps_per_s": steps / wall}
+    out["time_to_criterion"] = None
+    out["time_to_criterion_note"] = ("not measured: no training run on this machine has reached the "
+                                     "I-maze targets yet (see the README's I-maze table)")
     return out
 
 

@@ -102,9 +102,11 @@ def make_env(env_id: str, env_kwargs: dict | None = None) -> gym.Env:
 
 def _meta_vector_envs() -> dict:
     """Envs with a native vector version that already includes the meta features."""
+    from l2l_ros.tasks import IMAZE_ID
     from l2l_ros.tasks.bandit import BANDIT_ENV_ID, MetaBanditVectorEnv
+    from l2l_ros.tasks.imaze_vector import MetaIMazeVectorEnv
 
-    return {BANDIT_ENV_ID: MetaBanditVectorEnv}
+    return {BANDIT_ENV_ID: MetaBanditVectorEnv, IMAZE_ID: MetaIMazeVectorEnv}
 
 
 def make_vector_env(env_id: str, env_kwargs: dict | None, num_envs: int,

@@ -140,9 +140,12 @@ class IMazeSim:
     (wheel speeds over the URDF velocity limit are scaled down together, keeping the
     path curvature), and physics runs ``control_period / physics_timestep`` steps.
 
-    Sensors are disabled during the physics substeps; ``scan()`` evaluates the lidar
-    rangefinders once on the current state (kinematics + position sensors), so the
-    scan is exact for the pose ``odometry()`` reports.
+    Two compiled models share the state layout: ``model`` (physics: no lidar, one
+    contact sensor per wall that counts the robot's contacts with it, cheap to
+    evaluate every substep) steps the world; ``lidar_model`` (the same bodies plus
+    the rangefinders) evaluates the scan once per control step on the current pose,
+    so the scan is exact for the pose ``odometry()`` reports. Rangefinders never
+    run inside the substeps, and the collision check is one sensor read in C.
     """
 
     def __init__(self, geometry: IMazeGeometry = IMazeGeometry(), control_period: float = 0.2,
@@ -150,19 +153,16 @@ class IMazeSim:
         self.geometry = geometry
         self.control_period = float(control_period)
         self.substeps = max(1, int(round(self.control_period / physics_timestep)))
-        spec = mujoco.MjSpec.from_file(str(share_path("sim", "imaze.xml")))
-        spec.option.timestep = self.control_period / self.substeps
-        self._add_walls(spec)
-        robots.attach_diff_drive(spec, prefix=ROBOT_PREFIX)
-        self.spec = spec
-        self.model = spec.compile()
+        self.lidar_model = self._compile(lidar=True)
+        self.model = self._compile(lidar=False)
         self.data = mujoco.MjData(self.model)
-        self.drive = robots.DiffDriveModel.from_model(self.model, ROBOT_PREFIX)
-        walls = [self.model.geom(f"wall_{i:02d}").id for i in range(self._n_walls)]
-        self._wall_lo, self._wall_hi = min(walls), max(walls) + 1
-        if self._wall_hi - self._wall_lo != len(walls):
-            raise RuntimeError("wall geoms are not contiguous")
-        self.model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_SENSOR)
+        self._lidar_data = mujoco.MjData(self.lidar_model)
+        self.drive = robots.DiffDriveModel.from_model(self.lidar_model, ROBOT_PREFIX)
+        twin = self.model
+        if (twin.nq, twin.nv, twin.nu, twin.ngeom) != (self.lidar_model.nq, self.lidar_model.nv,
+                                                        self.lidar_model.nu, self.lidar_model.ngeom):
+            raise RuntimeError("physics and lidar models differ in their state layout")
+        self.lidar_model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_SENSOR)
         q, dof = self.drive.free_qpos, self.drive.free_dof
         self._qpos = self.data.qpos[q:q + 7]
         self._qvel = self.data.qvel[dof:dof + 6]
@@ -170,6 +170,20 @@ class IMazeSim:
         self._goal = 0
         self.trial = 0
         self.new_task(0, np.random.default_rng(0))
+
+    def _compile(self, lidar: bool) -> mujoco.MjModel:
+        spec = mujoco.MjSpec.from_file(str(share_path("sim", "imaze.xml")))
+        spec.option.timestep = self.control_period / self.substeps
+        self._add_walls(spec)
+        robots.attach_diff_drive(spec, prefix=ROBOT_PREFIX, beams=robots.SCAN_BEAMS if lidar else 0)
+        if not lidar:
+            root = ROBOT_PREFIX + robots.BASE_LINK
+            for i in range(self._n_walls):
+                spec.add_sensor(name=f"hit_wall_{i:02d}", type=mujoco.mjtSensor.mjSENS_CONTACT,
+                                objtype=mujoco.mjtObj.mjOBJ_XBODY, objname=root,
+                                reftype=mujoco.mjtObj.mjOBJ_GEOM, refname=f"wall_{i:02d}",
+                                intprm=[1, 0, 1])  # data="found", reduce none, num 1
+        return spec.compile()
 
     # --- construction ---------------------------------------------------------------
     def _add_walls(self, spec: mujoco.MjSpec) -> None:
@@ -230,20 +244,24 @@ class IMazeSim:
             left, right = left * scale, right * scale
         return left, right
 
+    def set_command(self, v: float, w: float) -> None:
+        """Wheel controls for the next control period (``step`` or a batched rollout)."""
+        self.data.ctrl[list(self.drive.wheel_actuators)] = self.wheel_speeds(v, w)
+
     def step(self, v: float, w: float) -> IMazeStep:
+        self.set_command(v, w)
         m, d = self.model, self.data
-        d.ctrl[list(self.drive.wheel_actuators)] = self.wheel_speeds(v, w)
         collided = False
-        lo, hi = self._wall_lo, self._wall_hi
         for _ in range(self.substeps):
             mujoco.mj_step(m, d)
-            n = d.ncon
-            if n and not collided:
-                geom = d.contact.geom[:n]
-                collided = bool(((geom >= lo) & (geom < hi)).any())
+            collided = collided or bool(d.sensordata.any())
+        return self.finish_step(collided)
+
+    def finish_step(self, collided: bool) -> IMazeStep:
+        """Outcome of a control period whose physics has run (here or batched)."""
         self._scan_cache = None
         x, y = float(self._qpos[0]), float(self._qpos[1])
-        return IMazeStep(reached_goal=self.geometry.in_goal(self._goal, x, y), collided=collided)
+        return IMazeStep(reached_goal=self.geometry.in_goal(self._goal, x, y), collided=bool(collided))
 
     # --- sensing ----------------------------------------------------------------------
     def odometry(self) -> tuple[float, float, float, float, float]:
@@ -266,7 +284,8 @@ class IMazeSim:
         to measure; it must never look like free space).
         """
         if self._scan_cache is None:
-            m, d = self.model, self.data
+            m, d = self.lidar_model, self._lidar_data
+            d.qpos[:] = self.data.qpos
             m.opt.disableflags &= ~int(mujoco.mjtDisableBit.mjDSBL_SENSOR)
             try:
                 mujoco.mj_kinematics(m, d)
@@ -413,7 +432,11 @@ class IMazeEnv(gym.Env):
         ``info["pose"]`` is where the step ended, before a reached goal sends the
         robot back to the centre.
         """
-        res = self.sim.step(v, w)
+        return self.conclude_step(self.sim.step(v, w))
+
+    def conclude_step(self, res: IMazeStep):
+        """Rewards, trial restart and truncation of a control period whose physics has
+        run: here in ``step_twist``, or batched for many envs by ``MetaIMazeVectorEnv``."""
         reward = -self.step_cost - (self.collision_penalty if res.collided else 0.0)
         trial = self.sim.trial
         pose = self.sim.pose()

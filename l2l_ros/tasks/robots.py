@@ -148,10 +148,13 @@ def arm_spec() -> mujoco.MjSpec:
 
 
 def attach_diff_drive(world: mujoco.MjSpec, prefix: str = "robot/",
-                      pos=(0.0, 0.0, 0.0)) -> mujoco.MjSpec:
-    """Attach the base into ``world`` at ``pos`` (a frame on the world body)."""
+                      pos=(0.0, 0.0, 0.0), beams: int = SCAN_BEAMS) -> mujoco.MjSpec:
+    """Attach the base into ``world`` at ``pos`` (a frame on the world body).
+
+    ``beams=0`` leaves the lidar out: same bodies, geoms and joints, so the same physics.
+    """
     frame = world.worldbody.add_frame(pos=list(pos))
-    world.attach(diff_drive_spec(), prefix=prefix, frame=frame)
+    world.attach(diff_drive_spec(beams), prefix=prefix, frame=frame)
     return world
 
 
