@@ -45,8 +45,12 @@ def _stats(x: np.ndarray) -> dict:
 
 
 def run_checkpoint_on_bandits(policy, k: int, n: int, probs: np.ndarray, uniforms: np.ndarray,
-                              deterministic: bool, seed: int = 0) -> np.ndarray:
-    """Total reward of a recurrent policy on each bandit ``probs[E, k]`` (batched)."""
+                              deterministic: bool, seed: int = 0, behaviour: dict | None = None) -> np.ndarray:
+    """Total reward of a recurrent policy on each bandit ``probs[E, k]`` (batched).
+
+    ``behaviour``, if given, receives per-bandit ``arms_tried`` (distinct arms pulled)
+    and ``best_arm_share`` (fraction of pulls on the best arm): how a model explores.
+    """
     E = probs.shape[0]
     obs_dim = N_TIME_FEATURES + k + 2
     if getattr(policy, "obs_dim", obs_dim) != obs_dim:
@@ -56,6 +60,9 @@ def run_checkpoint_on_bandits(policy, k: int, n: int, probs: np.ndarray, uniform
         raise ValueError(f"policy action space {spec} is not Discrete({k})")
     rows = np.arange(E)
     total = np.zeros(E)
+    pulled = np.zeros((E, k), dtype=bool)
+    on_best = np.zeros(E)
+    best = probs.argmax(axis=1)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         state = policy.initial_state(E)
@@ -67,7 +74,12 @@ def run_checkpoint_on_bandits(policy, k: int, n: int, probs: np.ndarray, uniform
             a = action.cpu().numpy().astype(np.int64).reshape(E)
             r = uniforms[:, t] < probs[rows, a]
             total += r
+            pulled[rows, a] = True
+            on_best += a == best
             prev_a, prev_r = a, r.astype(np.float32)
+    if behaviour is not None:
+        behaviour["arms_tried"] = pulled.sum(axis=1)
+        behaviour["best_arm_share"] = on_best / n
     return total
 
 
@@ -77,7 +89,8 @@ def evaluate_bandits(k: int, n: int, episodes: int, seed: int,
     """Every baseline and checkpoint on the same ``episodes`` bandits; see the module doc.
 
     Returns ``{"k", "n", "episodes", "seed", "policies": {name: {"mean", "sem",
-    "seconds"}}, "paper": {...} (RL² Table 1 row, or {} when (n, k) is not in it)}``.
+    "seconds"}}, "paper": {...} (RL² Table 1 row, or {} when (n, k) is not in it)}``;
+    checkpoints also get "arms_tried" and "best_arm_share" (means over the bandits).
     """
     from l2l_ros.meta.checkpoint import load_checkpoint
 
@@ -97,9 +110,13 @@ def evaluate_bandits(k: int, n: int, episodes: int, seed: int,
         policy, _ = load_checkpoint(path)
         for suffix, det in (("", False), ("/argmax", True)):
             t0 = time.perf_counter()
-            totals = run_checkpoint_on_bandits(policy, k, n, probs, uniforms, det, seed=int(seed))
-            out["policies"][name + suffix] = {**_stats(totals),
-                                              "seconds": round(time.perf_counter() - t0, 3)}
+            behaviour: dict = {}
+            totals = run_checkpoint_on_bandits(policy, k, n, probs, uniforms, det, seed=int(seed),
+                                               behaviour=behaviour)
+            out["policies"][name + suffix] = {
+                **_stats(totals), "seconds": round(time.perf_counter() - t0, 3),
+                "arms_tried": float(behaviour["arms_tried"].mean()),
+                "best_arm_share": float(behaviour["best_arm_share"].mean())}
     out["paper"] = dict(PAPER_TABLE1.get((n, k), {}))
     if out["paper"]:
         out["paper"]["source"] = "Duan et al. 2016 (RL^2), Table 1"

@@ -181,6 +181,16 @@ def test_checkpoint_inputs_match_meta_wrapper():
         assert got.dtype == want.dtype == np.float32
 
 
+def test_checkpoint_behaviour_counts_arms_tried_and_pulls_on_the_best_arm():
+    k, n = 4, 5
+    probs = np.array([[0.1, 0.9, 0.2, 0.3], [0.8, 0.1, 0.2, 0.3]])
+    rec = _Recorder(k, [1, 1, 2, 1, 3])
+    behaviour = {}
+    run_checkpoint_on_bandits(rec, k, n, probs, np.full((2, n), 0.5), True, behaviour=behaviour)
+    assert behaviour["arms_tried"].tolist() == [3, 3]
+    np.testing.assert_allclose(behaviour["best_arm_share"], [3 / 5, 0.0])
+
+
 def test_evaluate_bandits_with_fresh_checkpoint(tmp_path):
     k, n = 3, 10
     policy = build_policy("lstm", N_TIME_FEATURES + k + 2, {"type": "discrete", "n": k}, {"hidden": 16})
@@ -196,6 +206,8 @@ def test_evaluate_bandits_with_fresh_checkpoint(tmp_path):
     # an untrained policy plays close to uniformly: near n/2 and well below Gittins
     assert abs(pol["fresh"]["mean"] - n / 2) < 5 * pol["fresh"]["sem"] + 0.2
     assert pol["gittins"]["mean"] > pol["fresh"]["mean"] + 0.5
+    # ... so it tries nearly every arm, and pulls the best about 1/k of the time
+    assert pol["fresh"]["arms_tried"] > k - 0.5 and abs(pol["fresh"]["best_arm_share"] - 1 / k) < 0.1
     # same seed, same figures
     again = evaluate_bandits(k, n, 300, seed=5, checkpoints={"fresh": str(tmp_path / "fresh")})
     assert again["policies"]["fresh"]["mean"] == pol["fresh"]["mean"]
