@@ -75,8 +75,11 @@ def test_imaze_sim_takes_drive_geometry_from_the_urdf_model():
     assert left == right == pytest.approx(0.1 / radius)
     left, right = sim.wheel_speeds(0.0, 1.0)
     assert right == -left == pytest.approx(0.5 * sim.drive.wheel_separation / radius)
+    # Physics steps a twin without the lidar: only wall-contact sensors run in the substeps.
+    types = [sim.model.sensor_type[i] for i in range(sim.model.nsensor)]
+    assert types and all(t == mujoco.mjtSensor.mjSENS_CONTACT for t in types)
     # Lidar: SCAN_BEAMS rangefinders on base_scan, CCW from +x.
-    m = sim.model
+    m = sim.lidar_model
     assert sum(m.sensor_type[i] == mujoco.mjtSensor.mjSENS_RANGEFINDER for i in range(m.nsensor)) \
         == SCAN_BEAMS
     scan_body = m.body("robot/base_scan").id
