@@ -77,7 +77,8 @@ def summary_lines(s: dict, label: str) -> str:
         return f"{x:.1f}" + (f" ± {e:.1f}" if e is not None else "")
 
     uncut = s.get("success_rate_uncut")
-    cut = f" ({100 * uncut:.0f}% of trials not cut by the budget)" if uncut is not None else ""
+    cut = (f" ({100 * uncut:.0f}% without the {s['cut_trials']} trials the budget cut)"
+           if uncut is not None else "")
     return (f"{label}: {s['tasks']} tasks, {s['trials']} trials, success {100 * s['success_rate']:.0f}%{cut}, "
             f"goals/task {s['goals_per_task']:.2f}; steps to goal: trial 1 {fmt(s['trial1_mean_steps'], s['trial1_sem'])}, "
             f"later trials {fmt(s['later_mean_steps'], s['later_sem'])} (oracle path {fmt(s['oracle_path_steps'])})")
