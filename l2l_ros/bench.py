@@ -183,6 +183,7 @@ def bench_train_imaze(updates: int = 3) -> dict:
     from l2l_ros.meta.ppo import train
 
     torch.set_num_threads(1)
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # pays torch's lazy imports before timing
     out: dict = {"task": "imaze", "machine": _machine(), "policies": {}}
     for kind in ("lsnn", "lstm"):
         cfg = train_config("imaze", kind, updates, 16, 0, minibatches=2, lr=1e-3)
