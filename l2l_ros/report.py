@@ -77,7 +77,8 @@ def summary_lines(s: dict, label: str) -> str:
         return f"{x:.1f}" + (f" ± {e:.1f}" if e is not None else "")
 
     uncut = s.get("success_rate_uncut")
-    cut = (f" ({100 * uncut:.0f}% without the {s['cut_trials']} trials the budget cut)"
+    n_cut = s.get("cut_trials", 0)
+    cut = (f" ({100 * uncut:.0f}% without the {n_cut} trial{'' if n_cut == 1 else 's'} the budget cut)"
            if uncut is not None else "")
     return (f"{label}: {s['tasks']} tasks, {s['trials']} trials, success {100 * s['success_rate']:.0f}%{cut}, "
             f"goals/task {s['goals_per_task']:.2f}; steps to goal: trial 1 {fmt(s['trial1_mean_steps'], s['trial1_sem'])}, "

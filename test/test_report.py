@@ -23,7 +23,7 @@ def test_summary_counts_trials_cut_by_the_budget_apart():
     assert s["goals_per_task"] == pytest.approx(1.0)
     assert s["trial1_mean_steps"] == pytest.approx(125.0)
     assert s["later_mean_steps"] == pytest.approx(50.0) and s["later_sem"] is None
-    assert "success 50% (60% without the 1 trials the budget cut)" in summary_lines(s, "x")
+    assert "success 50% (60% without the 1 trial the budget cut)" in summary_lines(s, "x")
 
 
 def test_summary_of_a_policy_that_never_reaches_the_goal():
