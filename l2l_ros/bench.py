@@ -94,13 +94,15 @@ def _bandit_config(kind: str, updates: int, horizons: str, seed: int = 0, **over
                         **{"minibatches": 2, "lr": 3e-3, **overrides})
 
 
-def bench_throughput(kind: str, updates: int) -> dict:
-    """Agent steps/s of ``updates`` PPO updates (rollout + forward + backward + env)."""
+def timed_training(cfg) -> dict:
+    """Agent steps/s of training ``cfg`` (rollout + forward + backward + env), no checkpoints."""
     import json
+
+    import torch
 
     from l2l_ros.meta.ppo import train
 
-    cfg = _bandit_config(kind, updates, "10,100,500")
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # torch's lazy imports, once, untimed
     cfg.checkpoint_every = 10**9
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -108,7 +110,7 @@ def bench_throughput(kind: str, updates: int) -> dict:
         wall = time.perf_counter() - t0
         log = [json.loads(line) for line in open(f"{tmp}/train_log.jsonl")]
     steps = log[-1]["env_steps"]
-    return {"updates": updates, "agent_steps": steps, "wall_s": wall, "agent_steps_per_s": steps / wall}
+    return {"updates": cfg.updates, "agent_steps": steps, "wall_s": wall, "agent_steps_per_s": steps / wall}
 
 
 def bench_time_to_criterion(kind: str, criterion: float, budget_s: float, every: int = 20) -> dict:
@@ -162,7 +164,7 @@ def bench_train(task: str, seconds: float) -> dict:
     torch.set_num_threads(1)
     out: dict = {"task": task, "machine": _machine(), "policies": {}}
     for kind in ("lsnn", "lstm"):
-        out["policies"][kind] = bench_throughput(kind, 30)
+        out["policies"][kind] = timed_training(_bandit_config(kind, 30, "10,100,500"))
     p = out["policies"]
     out["lsnn_to_lstm_throughput_ratio"] = p["lsnn"]["agent_steps_per_s"] / p["lstm"]["agent_steps_per_s"]
     out["settings"] = ("30 PPO updates, 128 tasks each, horizons drawn from 10/100/500 (the same "
@@ -175,27 +177,15 @@ def bench_train(task: str, seconds: float) -> dict:
 def bench_train_imaze(updates: int = 3) -> dict:
     """Outer-loop agent steps/s on the I-maze (batched env + forward + backward), LSNN
     and LSTM, under the bundled spiking model's settings (16 tasks, 2 minibatches)."""
-    import json
-
     import torch
 
     from l2l_ros.cli import train_config
-    from l2l_ros.meta.ppo import train
 
     torch.set_num_threads(1)
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # pays torch's lazy imports before timing
     out: dict = {"task": "imaze", "machine": _machine(), "policies": {}}
     for kind in ("lsnn", "lstm"):
         cfg = train_config("imaze", kind, updates, 16, 0, minibatches=2, lr=1e-3)
-        cfg.checkpoint_every = 10**9
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            train(cfg, tmp)
-            wall = time.perf_counter() - t0
-            log = [json.loads(line) for line in open(f"{tmp}/train_log.jsonl")]
-        steps = log[-1]["env_steps"]
-        out["policies"][kind] = {"updates": updates, "agent_steps": steps, "wall_s": wall,
-                                 "agent_steps_per_s": steps / wall}
+        out["policies"][kind] = timed_training(cfg)
     out["time_to_criterion"] = None
     out["time_to_criterion_note"] = ("not measured: no training run on this machine has reached the "
                                      "I-maze targets yet (see the README's I-maze table)")

@@ -334,8 +334,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             task_seeds, torch_seed = _update_seeds(config.seed, update, config.num_envs)
             torch.manual_seed(torch_seed)
             options = _update_options(config, update)
+            lr = learning_rate(config, update)
             for g in optimizer.param_groups:
-                g["lr"] = learning_rate(config, update)
+                g["lr"] = lr
 
             # 1. Collect one whole task per env (hidden state reset at task start).
             policy.eval()
@@ -397,7 +398,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             last = {
                 "update": update, "updates": config.updates, "env_steps": env_steps,
                 "mean_return": float(task_returns.mean()),
-                "lr": learning_rate(config, update - 1),
+                "lr": lr,
                 "mean_reward_per_step": float(rewards.sum() / valid.sum().clamp(min=1)),
                 **({"reset_options": options} if options else {}),
                 "mean_trial_ends": float(np.mean(roll["trial_ends"])),

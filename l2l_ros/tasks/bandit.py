@@ -16,6 +16,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.utils import seeding
 
+from l2l_ros.tasks.meta_wrapper import MetaWrapper, vector_seeds
+
 BANDIT_ENV_ID = "l2l_ros/Bandit-v0"
 
 
@@ -118,8 +120,6 @@ class MetaBanditVectorEnv(gym.vector.VectorEnv):
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int, k: int = 5, n: int = 100):
-        from l2l_ros.tasks.meta_wrapper import MetaWrapper
-
         self.num_envs = int(num_envs)
         self.k, self.default_n = int(k), int(n)
         template = MetaWrapper(BernoulliBanditEnv(k, n))
@@ -146,12 +146,7 @@ class MetaBanditVectorEnv(gym.vector.VectorEnv):
         return meta_bandit_obs(self.t, self.n, self.k, prev_action, prev_reward, start)
 
     def reset(self, *, seed=None, options: dict | None = None):
-        if seed is None or isinstance(seed, int):
-            seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"need {self.num_envs} seeds, got {len(seeds)}")
+        seeds = vector_seeds(seed, self.num_envs)
         for i, s in enumerate(seeds):
             self._reset_one(i, s, options)
         self._needs_reset[:] = False

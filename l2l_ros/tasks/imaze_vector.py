@@ -23,7 +23,7 @@ import numpy as np
 
 from l2l_ros.tasks.encoding import imaze_action_to_twist
 from l2l_ros.tasks.imaze import IMazeEnv
-from l2l_ros.tasks.meta_wrapper import MetaWrapper, meta_features
+from l2l_ros.tasks.meta_wrapper import MetaWrapper, meta_features, vector_seeds
 
 __all__ = ["MetaIMazeVectorEnv"]
 
@@ -57,12 +57,7 @@ class MetaIMazeVectorEnv(gym.vector.VectorEnv):
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
 
     def reset(self, *, seed=None, options: dict | None = None):
-        if seed is None or isinstance(seed, int):
-            seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"need {self.num_envs} seeds, got {len(seeds)}")
+        seeds = vector_seeds(seed, self.num_envs)
         obs, infos = [], {}
         for i, (env, s) in enumerate(zip(self.envs, seeds)):
             o, info = env.reset(seed=s, options=options)
@@ -94,7 +89,9 @@ class MetaIMazeVectorEnv(gym.vector.VectorEnv):
         moving = np.flatnonzero(~restart)
         for i in moving:
             self._tasks[i].sim.set_command(*imaze_action_to_twist(int(a[i])))
-        collided = dict(zip(moving.tolist(), self._advance_physics(moving))) if moving.size else {}
+        collided = np.zeros(self.num_envs, dtype=bool)
+        if moving.size:
+            collided[moving] = self._advance_physics(moving)
         obs = np.empty((self.num_envs, *self.single_observation_space.shape), dtype=np.float32)
         reward = np.zeros(self.num_envs)
         terminated = np.zeros(self.num_envs, dtype=bool)

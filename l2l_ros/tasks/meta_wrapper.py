@@ -20,6 +20,17 @@ def action_feature_dim(action_space: gym.Space) -> int:
     raise TypeError(f"unsupported action space {action_space}")
 
 
+def vector_seeds(seed, num_envs: int) -> list[int | None]:
+    """Per-env seeds as ``SyncVectorEnv.reset`` derives them: None, ``seed + i``, or a
+    list of ``num_envs`` seeds (for the native vector envs, which must match it)."""
+    if seed is None or isinstance(seed, int):
+        return [None if seed is None else seed + i for i in range(num_envs)]
+    seeds = list(seed)
+    if len(seeds) != num_envs:
+        raise ValueError(f"need {num_envs} seeds, got {len(seeds)}")
+    return seeds
+
+
 def meta_features(prev_action: Any, prev_reward: float, trial_start: bool,
                   action_space: gym.Space) -> np.ndarray:
     """[one-hot or raw previous action, previous reward, trial-start flag] as float32.
