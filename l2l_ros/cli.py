@@ -75,7 +75,7 @@ def cmd_train(args, argv) -> int:
                        arms=args.arms, horizons=args.horizons, lr=args.lr, ent_coef=args.ent_coef,
                        minibatches=args.minibatches, epochs=args.epochs, gamma=args.gamma,
                        gae_lambda=args.gae_lambda, reward_scale=args.reward_scale,
-                       anneal_lr_after=args.anneal_lr_after)
+                       anneal_lr_after=args.anneal_lr_after, init_from=args.init_from)
     path = train(cfg, Path(args.out), command=_command_line(argv))
     print(f"checkpoint: {path}")
     from l2l_ros.report import plot_learning_curve
@@ -298,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gae-lambda", type=float, default=None, help="GAE lambda (default 0.95)")
     p.add_argument("--reward-scale", type=float, default=None,
                    help="reward scale of the value/advantage targets (bandit default 0.05)")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="start a fresh run from this saved policy's weights (fine-tuning, new optimizer)")
     p.add_argument("--arms", type=int, default=5, help="bandit: number of arms k")
     p.add_argument("--horizons", default="",
                    help="bandit: comma-separated pulls per task, one drawn per update (default 10,100,500)")

@@ -2,9 +2,10 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
-from l2l_ros.meta.checkpoint import load_checkpoint
+from l2l_ros.meta.checkpoint import CheckpointError, load_checkpoint
 from l2l_ros.meta.ppo import TRAINER_STATE, TrainConfig, evaluate, learning_rate, train
 from l2l_ros.tasks.bandit import BernoulliBanditEnv, register_bandit
 
@@ -162,3 +163,25 @@ def test_cli_trains_one_model_over_several_horizons(tmp_path):
     for bad in ("0,10", "ten", ","):
         with pytest.raises(SystemExit):
             parse_horizons(bad)
+
+
+def test_init_from_starts_a_fresh_run_from_saved_weights(tmp_path):
+    train(_small(3), tmp_path / "source")
+    source, _ = load_checkpoint(tmp_path / "source")
+    fine = _small(0)
+    fine.init_from = str(tmp_path / "source")
+    train(fine, tmp_path / "fine")
+    copied, doc = load_checkpoint(tmp_path / "fine")
+    assert doc["train_config"]["init_from"] == str(tmp_path / "source")
+    for (k, x), (_, y) in zip(source.state_dict().items(), copied.state_dict().items()):
+        assert torch.equal(x, y), k
+    # Not the weights a fresh run starts from.
+    train(_small(0), tmp_path / "scratch")
+    scratch, _ = load_checkpoint(tmp_path / "scratch")
+    assert any(not torch.equal(x, y) for x, y in zip(source.state_dict().values(), scratch.state_dict().values()))
+    # A different network is refused with the reason.
+    other = _small(1)
+    other.policy, other.policy_config = "lstm", {}
+    other.init_from = str(tmp_path / "source")
+    with pytest.raises(CheckpointError, match="cannot start from"):
+        train(other, tmp_path / "other")

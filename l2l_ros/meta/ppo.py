@@ -80,6 +80,9 @@ class TrainConfig(DictConfig):
     # From this update on, the learning rate decays linearly to zero at the last update
     # (CleanRL's anneal_lr, started late so a run can be extended); None: constant.
     anneal_lr_after: int | None = None
+    # Start a fresh run from the weights of a saved policy (fine-tuning; a fresh
+    # optimizer). The policy must match this config; its sha256 goes into the log.
+    init_from: str | None = None
 
 
 # ----------------------------------------------------------------------------- envs
@@ -270,6 +273,17 @@ def _load_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.op
     return int(meta["update"]), int(meta["env_steps"])
 
 
+def _init_weights(policy: RecurrentPolicy, path: str) -> None:
+    """Fill ``policy`` from the saved policy at ``path``, which must describe the same network."""
+    from l2l_ros.meta.checkpoint import CheckpointError, load_checkpoint
+
+    source, _ = load_checkpoint(path)
+    if source.describe() != policy.describe():
+        raise CheckpointError(f"cannot start from {path}: it holds {source.describe()}, "
+                              f"this run trains {policy.describe()}")
+    policy.load_state_dict(source.state_dict(), strict=True)
+
+
 def _truncate_log(log_path: Path, last_update: int) -> None:
     """Drop log lines of updates after the checkpoint (they will be redone)."""
     if not log_path.exists():
@@ -307,6 +321,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     start_update, env_steps = 0, 0
     if state_path.exists():
         start_update, env_steps = _load_trainer_state(state_path, policy, optimizer, config)
+    elif config.init_from:
+        _init_weights(policy, config.init_from)
     _truncate_log(log_path, start_update)
 
     def checkpoint(update: int, last: dict | None) -> Path:
