@@ -233,7 +233,7 @@ def _update_options(config: TrainConfig, update: int) -> dict | None:
 
 
 def _save_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.optim.Optimizer,
-                        update: int, env_steps: int, config: TrainConfig) -> None:
+                        update: int, env_steps: int, config: TrainConfig, init_sha256: str | None) -> None:
     tensors = {f"policy.{k}": v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
     osd = optimizer.state_dict()
     for idx, st in osd["state"].items():
@@ -242,11 +242,13 @@ def _save_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.op
             tensors[f"optim.{idx}.{key}"] = t.detach().cpu().contiguous()
     meta = {"format": "l2l_ros-trainer-1", "update": str(update), "env_steps": str(env_steps),
             "config": json.dumps(config.to_dict()), "param_groups": json.dumps(osd["param_groups"])}
+    if init_sha256:
+        meta["init_sha256"] = init_sha256
     atomic_write_bytes(path, st_save(tensors, metadata=meta))
 
 
 def _load_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.optim.Optimizer,
-                        config: TrainConfig) -> tuple[int, int]:
+                        config: TrainConfig) -> tuple[int, int, str | None]:
     from safetensors import safe_open
 
     blob = path.read_bytes()
@@ -270,18 +272,20 @@ def _load_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.op
             _, idx, key = k.split(".", 2)
             state.setdefault(int(idx), {})[key] = v
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
-    return int(meta["update"]), int(meta["env_steps"])
+    return int(meta["update"]), int(meta["env_steps"]), meta.get("init_sha256")
 
 
-def _init_weights(policy: RecurrentPolicy, path: str) -> None:
-    """Fill ``policy`` from the saved policy at ``path``, which must describe the same network."""
+def _init_weights(policy: RecurrentPolicy, path: str) -> str:
+    """Fill ``policy`` from the saved policy at ``path``, which must describe the same
+    network; returns the sha256 of those weights (the path may later hold others)."""
     from l2l_ros.meta.checkpoint import CheckpointError, load_checkpoint
 
-    source, _ = load_checkpoint(path)
+    source, doc = load_checkpoint(path)
     if source.describe() != policy.describe():
         raise CheckpointError(f"cannot start from {path}: it holds {source.describe()}, "
                               f"this run trains {policy.describe()}")
     policy.load_state_dict(source.state_dict(), strict=True)
+    return str(doc["weights_sha256"])
 
 
 def _truncate_log(log_path: Path, last_update: int) -> None:
@@ -318,22 +322,22 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr, eps=1e-5)
 
     commit = git_commit()  # the code that trains, not the code present when a checkpoint is saved
-    start_update, env_steps = 0, 0
+    start_update, env_steps, init_sha256 = 0, 0, None
     if state_path.exists():
-        start_update, env_steps = _load_trainer_state(state_path, policy, optimizer, config)
+        start_update, env_steps, init_sha256 = _load_trainer_state(state_path, policy, optimizer, config)
     elif config.init_from:
-        _init_weights(policy, config.init_from)
+        init_sha256 = _init_weights(policy, config.init_from)
     _truncate_log(log_path, start_update)
 
     def checkpoint(update: int, last: dict | None) -> Path:
-        _save_trainer_state(state_path, policy, optimizer, update, env_steps, config)
+        _save_trainer_state(state_path, policy, optimizer, update, env_steps, config, init_sha256)
         evaluation = {"updates": update, "env_steps": env_steps}
         if last:
             evaluation["train_mean_return"] = last["mean_return"]
         weights, _ = save_checkpoint(out / "policy", policy, {
             "env_id": config.env_id, "env_kwargs": config.env_kwargs, "command": command,
             "seed": config.seed, "evaluation": evaluation, "train_config": config.to_dict(),
-            "git_commit": commit})
+            "git_commit": commit, **({"init_sha256": init_sha256} if init_sha256 else {})})
         return weights
 
     mb_size = max(1, config.num_envs // max(1, config.minibatches))
