@@ -177,7 +177,8 @@ def test_init_from_starts_a_fresh_run_from_saved_weights(tmp_path):
     assert doc["init_sha256"] == source_doc["weights_sha256"]
     # A resumed run keeps the hash of the weights it started from, even if the path now holds others.
     train(_small(5), tmp_path / "source")
-    assert json.loads((tmp_path / "source" / "policy.json").read_text())["weights_sha256"] != source_doc["weights_sha256"]
+    moved = json.loads((tmp_path / "source" / "policy.json").read_text())
+    assert moved["weights_sha256"] != source_doc["weights_sha256"]
     fine.updates = 1
     train(fine, tmp_path / "fine")
     assert json.loads((tmp_path / "fine" / "policy.json").read_text())["init_sha256"] == source_doc["weights_sha256"]
