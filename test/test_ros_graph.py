@@ -84,6 +84,30 @@ def test_navigation_graph_drives_the_robot(probe, tmp_path):
         assert math.dist(ros_rec["path"][-1], off_rec["path"][-1]) < 1e-3
 
 
+def test_lockstep_sim_drops_a_command_sent_before_its_tick(probe):
+    """A stale answer (e.g. a policy's sensor-timeout stop sent while the simulator
+    stalled) must not be taken for the current tick, or every later command lags one tick."""
+    from l2l_ros.nodes.imaze_sim import IMazeSimNode
+
+    sim = IMazeSimNode()  # lockstep by default: it has published tick 0
+    try:
+        pub = probe.create_publisher(Twist, "/cmd_vel", STREAM_QOS)
+        assert spin_until(probe, lambda: pub.get_subscription_count() > 0, 20.0), "sim never subscribed"
+        steps = lambda: round(sim.sim_time / sim.control_period)  # noqa: E731
+        cmd = Twist()
+        cmd.linear.x = 0.1
+        pub.publish(cmd)  # answers tick 0
+        pub.publish(cmd)  # sent before tick 1 was published: answers nothing
+        assert spin_until(sim, lambda: sim.stale_commands == 1, 20.0), f"stale: {sim.stale_commands}"
+        spin_until(sim, lambda: False, 0.3)
+        assert steps() == 1 and sim.stale_commands == 1
+        pub.publish(cmd)  # sent after tick 1: its answer
+        assert spin_until(sim, lambda: steps() == 2, 20.0)
+        assert sim.stale_commands == 1
+    finally:
+        sim.destroy_node()
+
+
 def test_manipulator_graph_moves_the_arm(probe, tmp_path):
     cmds: list[Float64MultiArray] = []
     joints: list[JointState] = []

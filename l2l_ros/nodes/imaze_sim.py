@@ -13,10 +13,11 @@ import math
 import numpy as np
 from geometry_msgs.msg import Twist, TwistStamped
 from nav_msgs.msg import Odometry
+from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import LaserScan
 
 from l2l_ros.nodes.common import STREAM_QOS, run_node, yaw_to_quaternion
-from l2l_ros.nodes.sim_base import LockstepSimNode
+from l2l_ros.nodes.sim_base import LockstepSimNode, sent_ns
 from l2l_ros.tasks.encoding import SCAN_BEAMS, SCAN_RANGE_MAX, SCAN_RANGE_MIN, clamp_twist
 
 try:  # PyPI has no tf2_msgs wheel; a full ROS install does.
@@ -54,12 +55,12 @@ class IMazeSimNode(LockstepSimNode):
     def step_env(self, command):
         return self.env.step_twist(*command)
 
-    def _on_cmd_vel(self, msg) -> None:
+    def _on_cmd_vel(self, msg, info: MessageInfo) -> None:
         twist = msg.twist if isinstance(msg, TwistStamped) else msg
         v, w = twist.linear.x, twist.angular.z
         if not (math.isfinite(v) and math.isfinite(w)):
             self.get_logger().error(f"non-finite /cmd_vel ({v}, {w}) refused: robot stops")
-        self.on_command(clamp_twist(v, w))
+        self.on_command(clamp_twist(v, w), sent_ns(info))
 
     # --- trials ---------------------------------------------------------------------
     def on_step(self, info: dict) -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 from geometry_msgs.msg import PointStamped
+from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
 from l2l_ros.nodes.common import STREAM_QOS, run_node
-from l2l_ros.nodes.sim_base import LockstepSimNode
+from l2l_ros.nodes.sim_base import LockstepSimNode, sent_ns
 from l2l_ros.tasks.encoding import ARM_JOINTS, ARM_MAX_JOINT_VELOCITY
 
 
@@ -42,7 +43,7 @@ class ManipulatorSimNode(LockstepSimNode):
     def step_env(self, command):
         return self.env.step_joint_velocities(command)
 
-    def _on_command(self, msg: Float64MultiArray) -> None:
+    def _on_command(self, msg: Float64MultiArray, info: MessageInfo) -> None:
         cmd = np.asarray(msg.data, dtype=np.float64)
         if cmd.size != len(ARM_JOINTS):
             self.get_logger().error(
@@ -52,7 +53,7 @@ class ManipulatorSimNode(LockstepSimNode):
         elif not np.isfinite(cmd).all():
             self.get_logger().error(f"non-finite joint command {cmd.tolist()} refused: arm holds still")
             cmd = self.zero_command()
-        self.on_command(np.clip(cmd, -ARM_MAX_JOINT_VELOCITY, ARM_MAX_JOINT_VELOCITY))
+        self.on_command(np.clip(cmd, -ARM_MAX_JOINT_VELOCITY, ARM_MAX_JOINT_VELOCITY), sent_ns(info))
 
     def trial_extras(self) -> dict:
         sim = self.env.sim

@@ -6,8 +6,12 @@ then reproducible and as fast as the policy, like a lockstep Gazebo. If commands
 stop coming (a crashed policy), a watchdog advances with a zero command after
 ``cmd_timeout`` seconds so the robot stops instead of the world freezing; before
 the first command arrives the current tick is re-published so a late-starting
-policy node picks it up. With ``lockstep:=false`` physics advances on a
-wall-clock timer with the latest command, zeroed when older than ``cmd_timeout``.
+policy node picks it up. A command sent before the current tick was published
+answers an earlier tick (a policy's sensor-timeout stop while the simulator
+stalled, an answer that came after the zero-command step): it is dropped, so it
+cannot shift every later command by one tick. With ``lockstep:=false`` physics
+advances on a wall-clock timer with the latest command, zeroed when older than
+``cmd_timeout``.
 """
 from __future__ import annotations
 
@@ -17,10 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from rclpy.node import Node
+from rclpy.subscription import MessageInfo
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float32, Header
 
 from l2l_ros.nodes.common import STEADY_CLOCK, STREAM_QOS, to_stamp
+
+
+def sent_ns(info: MessageInfo | None) -> int:
+    """When a message was published (system clock, ns) per its DDS source timestamp; 0 if unknown."""
+    return int(info.get("source_timestamp") or 0) if info else 0
 
 
 class LockstepSimNode(Node):
@@ -83,6 +93,8 @@ class LockstepSimNode(Node):
         self._latest_command_wall = 0.0
         self._got_command = False
         self._last_tick_wall = time.monotonic()
+        self._tick_sent_ns = 0  # system clock when the current tick was first published
+        self.stale_commands = 0
         self._start_task()
         period = 0.05 if self._lockstep else self.control_period
         self._timer = self.create_timer(period, self._on_timer, clock=STEADY_CLOCK)
@@ -99,7 +111,7 @@ class LockstepSimNode(Node):
         self._trial_start_pending = True
         self._reward = 0.0
         self.get_logger().info(f"task {self.task} started ({self.describe_task(info)})")
-        self._publish_tick()
+        self._publish_new_tick()
 
     def describe_task(self, info: dict) -> str:
         raise NotImplementedError
@@ -135,7 +147,7 @@ class LockstepSimNode(Node):
                 raise SystemExit(0)
             self._start_task()
             return
-        self._publish_tick()
+        self._publish_new_tick()
 
     def _publish_tick(self) -> None:
         stamp = to_stamp(self.sim_time)
@@ -148,9 +160,22 @@ class LockstepSimNode(Node):
         self.publish_sensors(stamp)
         self._last_tick_wall = time.monotonic()
 
+    def _publish_new_tick(self) -> None:
+        # The DDS source timestamp of a command is on the same system clock.
+        self._tick_sent_ns = time.time_ns()
+        self._publish_tick()
+
     # --- commands -----------------------------------------------------------------------
-    def on_command(self, command: Any) -> None:
-        """Called by subclasses with a validated command (zero_command() for a bad one)."""
+    def on_command(self, command: Any, sent_ns: int = 0) -> None:
+        """Called by subclasses with a validated command (zero_command() for a bad one)
+        and its DDS source timestamp (``MessageInfo``; 0 when unknown)."""
+        if self._lockstep and 0 < sent_ns < self._tick_sent_ns:
+            self.stale_commands += 1
+            self.get_logger().warning(
+                f"command sent {(self._tick_sent_ns - sent_ns) / 1e6:.1f} ms before the current tick "
+                f"dropped: it answers an earlier tick ({self.stale_commands} so far)",
+                throttle_duration_sec=5.0)
+            return
         self._got_command = True
         if self._lockstep:
             self._task_start_pending = self._trial_start_pending = False
