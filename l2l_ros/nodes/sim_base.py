@@ -9,7 +9,8 @@ the first command arrives the current tick is re-published so a late-starting
 policy node picks it up. A command sent before the current tick was published
 answers an earlier tick (a policy's sensor-timeout stop while the simulator
 stalled, an answer that came after the zero-command step): it is dropped, so it
-cannot shift every later command by one tick. With ``lockstep:=false`` physics
+cannot shift every later command by one tick (``drop_stale_commands:=false`` turns
+this off where the two nodes' system clocks disagree). With ``lockstep:=false`` physics
 advances on a wall-clock timer with the latest command, zeroed when older than
 ``cmd_timeout``.
 """
@@ -68,12 +69,14 @@ class LockstepSimNode(Node):
         self.declare_parameter("task_steps", 0)
         self.declare_parameter("lockstep", True)
         self.declare_parameter("cmd_timeout", 1.0)
+        self.declare_parameter("drop_stale_commands", True)
         self.declare_parameter("results_file", "")
         p = self.get_parameter
         self._seed = int(p("seed").value)
         self._max_tasks = int(p("max_tasks").value)
         self._lockstep = bool(p("lockstep").value)
         self._cmd_timeout = float(p("cmd_timeout").value)
+        self._drop_stale = bool(p("drop_stale_commands").value)
         results = str(p("results_file").value)
         self._results = Path(results).open("a", buffering=1) if results else None
 
@@ -169,7 +172,7 @@ class LockstepSimNode(Node):
     def on_command(self, command: Any, sent_ns: int = 0) -> None:
         """Called by subclasses with a validated command (zero_command() for a bad one)
         and its DDS source timestamp (``MessageInfo``; 0 when unknown)."""
-        if self._lockstep and 0 < sent_ns < self._tick_sent_ns:
+        if self._lockstep and self._drop_stale and 0 < sent_ns < self._tick_sent_ns:
             self.stale_commands += 1
             self.get_logger().warning(
                 f"command sent {(self._tick_sent_ns - sent_ns) / 1e6:.1f} ms before the current tick "
