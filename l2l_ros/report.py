@@ -167,14 +167,21 @@ def plot_learning_curve(log_path: Path, path: Path, title: str) -> Path:
     rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
     if any("reset_options" in r for r in rows):
         return _plot_variant_curve(rows, path, title)
-    updates = [r["update"] for r in rows]
+    updates = np.array([r["update"] for r in rows])
+    w = max(1, min(50, len(rows) // 20))  # running mean over w updates: one update is only a few tasks
+
+    def faint_and_smooth(axis, values: list[float], color: str, label: str) -> None:
+        y = np.asarray(values, dtype=float)
+        axis.plot(updates, y, color=color, lw=0.5, alpha=0.25)
+        axis.plot(updates[w - 1:], np.convolve(y, np.ones(w) / w, mode="valid"), color=color, lw=1.5,
+                  label=label)
+
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    ax.plot(updates, [r["mean_return"] for r in rows], color="tab:blue", lw=1, label="mean task return")
-    ax.set_xlabel("PPO update (one task per env)")
+    faint_and_smooth(ax, [r["mean_return"] for r in rows], "tab:blue", "mean task return")
+    ax.set_xlabel(f"PPO update (faint: per update; bold: running mean over {w})")
     ax.set_ylabel("return", color="tab:blue")
     ax2 = ax.twinx()
-    ax2.plot(updates, [r["mean_trial_ends"] for r in rows], color="tab:orange", lw=1,
-             label="goals reached per task")
+    faint_and_smooth(ax2, [r["mean_trial_ends"] for r in rows], "tab:orange", "goals reached per task")
     ax2.set_ylabel("goals per task", color="tab:orange")
     ax.set_title(title, fontsize=10)
     return _save_figure(fig, path)
