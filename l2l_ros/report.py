@@ -158,6 +158,11 @@ def plot_trajectories(records: list[dict], model, path: Path, title: str, geomet
     return _save_figure(fig, path)
 
 
+def _running_mean(y: np.ndarray, w: int) -> np.ndarray:
+    """Mean over each window of ``w`` consecutive values (``len(y) - w + 1`` of them)."""
+    return np.convolve(y, np.ones(w) / w, mode="valid")
+
+
 def plot_learning_curve(log_path: Path, path: Path, title: str) -> Path:
     """Mean task return and goals per task against PPO updates, from train_log.jsonl."""
     import json
@@ -173,8 +178,7 @@ def plot_learning_curve(log_path: Path, path: Path, title: str) -> Path:
     def faint_and_smooth(axis, values: list[float], color: str, label: str) -> None:
         y = np.asarray(values, dtype=float)
         axis.plot(updates, y, color=color, lw=0.5, alpha=0.25)
-        axis.plot(updates[w - 1:], np.convolve(y, np.ones(w) / w, mode="valid"), color=color, lw=1.5,
-                  label=label)
+        axis.plot(updates[w - 1:], _running_mean(y, w), color=color, lw=1.5, label=label)
 
     fig, ax = plt.subplots(figsize=(6, 3.4))
     faint_and_smooth(ax, [r["mean_return"] for r in rows], "tab:blue", "mean task return")
@@ -200,8 +204,7 @@ def _plot_variant_curve(rows: list[dict], path: Path, title: str) -> Path:
         x = np.array([p[0] for p in pts])
         y = np.array([p[1] for p in pts])
         w = max(1, min(25, len(y) // 10))  # running mean over w updates of this variant
-        ys = np.convolve(y, np.ones(w) / w, mode="valid")
-        ax.plot(x[w - 1:], ys, lw=1.2, label=label)
+        ax.plot(x[w - 1:], _running_mean(y, w), lw=1.2, label=label)
     ax.set_xlabel("PPO update")
     ax.set_ylabel("mean reward per step (running mean)")
     ax.legend(fontsize=8)

@@ -172,6 +172,8 @@ def test_init_from_starts_a_fresh_run_from_saved_weights(tmp_path):
     fine.init_from = str(tmp_path / "source")
     train(fine, tmp_path / "fine")
     copied, doc = load_checkpoint(tmp_path / "fine")
+    for (k, x), (_, y) in zip(source.state_dict().items(), copied.state_dict().items()):
+        assert torch.equal(x, y), k
     assert doc["train_config"]["init_from"] == str(tmp_path / "source")
     source_doc = json.loads((tmp_path / "source" / "policy.json").read_text())
     assert doc["init_sha256"] == source_doc["weights_sha256"]
@@ -182,8 +184,6 @@ def test_init_from_starts_a_fresh_run_from_saved_weights(tmp_path):
     fine.updates = 1
     train(fine, tmp_path / "fine")
     assert json.loads((tmp_path / "fine" / "policy.json").read_text())["init_sha256"] == source_doc["weights_sha256"]
-    for (k, x), (_, y) in zip(source.state_dict().items(), copied.state_dict().items()):
-        assert torch.equal(x, y), k
     # Not the weights a fresh run starts from.
     train(_small(0), tmp_path / "scratch")
     scratch, _ = load_checkpoint(tmp_path / "scratch")

@@ -81,7 +81,8 @@ class TrainConfig(DictConfig):
     # (CleanRL's anneal_lr, started late so a run can be extended); None: constant.
     anneal_lr_after: int | None = None
     # Start a fresh run from the weights of a saved policy (fine-tuning; a fresh
-    # optimizer). The policy must match this config; its sha256 goes into the log.
+    # optimizer). The policy must match this config; its weights' sha256 goes into
+    # the trainer state and policy.json (init_sha256).
     init_from: str | None = None
 
 

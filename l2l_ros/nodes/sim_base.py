@@ -169,13 +169,13 @@ class LockstepSimNode(Node):
         self._publish_tick()
 
     # --- commands -----------------------------------------------------------------------
-    def on_command(self, command: Any, sent_ns: int = 0) -> None:
+    def on_command(self, command: Any, sent_at_ns: int = 0) -> None:
         """Called by subclasses with a validated command (zero_command() for a bad one)
         and its DDS source timestamp (``MessageInfo``; 0 when unknown)."""
-        if self._lockstep and self._drop_stale and 0 < sent_ns < self._tick_sent_ns:
+        if self._lockstep and self._drop_stale and 0 < sent_at_ns < self._tick_sent_ns:
             self.stale_commands += 1
             self.get_logger().warning(
-                f"command sent {(self._tick_sent_ns - sent_ns) / 1e6:.1f} ms before the current tick "
+                f"command sent {(self._tick_sent_ns - sent_at_ns) / 1e6:.1f} ms before the current tick "
                 f"dropped: it answers an earlier tick ({self.stale_commands} so far)",
                 throttle_duration_sec=5.0)
             return
