@@ -98,8 +98,9 @@ def test_lockstep_sim_drops_a_command_sent_before_its_tick(probe):
         cmd.linear.x = 0.1
         pub.publish(cmd)  # answers tick 0
         pub.publish(cmd)  # sent before tick 1 was published: answers nothing
-        # Without the check the second command advances a second step (seen: 2 steps in 1 s).
-        spin_until(sim, lambda: steps() >= 2, 1.0)
+        # Without the check the second command advances a second step at once. Wait well
+        # under cmd_timeout (1 s), after which the sim steps with a zero command by design.
+        spin_until(sim, lambda: steps() >= 2, 0.5)
         assert steps() == 1, f"the stale command was taken: {steps()} steps"
         assert sim.stale_commands == 1
         pub.publish(cmd)  # sent after tick 1: its answer
