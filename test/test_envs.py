@@ -104,6 +104,23 @@ def test_goal_fixed_within_task_and_varies_across_tasks(imaze):
     assert imaze.reset(seed=5)[1]["goal"] == imaze.reset(seed=5)[1]["goal"]
 
 
+def test_goal_weights_curriculum_draws_only_weighted_alcoves():
+    env = IMazeEnv(goal_weights=(0, 0, 1, 3))
+    goals = [env.reset(seed=s)[1]["goal"] for s in range(200)]
+    assert set(goals) == {2, 3}
+    assert 0.6 < goals.count(3) / len(goals) < 0.9  # 3:1 odds -> 0.75
+    # The default family is unchanged by the option's existence: uniform, same tasks per seed.
+    plain = IMazeEnv()
+    assert [plain.reset(seed=s)[1]["goal"] for s in range(20)] == \
+        [int(np.random.default_rng(s).integers(4)) for s in range(20)]
+
+
+@pytest.mark.parametrize("weights", [(1, 1, 1), (0, 0, 0, 0), (1, -1, 1, 1), (1, float("nan"), 1, 1)])
+def test_goal_weights_rejects_bad_weights(weights):
+    with pytest.raises(ValueError, match="goal_weights"):
+        IMazeEnv(goal_weights=weights)
+
+
 def test_forward_action_moves_robot_along_heading(imaze):
     imaze.reset(seed=0, options={"goal": 0, "heading": math.pi / 2})
     x0, y0, yaw0, _, _ = imaze.sim.odometry()

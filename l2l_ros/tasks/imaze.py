@@ -347,6 +347,16 @@ class IMazeSim:
         return best / self.control_period
 
 
+def _goal_probs(weights) -> np.ndarray | None:
+    """Normalised goal probabilities from relative weights; None stays None (uniform)."""
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (4,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"goal_weights must be 4 finite weights >= 0, not all 0; got {weights!r}")
+    return w / w.sum()
+
+
 class IMazeEnv(gym.Env):
     """Meta-RL I-maze: one episode is one task (a hidden goal alcove) of many trials.
 
@@ -365,6 +375,11 @@ class IMazeEnv(gym.Env):
         maze is known: exploiting a found goal beats wandering. Without it a random
         policy never reaches an alcove (0 goals in 30 tasks) and PPO has nothing to learn from.
 
+    ``goal_weights`` (default None: uniform, the task family of every evaluation) draws
+    the goal alcove with these relative weights instead: a training curriculum, for
+    example ``(0, 0, 1, 1)`` to make a policy that has only ever searched the northern
+    alcoves learn the southern ones.
+
     The episode never terminates; it is truncated after ``task_steps`` control steps
     (default 2 x the oracle search time, rounded: one search plus a few direct runs). ``reset(options={"goal": g,
     "heading": yaw})`` fixes the goal and/or the initial heading.
@@ -378,6 +393,7 @@ class IMazeEnv(gym.Env):
                  control_period: float = 0.2, physics_timestep: float = 0.01,
                  collision_penalty: float = 0.005, step_cost: float = 0.0,
                  explore_bonus: float = 0.05, explore_cell: float = 0.15,
+                 goal_weights: tuple[float, float, float, float] | None = None,
                  render_mode: str | None = None):
         if render_mode is not None:
             raise ValueError("IMazeEnv has no render modes")
@@ -388,6 +404,7 @@ class IMazeEnv(gym.Env):
         self.step_cost = float(step_cost)
         self.explore_bonus = float(explore_bonus)
         self.explore_cell = float(explore_cell)
+        self.goal_probs = _goal_probs(goal_weights)
         self._visited: set[tuple[int, int]] = set()
         self.render_mode = None
         self.action_space = gym.spaces.Discrete(len(IMAZE_ACTIONS))
@@ -415,7 +432,10 @@ class IMazeEnv(gym.Env):
         super().reset(seed=seed)
         options = options or {}
         goal = options.get("goal")
-        goal = int(self.np_random.integers(4)) if goal is None else int(goal)
+        if goal is None:
+            # integers(4) for the uniform family keeps every seed's task as it always was.
+            goal = int(self.np_random.integers(4) if self.goal_probs is None
+                       else self.np_random.choice(4, p=self.goal_probs))
         self.sim.new_task(goal, self.np_random, heading=options.get("heading"))
         self._visited = set()
         self._visit(*self.sim.pose()[:2])
