@@ -121,6 +121,31 @@ def test_goal_weights_rejects_bad_weights(weights):
         IMazeEnv(goal_weights=weights)
 
 
+def test_random_start_curriculum_starts_trials_on_the_centrelines():
+    env = IMazeEnv(random_start=1.0)
+    g = env.sim.geometry
+    starts = []
+    for s in range(60):
+        env.reset(seed=s)
+        starts.append(env.sim.pose()[:2])
+    for x, y in starts:
+        on_stem = abs(x) < 1e-9 and abs(y) <= g.stem_half_length + 1e-9
+        on_bar = abs(abs(y) - g.stem_half_length) < 1e-9 and abs(x) <= g.crossbar_half_length + 1e-9
+        assert on_stem or on_bar, (x, y)
+    assert min(y for _, y in starts) < -0.5 and max(y for _, y in starts) > 0.5
+    assert len({(round(x, 3), round(y, 3)) for x, y in starts}) == len(starts)
+    # A reached goal restarts the trial somewhere on the centrelines too, not in the alcove.
+    env.reset(seed=0, options={"goal": 0})
+    env.sim.data.qpos[env.sim.drive.free_qpos:env.sim.drive.free_qpos + 2] = (0.6, 1.0)
+    _, reward, _, _, info = env.step(1)
+    assert info["trial_end"] and reward > 0.9
+    assert not any(g.in_goal(k, *env.sim.pose()[:2]) for k in range(4))
+    with pytest.raises(ValueError, match="random_start"):
+        IMazeEnv(random_start=1.5)
+    with pytest.raises(ValueError, match="free space"):
+        env.sim.restart_trial(np.random.default_rng(0), position=(0.5, 0.0))
+
+
 def test_forward_action_moves_robot_along_heading(imaze):
     imaze.reset(seed=0, options={"goal": 0, "heading": math.pi / 2})
     x0, y0, yaw0, _, _ = imaze.sim.odometry()

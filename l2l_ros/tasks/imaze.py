@@ -85,6 +85,15 @@ class IMazeGeometry:
         x0, x1, y0, y1 = self.goal_region(goal)
         return x0 <= x <= x1 and y0 <= y <= y1
 
+    def centreline_point(self, rng: np.random.Generator) -> tuple[float, float]:
+        """A uniform point on the stem and crossbar centrelines (alcoves excluded)."""
+        s, h = self.stem_half_length, self.crossbar_half_length
+        u = float(rng.uniform(0.0, 2 * s + 4 * h))
+        if u < 2 * s:
+            return 0.0, u - s
+        u -= 2 * s
+        return u % (2 * h) - h, (s if u < 2 * h else -s)
+
     def free_rectangles(self) -> list[tuple[float, float, float, float]]:
         """The free space as a union of (xmin, xmax, ymin, ymax) rectangles."""
         w, s, h = self.corridor_width, self.stem_half_length, self.crossbar_half_length
@@ -209,25 +218,30 @@ class IMazeSim:
     def time(self) -> float:
         return float(self.data.time)
 
-    def new_task(self, goal: int, rng: np.random.Generator, heading: float | None = None) -> None:
-        """Start a task with goal alcove ``goal`` (0..3); robot at the centre."""
+    def new_task(self, goal: int, rng: np.random.Generator, heading: float | None = None,
+                 position: tuple[float, float] = (0.0, 0.0)) -> None:
+        """Start a task with goal alcove ``goal`` (0..3); robot at ``position`` (the centre)."""
         IMazeGeometry.goal_signs(goal)  # validates
         self._goal = int(goal)
         self.trial = 0
-        self._place(rng, heading)
+        self._place(rng, heading, position)
 
-    def restart_trial(self, rng: np.random.Generator, heading: float | None = None) -> None:
-        """Robot back to the centre with a random (or given) heading; goal unchanged."""
+    def restart_trial(self, rng: np.random.Generator, heading: float | None = None,
+                      position: tuple[float, float] = (0.0, 0.0)) -> None:
+        """Robot back to ``position`` (the centre) with a random (or given) heading; goal unchanged."""
         self.trial += 1
-        self._place(rng, heading)
+        self._place(rng, heading, position)
 
-    def _place(self, rng: np.random.Generator, heading: float | None) -> None:
+    def _place(self, rng: np.random.Generator, heading: float | None, position: tuple[float, float]) -> None:
+        x, y = (float(v) for v in position)
+        if not any(x0 <= x <= x1 and y0 <= y <= y1 for x0, x1, y0, y1 in self.geometry.free_rectangles()):
+            raise ValueError(f"start position {position} is outside the maze's free space")
         yaw = float(rng.uniform(-math.pi, math.pi)) if heading is None else float(heading)
         d = self.data
         t = d.time  # sim time stays monotonic across trials and tasks (/clock)
         mujoco.mj_resetData(self.model, d)
         d.time = t
-        self._qpos[:3] = (0.0, 0.0, 0.0)
+        self._qpos[:3] = (x, y, 0.0)
         self._qpos[3:] = _yaw_quat(yaw)
         mujoco.mj_forward(self.model, d)
         self._scan_cache = None
@@ -380,6 +394,10 @@ class IMazeEnv(gym.Env):
     example ``(0, 0, 1, 1)`` to make a policy that has only ever searched the northern
     alcoves learn the southern ones.
 
+    ``random_start`` (default 0) is the probability that a trial starts at a uniform
+    point of the stem and crossbar centrelines instead of the centre: a curriculum
+    that shows a policy the parts of the maze its habits never reach.
+
     The episode never terminates; it is truncated after ``task_steps`` control steps
     (default 2 x the oracle search time, rounded: one search plus a few direct runs). ``reset(options={"goal": g,
     "heading": yaw})`` fixes the goal and/or the initial heading.
@@ -394,7 +412,7 @@ class IMazeEnv(gym.Env):
                  collision_penalty: float = 0.005, step_cost: float = 0.0,
                  explore_bonus: float = 0.05, explore_cell: float = 0.15,
                  goal_weights: tuple[float, float, float, float] | None = None,
-                 render_mode: str | None = None):
+                 random_start: float = 0.0, render_mode: str | None = None):
         if render_mode is not None:
             raise ValueError("IMazeEnv has no render modes")
         self.sim = IMazeSim(geometry or IMazeGeometry(), control_period, physics_timestep)
@@ -405,6 +423,9 @@ class IMazeEnv(gym.Env):
         self.explore_bonus = float(explore_bonus)
         self.explore_cell = float(explore_cell)
         self.goal_probs = _goal_probs(goal_weights)
+        if not 0.0 <= float(random_start) <= 1.0:
+            raise ValueError(f"random_start is a probability in [0, 1], got {random_start!r}")
+        self.random_start = float(random_start)
         self._visited: set[tuple[int, int]] = set()
         self.render_mode = None
         self.action_space = gym.spaces.Discrete(len(IMAZE_ACTIONS))
@@ -421,6 +442,12 @@ class IMazeEnv(gym.Env):
         self._visited.add(cell)
         return new
 
+    def _start(self) -> tuple[float, float]:
+        # No draw at random_start == 0, so the default family's seeds keep their tasks.
+        if self.random_start > 0.0 and self.np_random.uniform() < self.random_start:
+            return self.sim.geometry.centreline_point(self.np_random)
+        return (0.0, 0.0)
+
     def _obs(self) -> np.ndarray:
         return encode_imaze(*self.sim.odometry(), self.sim.scan())
 
@@ -436,7 +463,7 @@ class IMazeEnv(gym.Env):
             # integers(4) for the uniform family keeps every seed's task as it always was.
             goal = int(self.np_random.integers(4) if self.goal_probs is None
                        else self.np_random.choice(4, p=self.goal_probs))
-        self.sim.new_task(goal, self.np_random, heading=options.get("heading"))
+        self.sim.new_task(goal, self.np_random, heading=options.get("heading"), position=self._start())
         self._visited = set()
         self._visit(*self.sim.pose()[:2])
         self._steps = 0
@@ -464,7 +491,7 @@ class IMazeEnv(gym.Env):
             reward += self.explore_bonus
         if res.reached_goal:
             reward += 1.0
-            self.sim.restart_trial(self.np_random)
+            self.sim.restart_trial(self.np_random, position=self._start())
         self._steps += 1
         truncated = self._steps >= self.task_steps
         info = self._info(res.reached_goal, res.collided, res.reached_goal)
