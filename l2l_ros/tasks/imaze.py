@@ -390,13 +390,12 @@ class IMazeEnv(gym.Env):
         policy never reaches an alcove (0 goals in 30 tasks) and PPO has nothing to learn from.
 
     ``goal_weights`` (default None: uniform, the task family of every evaluation) draws
-    the goal alcove with these relative weights instead: a training curriculum, for
-    example ``(0, 0, 1, 1)`` to make a policy that has only ever searched the northern
-    alcoves learn the southern ones.
+    the goal alcove with these relative weights instead, for training curricula
+    (``(0, 0, 1, 1)``: southern goals only).
 
     ``random_start`` (default 0) is the probability that a trial starts at a uniform
-    point of the stem and crossbar centrelines instead of the centre: a curriculum
-    that shows a policy the parts of the maze its habits never reach.
+    point of the stem and crossbar centrelines instead of the centre, so that training
+    sees every corridor whatever the policy's habits.
 
     The episode never terminates; it is truncated after ``task_steps`` control steps
     (default 2 x the oracle search time, rounded: one search plus a few direct runs). ``reset(options={"goal": g,
