@@ -54,7 +54,31 @@ def summarize(records: Iterable[dict]) -> dict:
         "later_sem": later_sem,
         "oracle_path_steps": float(np.mean([r["oracle_path_steps"] for r in recs
                                             if "oracle_path_steps" in r])) if recs else math.nan,
+        **({"per_goal": per_goal(recs)} if any("goal" in r for r in recs) else {}),
     })
+
+
+def per_goal(records: Iterable[dict]) -> dict:
+    """The figures by goal alcove (keys "0".."3").
+
+    The averages hide a search that never visits some alcoves: a policy can score
+    well on the alcoves it favours and find nothing in the others.
+    """
+    recs = [r for r in records if "goal" in r]
+    out = {}
+    for goal in sorted({int(r["goal"]) for r in recs}):
+        rs = [r for r in recs if int(r["goal"]) == goal]
+        first = [r for r in rs if r["trial"] == 0]
+        later = [r["steps"] for r in rs if r["trial"] > 0 and r["success"]]
+        tasks = {r["task"] for r in rs}
+        out[str(goal)] = _nan_to_none({
+            "tasks": len(tasks),
+            "goals_per_task": sum(r["success"] for r in rs) / len(tasks),
+            "trial1_success": float(np.mean([r["success"] for r in first])) if first else math.nan,
+            "later_successes": len(later),
+            "later_mean_steps": float(np.mean(later)) if later else math.nan,
+        })
+    return out
 
 
 def _nan_to_none(d: dict) -> dict:
@@ -80,9 +104,15 @@ def summary_lines(s: dict, label: str) -> str:
     n_cut = s.get("cut_trials", 0)
     cut = (f" ({100 * uncut:.0f}% without the {n_cut} trial{'' if n_cut == 1 else 's'} the budget cut)"
            if uncut is not None else "")
-    return (f"{label}: {s['tasks']} tasks, {s['trials']} trials, success {100 * s['success_rate']:.0f}%{cut}, "
+    line = (f"{label}: {s['tasks']} tasks, {s['trials']} trials, success {100 * s['success_rate']:.0f}%{cut}, "
             f"goals/task {s['goals_per_task']:.2f}; steps to goal: trial 1 {fmt(s['trial1_mean_steps'], s['trial1_sem'])}, "
             f"later trials {fmt(s['later_mean_steps'], s['later_sem'])} (oracle path {fmt(s['oracle_path_steps'])})")
+    if s.get("per_goal"):
+        line += "\n    by goal alcove: " + "; ".join(
+            f"{g}: {f['tasks']} tasks, {f['goals_per_task']:.2f} goals/task, trial 1 found "
+            f"{100 * f['trial1_success']:.0f}%, later {fmt(f['later_mean_steps'])} steps"
+            for g, f in s["per_goal"].items())
+    return line
 
 
 def maze_walls(model) -> list[tuple[float, float, float, float, float]]:

@@ -30,3 +30,21 @@ def test_summary_of_a_policy_that_never_reaches_the_goal():
     s = summarize([_trial(t, 0, 314, False) for t in range(4)])
     assert s["success_rate"] == 0.0 and s["success_rate_uncut"] == 0.0
     assert s["trial1_mean_steps"] is None and s["later_mean_steps"] is None
+
+
+def test_per_goal_figures_show_a_search_that_skips_alcoves():
+    recs = [
+        {**_trial(0, 0, 80, True), "goal": 1}, {**_trial(0, 1, 30, True), "goal": 1},
+        {**_trial(0, 2, 40, True), "goal": 1},
+        {**_trial(1, 0, 314, False), "goal": 2},  # the favoured-alcove habit finds nothing here
+        {**_trial(2, 0, 120, True), "goal": 0}, {**_trial(2, 1, 194, False), "goal": 0},
+    ]
+    s = summarize(recs)
+    g = s["per_goal"]
+    assert sorted(g) == ["0", "1", "2"]
+    assert g["1"]["goals_per_task"] == 3.0 and g["1"]["later_mean_steps"] == pytest.approx(35.0)
+    assert g["2"]["goals_per_task"] == 0.0 and g["2"]["trial1_success"] == 0.0
+    assert g["2"]["later_mean_steps"] is None and g["2"]["later_successes"] == 0
+    assert g["0"]["trial1_success"] == 1.0 and g["0"]["later_successes"] == 0
+    assert "2: 1 tasks, 0.00 goals/task, trial 1 found 0%" in summary_lines(s, "x")
+    assert "per_goal" not in summarize([_trial(0, 0, 80, True)])  # records without goals
