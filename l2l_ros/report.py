@@ -107,11 +107,11 @@ def summary_lines(s: dict, label: str) -> str:
     line = (f"{label}: {s['tasks']} tasks, {s['trials']} trials, success {100 * s['success_rate']:.0f}%{cut}, "
             f"goals/task {s['goals_per_task']:.2f}; steps to goal: trial 1 {fmt(s['trial1_mean_steps'], s['trial1_sem'])}, "
             f"later trials {fmt(s['later_mean_steps'], s['later_sem'])} (oracle path {fmt(s['oracle_path_steps'])})")
-    if s.get("per_goal"):
-        line += "\n    by goal alcove: " + "; ".join(
-            f"{g}: {f['tasks']} tasks, {f['goals_per_task']:.2f} goals/task, trial 1 found "
-            f"{100 * f['trial1_success']:.0f}%, later {fmt(f['later_mean_steps'])} steps"
-            for g, f in s["per_goal"].items())
+    for g, f in (s.get("per_goal") or {}).items():
+        later = (f"later trials {fmt(f['later_mean_steps'])} steps" if f["later_mean_steps"] is not None
+                 else "no later trial reached it")
+        line += (f"\n    goal alcove {g}: {f['tasks']} task{'' if f['tasks'] == 1 else 's'}, "
+                 f"{f['goals_per_task']:.2f} goals/task, trial 1 found it in {100 * f['trial1_success']:.0f}%, {later}")
     return line
 
 

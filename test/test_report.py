@@ -46,5 +46,7 @@ def test_per_goal_figures_show_a_search_that_skips_alcoves():
     assert g["2"]["goals_per_task"] == 0.0 and g["2"]["trial1_success"] == 0.0
     assert g["2"]["later_mean_steps"] is None and g["2"]["later_successes"] == 0
     assert g["0"]["trial1_success"] == 1.0 and g["0"]["later_successes"] == 0
-    assert "2: 1 tasks, 0.00 goals/task, trial 1 found 0%" in summary_lines(s, "x")
+    text = summary_lines(s, "x")
+    assert "goal alcove 2: 1 task, 0.00 goals/task, trial 1 found it in 0%, no later trial reached it" in text
+    assert "goal alcove 1: 1 task, 3.00 goals/task, trial 1 found it in 100%, later trials 35.0 steps" in text
     assert "per_goal" not in summarize([_trial(0, 0, 80, True)])  # records without goals
