@@ -124,22 +124,27 @@ def test_goal_weights_rejects_bad_weights(weights):
 def test_random_start_curriculum_starts_trials_on_the_centrelines():
     env = IMazeEnv(random_start=1.0)
     g = env.sim.geometry
+
+    def on_centreline(x: float, y: float) -> bool:
+        on_stem = abs(x) < 1e-9 and abs(y) <= g.stem_half_length + 1e-9
+        on_bar = abs(abs(y) - g.stem_half_length) < 1e-9 and abs(x) <= g.crossbar_half_length + 1e-9
+        return on_stem or on_bar
+
     starts = []
     for s in range(60):
         env.reset(seed=s)
         starts.append(env.sim.pose()[:2])
     for x, y in starts:
-        on_stem = abs(x) < 1e-9 and abs(y) <= g.stem_half_length + 1e-9
-        on_bar = abs(abs(y) - g.stem_half_length) < 1e-9 and abs(x) <= g.crossbar_half_length + 1e-9
-        assert on_stem or on_bar, (x, y)
+        assert on_centreline(x, y), (x, y)
     assert min(y for _, y in starts) < -0.5 and max(y for _, y in starts) > 0.5
     assert len({(round(x, 3), round(y, 3)) for x, y in starts}) == len(starts)
-    # A reached goal restarts the trial somewhere on the centrelines too, not in the alcove.
+    # A reached goal restarts the trial on the centrelines too, away from the centre.
     env.reset(seed=0, options={"goal": 0})
     env.sim.data.qpos[env.sim.drive.free_qpos:env.sim.drive.free_qpos + 2] = (0.6, 1.0)
     _, reward, _, _, info = env.step(1)
     assert info["trial_end"] and reward > 0.9
-    assert not any(g.in_goal(k, *env.sim.pose()[:2]) for k in range(4))
+    x, y = env.sim.pose()[:2]
+    assert on_centreline(x, y) and math.hypot(x, y) > 1e-6, (x, y)
     with pytest.raises(ValueError, match="random_start"):
         IMazeEnv(random_start=1.5)
     with pytest.raises(ValueError, match="free space"):
