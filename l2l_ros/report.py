@@ -64,10 +64,12 @@ def per_goal(records: Iterable[dict]) -> dict:
     The averages hide a search that never visits some alcoves: a policy can score
     well on the alcoves it favours and find nothing in the others.
     """
-    recs = [r for r in records if "goal" in r]
+    by_goal: dict[int, list[dict]] = defaultdict(list)
+    for r in records:
+        if "goal" in r:
+            by_goal[int(r["goal"])].append(r)
     out = {}
-    for goal in sorted({int(r["goal"]) for r in recs}):
-        rs = [r for r in recs if int(r["goal"]) == goal]
+    for goal, rs in sorted(by_goal.items()):
         first = [r for r in rs if r["trial"] == 0]
         later = [r["steps"] for r in rs if r["trial"] > 0 and r["success"]]
         tasks = {r["task"] for r in rs}
