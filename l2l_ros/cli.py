@@ -75,7 +75,8 @@ def cmd_train(args, argv) -> int:
                        arms=args.arms, horizons=args.horizons, lr=args.lr, ent_coef=args.ent_coef,
                        minibatches=args.minibatches, epochs=args.epochs, gamma=args.gamma,
                        gae_lambda=args.gae_lambda, reward_scale=args.reward_scale,
-                       anneal_lr_after=args.anneal_lr_after, init_from=args.init_from)
+                       anneal_lr_after=args.anneal_lr_after, init_from=args.init_from,
+                       teacher=args.teacher, teacher_mix_updates=args.teacher_mix_updates)
     path = train(cfg, Path(args.out), command=_command_line(argv))
     print(f"checkpoint: {path}")
     from l2l_ros.report import plot_learning_curve
@@ -282,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="l2l", description=__doc__)
     sub = parser.add_subparsers(dest="verb", required=True)
 
-    p = sub.add_parser("train", help="meta-train a policy on a task family (PPO, BPTT over whole tasks)")
+    p = sub.add_parser("train", help="meta-train a policy on a task family (PPO or imitation, BPTT over whole tasks)")
     p.add_argument("family", choices=sorted(FAMILIES))
     p.add_argument("--policy", choices=("lsnn", "lstm"), default="lsnn")
     p.add_argument("--updates", type=int, default=200)
@@ -300,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reward scale of the value/advantage targets (bandit default 0.05)")
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="start a fresh run from this saved policy's weights (fine-tuning, new optimizer)")
+    p.add_argument("--teacher", choices=("gittins",), default=None,
+                   help="learn by imitating this teacher on the policy's own states (DAgger) instead of PPO; "
+                        "gittins: the finite-horizon Gittins index policy (bandit)")
+    p.add_argument("--teacher-mix-updates", type=int, default=None, metavar="U",
+                   help="with --teacher: the teacher's actions are executed with a probability falling "
+                        "from 1 to 0 over the first U updates (default 0: always the policy's own)")
     p.add_argument("--arms", type=int, default=5, help="bandit: number of arms k")
     p.add_argument("--horizons", default="",
                    help="bandit: comma-separated pulls per task, one drawn per update (default 10,100,500)")

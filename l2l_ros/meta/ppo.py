@@ -84,6 +84,12 @@ class TrainConfig(DictConfig):
     # optimizer). The policy must match this config; its weights' sha256 goes into
     # the trainer state and policy.json (init_sha256).
     init_from: str | None = None
+    # Imitation instead of PPO (l2l_ros.meta.imitation): the policy learns the actions
+    # of this teacher ("gittins" for bandits) on the states it visits itself (DAgger).
+    # For the first ``teacher_mix_updates`` updates the executed action comes from the
+    # teacher with a probability falling linearly from 1 to 0.
+    teacher: str | None = None
+    teacher_mix_updates: int = 0
 
 
 # ----------------------------------------------------------------------------- envs
@@ -304,6 +310,67 @@ def _truncate_log(log_path: Path, last_update: int) -> None:
 
 
 # ----------------------------------------------------------------------------- training
+def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: RecurrentPolicy,
+               optimizer: torch.optim.Optimizer, task_seeds: list[int], options: dict | None,
+               update: int) -> tuple[dict[str, list[float]], dict]:
+    """One PPO update: collect a task per env, GAE, clipped-surrogate epochs. Returns
+    the per-minibatch statistics and the rollout."""
+    mb_size = max(1, config.num_envs // max(1, config.minibatches))
+    # 1. Collect one whole task per env (hidden state reset at task start).
+    policy.eval()
+    roll = collect_tasks(envs, policy, task_seeds, max_steps=config.max_task_steps,
+                         options=options)
+    obs, actions, old_logp = roll["obs"], roll["actions"], roll["logprobs"]
+    values, rewards, valid = roll["values"], roll["rewards"], roll["valid"]
+
+    # 2. Advantages.
+    adv, returns = compute_gae(rewards * config.reward_scale, values, valid, config.gamma,
+                               config.gae_lambda)
+
+    # 3. PPO epochs over minibatches of whole sequences, full BPTT from the task start.
+    policy.train()
+    stats = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [], "clipfrac": []}
+    for _ in range(config.epochs):
+        perm = torch.randperm(config.num_envs)
+        for start in range(0, config.num_envs, mb_size):
+            mb = perm[start:start + mb_size]
+            m = valid[:, mb]
+            params, new_values, _ = policy.forward_sequence(obs[:, mb], policy.initial_state(len(mb)))
+            dist = policy.distribution(params)
+            new_logp = policy.log_prob(dist, actions[:, mb])
+            entropy = policy.entropy(dist)
+            logratio = new_logp - old_logp[:, mb]
+            ratio = logratio.exp()
+            with torch.no_grad():
+                approx_kl = _masked_mean((ratio - 1) - logratio, m)
+                clipfrac = _masked_mean(((ratio - 1.0).abs() > config.clip_coef).float(), m)
+            mb_adv = adv[:, mb]
+            if config.norm_adv:
+                sel = mb_adv[m]
+                mb_adv = (mb_adv - sel.mean()) / (sel.std(unbiased=False) + 1e-8)
+            pg_loss = _masked_mean(torch.max(
+                -mb_adv * ratio,
+                -mb_adv * torch.clamp(ratio, 1 - config.clip_coef, 1 + config.clip_coef)), m)
+            if config.clip_vloss:
+                v_clipped = values[:, mb] + torch.clamp(new_values - values[:, mb],
+                                                        -config.clip_coef, config.clip_coef)
+                v_loss = 0.5 * _masked_mean(torch.max((new_values - returns[:, mb]) ** 2,
+                                                      (v_clipped - returns[:, mb]) ** 2), m)
+            else:
+                v_loss = 0.5 * _masked_mean((new_values - returns[:, mb]) ** 2, m)
+            ent = _masked_mean(entropy, m)
+            loss = pg_loss - config.ent_coef * ent + config.vf_coef * v_loss
+
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+            optimizer.step()
+            for k, v in (("policy_loss", pg_loss), ("value_loss", v_loss), ("entropy", ent),
+                         ("approx_kl", approx_kl), ("clipfrac", clipfrac)):
+                stats[k].append(float(v.detach()))
+    return stats, roll
+
+
 def train(config: TrainConfig, out_dir: str | os.PathLike,
           progress: Callable[[dict], None] | None = None,
           should_stop: Callable[[], bool] | None = None,
@@ -341,8 +408,10 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             "git_commit": commit, **({"init_sha256": init_sha256} if init_sha256 else {})})
         return weights
 
-    mb_size = max(1, config.num_envs // max(1, config.minibatches))
-    bar = tqdm(total=config.updates, initial=start_update, desc="ppo", disable=None, dynamic_ncols=True)
+    update_fn = ppo_update
+    if config.teacher:
+        from l2l_ros.meta.imitation import imitation_update as update_fn
+    bar = tqdm(total=config.updates, initial=start_update, desc=config.teacher or "ppo", disable=None, dynamic_ncols=True)
     recent: deque[float] = deque(maxlen=20)  # reward per step of the last updates, for the bar
     last: dict | None = None
     update = start_update
@@ -359,59 +428,12 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             for g in optimizer.param_groups:
                 g["lr"] = lr
 
-            # 1. Collect one whole task per env (hidden state reset at task start).
-            policy.eval()
-            roll = collect_tasks(envs, policy, task_seeds, max_steps=config.max_task_steps,
-                                 options=options)
-            obs, actions, old_logp = roll["obs"], roll["actions"], roll["logprobs"]
-            values, rewards, valid = roll["values"], roll["rewards"], roll["valid"]
+            # 1-3. Collect one whole task per env and learn from it: PPO, or imitation of
+            # a teacher when config.teacher is set (l2l_ros.meta.imitation).
+            stats, roll = update_fn(config, envs, policy, optimizer, task_seeds, options, update)
+            rewards, valid = roll["rewards"], roll["valid"]
             env_steps += int(valid.sum())
 
-            # 2. Advantages.
-            adv, returns = compute_gae(rewards * config.reward_scale, values, valid, config.gamma,
-                                       config.gae_lambda)
-
-            # 3. PPO epochs over minibatches of whole sequences, full BPTT from the task start.
-            policy.train()
-            stats = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [], "clipfrac": []}
-            for _ in range(config.epochs):
-                perm = torch.randperm(config.num_envs)
-                for start in range(0, config.num_envs, mb_size):
-                    mb = perm[start:start + mb_size]
-                    m = valid[:, mb]
-                    params, new_values, _ = policy.forward_sequence(obs[:, mb], policy.initial_state(len(mb)))
-                    dist = policy.distribution(params)
-                    new_logp = policy.log_prob(dist, actions[:, mb])
-                    entropy = policy.entropy(dist)
-                    logratio = new_logp - old_logp[:, mb]
-                    ratio = logratio.exp()
-                    with torch.no_grad():
-                        approx_kl = _masked_mean((ratio - 1) - logratio, m)
-                        clipfrac = _masked_mean(((ratio - 1.0).abs() > config.clip_coef).float(), m)
-                    mb_adv = adv[:, mb]
-                    if config.norm_adv:
-                        sel = mb_adv[m]
-                        mb_adv = (mb_adv - sel.mean()) / (sel.std(unbiased=False) + 1e-8)
-                    pg_loss = _masked_mean(torch.max(
-                        -mb_adv * ratio,
-                        -mb_adv * torch.clamp(ratio, 1 - config.clip_coef, 1 + config.clip_coef)), m)
-                    if config.clip_vloss:
-                        v_clipped = values[:, mb] + torch.clamp(new_values - values[:, mb],
-                                                                -config.clip_coef, config.clip_coef)
-                        v_loss = 0.5 * _masked_mean(torch.max((new_values - returns[:, mb]) ** 2,
-                                                              (v_clipped - returns[:, mb]) ** 2), m)
-                    else:
-                        v_loss = 0.5 * _masked_mean((new_values - returns[:, mb]) ** 2, m)
-                    ent = _masked_mean(entropy, m)
-                    loss = pg_loss - config.ent_coef * ent + config.vf_coef * v_loss
-
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
-                    optimizer.step()
-                    for k, v in (("policy_loss", pg_loss), ("value_loss", v_loss), ("entropy", ent),
-                                 ("approx_kl", approx_kl), ("clipfrac", clipfrac)):
-                        stats[k].append(float(v.detach()))
             update += 1
 
             # 4. Log, checkpoint, report.
@@ -436,7 +458,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             recent.append(last["mean_reward_per_step"])
             bar.set_postfix(ret=f"{last['mean_return']:.2f}",
                             reward_per_step_avg20=f"{np.mean(recent):.3f}",
-                            kl=f"{last['approx_kl']:.3f}")
+                            **({"kl": f"{last['approx_kl']:.3f}"} if "approx_kl" in last else
+                               {"agree": f"{last['teacher_agreement']:.3f}"}))
             if progress is not None:
                 progress(dict(last))
     finally:

@@ -1,0 +1,214 @@
+"""Meta-training by imitation of a teacher (DAgger), as an alternative outer loop to PPO.
+
+Why: on the bandit family the Bayes-optimal answer is known (the finite-horizon
+Gittins index policy is how RL² and this project score a bandit policy). PPO has to
+rediscover that exploration from a noisy return; imitation tells the network at
+every step which arm the teacher would pull *given the pulls the network itself
+made*, which is a dense, low-variance signal. The network still learns to learn:
+it sees only its previous arm and reward (the teacher's state, the success and
+failure counts per arm, is never an input), its weights are frozen inside a task,
+and it must build and keep those counts in its recurrent (spiking) state. This is
+meta-learning by imitation of a Bayes-optimal policy (Ortega et al. 2019,
+"Meta-learning of sequential strategies"; DAgger: Ross, Gordon & Bagnell 2011).
+
+One update (``imitation_update``, plugged into ``ppo.train`` when
+``TrainConfig.teacher`` is set, so seeds, checkpoints, resume and logs are the same):
+
+1. **Collect** one whole task per env. At every step the teacher gives its action
+   distribution (uniform over its tied best actions) for the history so far; the
+   executed action is the teacher's with probability ``beta`` (falling linearly from
+   1 to 0 over ``teacher_mix_updates`` updates) and the policy's own sample otherwise,
+   so the policy learns on the states its own mistakes lead to (DAgger).
+2. **Learn**: ``epochs`` passes over minibatches of whole tasks, full BPTT from the
+   task start, minimising the cross-entropy between the teacher's distribution and
+   the policy's, plus ``vf_coef`` x the value head's squared error against the
+   discounted return (so a PPO fine-tune can start from a fitted critic).
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from l2l_ros.meta.policies import RecurrentPolicy
+
+__all__ = ["TEACHERS", "Teacher", "GittinsTeacher", "make_teacher", "teacher_share", "imitation_update",
+           "discounted_returns"]
+
+TEACHERS = ("gittins",)
+
+
+class Teacher(Protocol):
+    """What the imitation loop asks of a teacher, one task per env of a vector env."""
+
+    def reset(self, envs: gym.vector.VectorEnv) -> None:
+        """New tasks have just started in every env (after ``envs.reset``)."""
+
+    def target(self) -> np.ndarray:
+        """``[B, A]`` probabilities of the teacher's action at the current step."""
+
+    def observe(self, actions: np.ndarray, rewards: np.ndarray) -> None:
+        """The actions executed in every env and the rewards they earned."""
+
+
+class GittinsTeacher:
+    """The finite-horizon Gittins index policy on Beta(1, 1) priors, as a teacher.
+
+    Same index table as the ``gittins`` baseline (``bandit_baselines``); the index of an
+    arm depends only on its counts and the pulls left, so one table for the longest
+    horizon serves every task. The target is uniform over the arms of highest index
+    (the baseline breaks those ties uniformly at random).
+    """
+
+    def __init__(self, k: int, max_pulls: int):
+        from l2l_ros.tasks.bandit_baselines import gittins_index_table
+
+        self.k = int(k)
+        self.table = gittins_index_table(int(max_pulls))
+
+    def reset(self, envs: gym.vector.VectorEnv) -> None:
+        horizons = getattr(envs, "n", None)
+        if horizons is None:
+            raise TypeError("the Gittins teacher needs the native bandit vector env (its per-task horizons)")
+        B = envs.num_envs
+        self.n = np.asarray(horizons, dtype=np.int64).copy()
+        if self.n.max() > self.table.n:
+            raise ValueError(f"a task of {self.n.max()} pulls is longer than the teacher's table ({self.table.n})")
+        self.t = np.zeros(B, dtype=np.int64)
+        self.s = np.zeros((B, self.k), dtype=np.int64)
+        self.f = np.zeros((B, self.k), dtype=np.int64)
+
+    def target(self) -> np.ndarray:
+        B = self.s.shape[0]
+        out = np.full((B, self.k), 1.0 / self.k)  # tasks already over: anything
+        left = self.n - self.t
+        for h in np.unique(left[left >= 1]):
+            rows = np.flatnonzero(left == h)
+            index = self.table(self.s[rows], self.f[rows], int(h))
+            best = index >= index.max(axis=1, keepdims=True) - 1e-12
+            out[rows] = best / best.sum(axis=1, keepdims=True)
+        return out
+
+    def observe(self, actions: np.ndarray, rewards: np.ndarray) -> None:
+        rows = np.arange(self.s.shape[0])
+        a = np.asarray(actions, dtype=np.int64)
+        r = (np.asarray(rewards) > 0.5).astype(np.int64)
+        self.s[rows, a] += r
+        self.f[rows, a] += 1 - r
+        self.t += 1
+
+
+def make_teacher(name: str, env_id: str, env_kwargs: dict) -> Teacher:
+    from l2l_ros.tasks.bandit import BANDIT_ENV_ID
+
+    if name == "gittins":
+        if env_id != BANDIT_ENV_ID:
+            raise ValueError(f"the gittins teacher plays the bandit family, not {env_id}")
+        return GittinsTeacher(int(env_kwargs.get("k", 5)), int(env_kwargs.get("n", 100)))
+    raise ValueError(f"unknown teacher {name!r} (expected one of {TEACHERS})")
+
+
+def teacher_share(mix_updates: int, update: int) -> float:
+    """Probability that the teacher's action is executed at update ``update`` (0-based)."""
+    if mix_updates <= 0:
+        return 0.0
+    return max(0.0, 1.0 - update / mix_updates)
+
+
+def discounted_returns(rewards: torch.Tensor, valid: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``[T, B]`` discounted return from each step to the end of its task."""
+    out = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        running = (rewards[t] + gamma * running) * valid[t].to(rewards.dtype)
+        out[t] = running
+    return out
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.to(x.dtype)
+    return (x * m).sum() / m.sum().clamp(min=1.0)
+
+
+@torch.no_grad()
+def collect_with_teacher(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, teacher: Teacher,
+                         seeds: list[int], options: dict | None, beta: float, rng: np.random.Generator,
+                         max_steps: int = 100_000) -> dict:
+    """One whole task per env; returns ``[T, B]`` ``obs``, ``targets`` ([T, B, A]), ``rewards``,
+    ``valid``, ``agree`` (the policy's most likely action is one of the teacher's)."""
+    B = envs.num_envs
+    obs, _ = envs.reset(seed=[int(s) for s in seeds], options=options)
+    teacher.reset(envs)
+    state = policy.initial_state(B)
+    done = np.zeros(B, dtype=bool)
+    buf: dict[str, list] = {k: [] for k in ("obs", "targets", "rewards", "valid", "agree")}
+    for _ in range(max_steps):
+        obs_t = torch.as_tensor(obs, dtype=torch.float32)
+        params, _, state = policy.forward_sequence(obs_t[None], state)
+        logits = params[0]
+        target = teacher.target()
+        own = policy.distribution(logits).sample().numpy()
+        cum = target.cumsum(axis=1)
+        taught = np.minimum((cum < rng.random((B, 1))).sum(axis=1), target.shape[1] - 1)
+        actions = np.where(rng.random(B) < beta, taught, own)
+        next_obs, reward, terminated, truncated, _ = envs.step(actions)
+        teacher.observe(actions, reward)
+        valid = ~done
+        buf["obs"].append(obs_t)
+        buf["targets"].append(torch.as_tensor(target, dtype=torch.float32))
+        buf["rewards"].append(torch.as_tensor(reward, dtype=torch.float32) * torch.as_tensor(valid))
+        buf["valid"].append(torch.as_tensor(valid))
+        buf["agree"].append(torch.as_tensor(target[np.arange(B), logits.argmax(-1).numpy()] > 0))
+        done |= np.asarray(terminated) | np.asarray(truncated)
+        obs = next_obs
+        if done.all():
+            break
+    else:
+        raise RuntimeError(f"tasks did not end within {max_steps} steps")
+    return {k: torch.stack(v) for k, v in buf.items()}
+
+
+def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy,
+                     optimizer: torch.optim.Optimizer, task_seeds: list[int], options: dict | None,
+                     update: int) -> tuple[dict[str, list[float]], dict]:
+    """One DAgger update (see the module docstring); same contract as ``ppo.ppo_update``."""
+    if not policy.discrete:
+        raise ValueError("imitation needs a discrete action space (the teacher's actions)")
+    teacher = make_teacher(config.teacher, config.env_id, config.env_kwargs)
+    beta = teacher_share(config.teacher_mix_updates, update)
+    rng = np.random.default_rng([int(config.seed), int(update), 2])
+
+    # 1. Collect, labelling every step with the teacher's action distribution.
+    policy.eval()
+    roll = collect_with_teacher(envs, policy, teacher, task_seeds, options, beta, rng,
+                                max_steps=config.max_task_steps)
+    obs, targets, valid = roll["obs"], roll["targets"], roll["valid"]
+    returns = discounted_returns(roll["rewards"] * config.reward_scale, valid, config.gamma)
+
+    # 2. Cross-entropy to the teacher (+ value regression), full BPTT from the task start.
+    policy.train()
+    mb_size = max(1, config.num_envs // max(1, config.minibatches))
+    stats: dict[str, list[float]] = {"imitation_loss": [], "value_loss": [], "entropy": []}
+    for _ in range(config.epochs):
+        perm = torch.randperm(config.num_envs)
+        for start in range(0, config.num_envs, mb_size):
+            mb = perm[start:start + mb_size]
+            m = valid[:, mb]
+            params, values, _ = policy.forward_sequence(obs[:, mb], policy.initial_state(len(mb)))
+            logp = torch.log_softmax(params, dim=-1)
+            ce = _masked_mean(-(targets[:, mb] * logp).sum(-1), m)
+            v_loss = 0.5 * _masked_mean((values - returns[:, mb]) ** 2, m)
+            ent = _masked_mean(-(logp.exp() * logp).sum(-1), m)
+            loss = ce + config.vf_coef * v_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+            optimizer.step()
+            for k, v in (("imitation_loss", ce), ("value_loss", v_loss), ("entropy", ent)):
+                stats[k].append(float(v.detach()))
+    stats["teacher_agreement"] = [float(_masked_mean(roll["agree"].float(), valid))]
+    stats["teacher_share"] = [beta]
+    roll["trial_ends"] = np.zeros(config.num_envs, dtype=np.int64)
+    return stats, roll
