@@ -26,6 +26,8 @@ One update (``imitation_update``, plugged into ``ppo.train`` when
 """
 from __future__ import annotations
 
+import functools
+import json
 from typing import Protocol
 
 import gymnasium as gym
@@ -34,7 +36,7 @@ import torch
 
 from l2l_ros.meta.policies import RecurrentPolicy
 
-__all__ = ["TEACHERS", "Teacher", "GittinsTeacher", "make_teacher", "teacher_share", "imitation_update",
+__all__ = ["TEACHERS", "Teacher", "GittinsTeacher", "PolicyTeacher", "make_teacher", "teacher_share", "imitation_update",
            "discounted_returns"]
 
 TEACHERS = ("gittins",)
@@ -46,8 +48,9 @@ class Teacher(Protocol):
     def reset(self, envs: gym.vector.VectorEnv) -> None:
         """New tasks have just started in every env (after ``envs.reset``)."""
 
-    def target(self) -> np.ndarray:
-        """``[B, A]`` probabilities of the teacher's action at the current step."""
+    def target(self, obs: np.ndarray) -> np.ndarray:
+        """``[B, A]`` probabilities of the teacher's action at the current step, whose
+        observations (what the student sees) are ``obs[B, D]``."""
 
     def observe(self, actions: np.ndarray, rewards: np.ndarray) -> None:
         """The actions executed in every env and the rewards they earned."""
@@ -80,7 +83,7 @@ class GittinsTeacher:
         self.s = np.zeros((B, self.k), dtype=np.int64)
         self.f = np.zeros((B, self.k), dtype=np.int64)
 
-    def target(self) -> np.ndarray:
+    def target(self, obs: np.ndarray | None = None) -> np.ndarray:
         B = self.s.shape[0]
         out = np.full((B, self.k), 1.0 / self.k)  # tasks already over: anything
         left = self.n - self.t
@@ -100,14 +103,61 @@ class GittinsTeacher:
         self.t += 1
 
 
+class PolicyTeacher:
+    """A saved recurrent policy as the teacher (policy distillation, Rusu et al. 2016):
+    it reads the student's observation stream with its own recurrent state, and its
+    greedy action (how it is deployed and evaluated) is the target."""
+
+    def __init__(self, path: str):
+        from l2l_ros.meta.checkpoint import load_checkpoint
+
+        self.policy, self.doc = load_checkpoint(path)
+        self.policy.eval()
+        if not self.policy.discrete:
+            raise ValueError(f"teacher {path} has a continuous action space; imitation needs a discrete one")
+
+    def reset(self, envs: gym.vector.VectorEnv) -> None:
+        self.state = self.policy.initial_state(envs.num_envs)
+
+    @torch.no_grad()
+    def target(self, obs: np.ndarray) -> np.ndarray:
+        params, _, self.state = self.policy.forward_sequence(torch.as_tensor(obs, dtype=torch.float32)[None],
+                                                             self.state)
+        best = params[0].argmax(-1).numpy()
+        out = np.zeros((best.shape[0], self.policy.action_dim))
+        out[np.arange(best.shape[0]), best] = 1.0
+        return out
+
+    def observe(self, actions: np.ndarray, rewards: np.ndarray) -> None:
+        pass  # the next observation carries them
+
+
 def make_teacher(name: str, env_id: str, env_kwargs: dict) -> Teacher:
+    """``"gittins"`` (bandits) or the path of a saved policy for the same env."""
+    from pathlib import Path
+
     from l2l_ros.tasks.bandit import BANDIT_ENV_ID
 
     if name == "gittins":
         if env_id != BANDIT_ENV_ID:
             raise ValueError(f"the gittins teacher plays the bandit family, not {env_id}")
         return GittinsTeacher(int(env_kwargs.get("k", 5)), int(env_kwargs.get("n", 100)))
-    raise ValueError(f"unknown teacher {name!r} (expected one of {TEACHERS})")
+    if Path(name).exists():
+        teacher = PolicyTeacher(name)
+        if teacher.doc.get("env_id") != env_id:
+            raise ValueError(f"teacher {name} was trained on {teacher.doc.get('env_id')}, not {env_id}")
+        return teacher
+    raise ValueError(f"unknown teacher {name!r} (expected one of {TEACHERS} or a saved policy's path)")
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_teacher(name: str, env_id: str, env_kwargs_json: str) -> Teacher:
+    return make_teacher(name, env_id, json.loads(env_kwargs_json))
+
+
+def _teacher(name: str, env_id: str, env_kwargs: dict) -> Teacher:
+    """One teacher per run (loading a checkpoint or a Gittins table once)."""
+    return _cached_teacher(name, env_id, json.dumps(env_kwargs, sort_keys=True))
 
 
 def teacher_share(mix_updates: int, update: int) -> float:
@@ -136,27 +186,33 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def collect_with_teacher(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, teacher: Teacher,
                          seeds: list[int], options: dict | None, beta: float, rng: np.random.Generator,
                          max_steps: int = 100_000) -> dict:
-    """One whole task per env; returns ``[T, B]`` ``obs``, ``targets`` ([T, B, A]), ``rewards``,
-    ``valid``, ``agree`` (the policy's most likely action is one of the teacher's)."""
+    """One whole task per env; returns ``[T, B]`` ``obs``, ``actions`` (executed),
+    ``targets`` ([T, B, A]), ``rewards``, ``valid``, ``agree`` (the policy's most likely
+    action is one of the teacher's) and ``trial_ends[B]`` (goals reached, where the env reports them)."""
     B = envs.num_envs
     obs, _ = envs.reset(seed=[int(s) for s in seeds], options=options)
     teacher.reset(envs)
     state = policy.initial_state(B)
     done = np.zeros(B, dtype=bool)
-    buf: dict[str, list] = {k: [] for k in ("obs", "targets", "rewards", "valid", "agree")}
+    trial_ends = np.zeros(B, dtype=np.int64)
+    buf: dict[str, list] = {k: [] for k in ("obs", "actions", "targets", "rewards", "valid", "agree")}
     for _ in range(max_steps):
         obs_t = torch.as_tensor(obs, dtype=torch.float32)
         params, _, state = policy.forward_sequence(obs_t[None], state)
         logits = params[0]
-        target = teacher.target()
+        target = teacher.target(obs)
         own = policy.distribution(logits).sample().numpy()
         cum = target.cumsum(axis=1)
         taught = np.minimum((cum < rng.random((B, 1))).sum(axis=1), target.shape[1] - 1)
         actions = np.where(rng.random(B) < beta, taught, own)
-        next_obs, reward, terminated, truncated, _ = envs.step(actions)
+        next_obs, reward, terminated, truncated, infos = envs.step(actions)
         teacher.observe(actions, reward)
         valid = ~done
+        ends = infos.get("trial_end")
+        if ends is not None:
+            trial_ends += np.asarray(ends, dtype=bool) & np.asarray(infos.get("_trial_end", valid)) & valid
         buf["obs"].append(obs_t)
+        buf["actions"].append(torch.as_tensor(actions))
         buf["targets"].append(torch.as_tensor(target, dtype=torch.float32))
         buf["rewards"].append(torch.as_tensor(reward, dtype=torch.float32) * torch.as_tensor(valid))
         buf["valid"].append(torch.as_tensor(valid))
@@ -167,7 +223,9 @@ def collect_with_teacher(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, te
             break
     else:
         raise RuntimeError(f"tasks did not end within {max_steps} steps")
-    return {k: torch.stack(v) for k, v in buf.items()}
+    out = {k: torch.stack(v) for k, v in buf.items()}
+    out["trial_ends"] = trial_ends
+    return out
 
 
 def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy,
@@ -176,7 +234,7 @@ def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy
     """One DAgger update (see the module docstring); same contract as ``ppo.ppo_update``."""
     if not policy.discrete:
         raise ValueError("imitation needs a discrete action space (the teacher's actions)")
-    teacher = make_teacher(config.teacher, config.env_id, config.env_kwargs)
+    teacher = _teacher(config.teacher, config.env_id, config.env_kwargs)
     beta = teacher_share(config.teacher_mix_updates, update)
     rng = np.random.default_rng([int(config.seed), int(update), 2])
 
@@ -210,5 +268,4 @@ def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy
                 stats[k].append(float(v.detach()))
     stats["teacher_agreement"] = [float(_masked_mean(roll["agree"].float(), valid))]
     stats["teacher_share"] = [beta]
-    roll["trial_ends"] = np.zeros(config.num_envs, dtype=np.int64)
     return stats, roll
