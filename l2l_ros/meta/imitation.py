@@ -36,10 +36,10 @@ import torch
 
 from l2l_ros.meta.policies import RecurrentPolicy
 
-__all__ = ["TEACHERS", "Teacher", "GittinsTeacher", "PolicyTeacher", "make_teacher", "teacher_share", "imitation_update",
+__all__ = ["TEACHERS", "Teacher", "GittinsTeacher", "IMazeSearchTeacher", "PolicyTeacher", "make_teacher", "teacher_share", "imitation_update",
            "discounted_returns"]
 
-TEACHERS = ("gittins",)
+TEACHERS = ("gittins", "searcher")
 
 
 class Teacher(Protocol):
@@ -103,6 +103,33 @@ class GittinsTeacher:
         self.t += 1
 
 
+class IMazeSearchTeacher:
+    """The scripted map-knowing searcher (``tasks.imaze_expert``) as the I-maze teacher:
+    nearest unvisited alcove first, straight to the goal once a trial has ended there."""
+
+    def reset(self, envs: gym.vector.VectorEnv) -> None:
+        from l2l_ros.tasks.imaze_expert import IMazeExpert
+
+        sims = getattr(envs, "sims", None)
+        if sims is None:
+            raise TypeError("the searcher teacher needs the native I-maze vector env (its simulators)")
+        self.sims = sims
+        self.experts = [IMazeExpert(sim.geometry) for sim in sims]
+
+    def target(self, obs: np.ndarray | None = None) -> np.ndarray:
+        from l2l_ros.tasks.encoding import IMAZE_ACTIONS
+
+        out = np.zeros((len(self.sims), len(IMAZE_ACTIONS)))
+        for i, (sim, expert) in enumerate(zip(self.sims, self.experts)):
+            if sim.trial > 0 and expert.goal is None:  # a trial ended at the goal: now it is known
+                expert.goal_found(sim.goal)
+            out[i, expert.action(*sim.pose())] = 1.0
+        return out
+
+    def observe(self, actions: np.ndarray, rewards: np.ndarray) -> None:
+        pass  # the simulators carry the outcome
+
+
 class PolicyTeacher:
     """A saved recurrent policy as the teacher (policy distillation, Rusu et al. 2016):
     it reads the student's observation stream with its own recurrent state, and its
@@ -133,15 +160,20 @@ class PolicyTeacher:
 
 
 def make_teacher(name: str, env_id: str, env_kwargs: dict) -> Teacher:
-    """``"gittins"`` (bandits) or the path of a saved policy for the same env."""
+    """``"gittins"`` (bandits), ``"searcher"`` (I-maze) or the path of a saved policy for the same env."""
     from pathlib import Path
 
+    from l2l_ros.tasks import IMAZE_ID
     from l2l_ros.tasks.bandit import BANDIT_ENV_ID
 
     if name == "gittins":
         if env_id != BANDIT_ENV_ID:
             raise ValueError(f"the gittins teacher plays the bandit family, not {env_id}")
         return GittinsTeacher(int(env_kwargs.get("k", 5)), int(env_kwargs.get("n", 100)))
+    if name == "searcher":
+        if env_id != IMAZE_ID:
+            raise ValueError(f"the searcher teacher plays the I-maze family, not {env_id}")
+        return IMazeSearchTeacher()
     if Path(name).exists():
         teacher = PolicyTeacher(name)
         if teacher.doc.get("env_id") != env_id:

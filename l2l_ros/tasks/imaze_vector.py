@@ -56,6 +56,11 @@ class MetaIMazeVectorEnv(gym.vector.VectorEnv):
         self._nstate = mujoco.mj_stateSize(model, _STATE)
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
 
+    @property
+    def sims(self) -> list:
+        """The envs' ``IMazeSim`` (the imitation teacher reads poses and trials from them)."""
+        return [task.sim for task in self._tasks]
+
     def reset(self, *, seed=None, options: dict | None = None):
         seeds = vector_seeds(seed, self.num_envs)
         obs, infos = [], {}

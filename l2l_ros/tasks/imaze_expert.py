@@ -1,0 +1,124 @@
+"""A scripted I-maze searcher that knows the map: the teacher for imitation.
+
+It plays what the oracle figures assume: search the alcoves nearest first (which,
+from the centre, is the oracle's best order: both alcoves of the crossbar it faces,
+then the other crossbar), and once a trial has ended at the goal, drive straight
+back to that alcove. It sees the true pose and the map, never the goal before it
+has been found, so everything it does can be learned from what the policy sees
+(odometry, scan, previous reward).
+
+Driving uses the three ``IMAZE_ACTIONS``: turn towards the next waypoint of the
+corridor path when the heading error exceeds ``HEADING_TOLERANCE``, else forward.
+Waypoints follow the corridor centrelines: stem junction, crossbar end, alcove.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from l2l_ros.tasks.imaze import IMazeGeometry
+
+__all__ = ["IMazeExpert", "FORWARD", "LEFT", "RIGHT"]
+
+FORWARD, LEFT, RIGHT = 0, 1, 2
+HEADING_TOLERANCE = 0.2   # rad; one turn action turns ~0.3 rad
+CENTRE_TOLERANCE = 0.06   # m from a centreline crossing before turning into the next corridor
+TURN_COST = 0.22 / 1.5    # m of corridor per rad of turning (forward speed / turn rate)
+
+
+LOOKAHEAD = 0.2           # m along the centreline
+
+
+def _towards(a: float, b: float) -> float:
+    """``LOOKAHEAD`` from ``a`` towards ``b`` along one axis, not past ``b``."""
+    return b if abs(b - a) <= LOOKAHEAD else a + math.copysign(LOOKAHEAD, b - a)
+
+
+def _wrap(a: float) -> float:
+    return (a + math.pi) % (2 * math.pi) - math.pi
+
+
+@dataclass
+class IMazeExpert:
+    """Per-task state (alcoves seen, goal once found) and the action for a pose."""
+
+    geometry: IMazeGeometry = field(default_factory=IMazeGeometry)
+    visited: set[int] = field(default_factory=set)
+    goal: int | None = None
+
+    def reset(self) -> None:
+        self.visited, self.goal = set(), None
+
+    # -- map ---------------------------------------------------------------------------
+    def _alcove_of(self, x: float, y: float) -> int | None:
+        return next((g for g in range(4) if self.geometry.in_goal(g, x, y)), None)
+
+    def _in_crossbar(self, y: float) -> bool:
+        g = self.geometry
+        return abs(y) > g.stem_half_length - CENTRE_TOLERANCE
+
+    def _distance(self, x: float, y: float, yaw: float, goal: int) -> float:
+        """Corridor path length to alcove ``goal`` plus the first turn, in metres."""
+        g = self.geometry
+        s, h = g.stem_half_length, g.crossbar_half_length
+        sx, sy = IMazeGeometry.goal_signs(goal)
+        wx, wy = self.waypoint(x, y, goal)
+        here = self._alcove_of(x, y)
+        if here is not None:  # back out to this alcove's crossbar end first
+            x, y = math.copysign(h, x), math.copysign(s, y)
+            out = abs(y - wy) + (g.corridor_width / 2 + g.alcove_depth)
+        else:
+            out = 0.0
+        if self._in_crossbar(y) and math.copysign(1, y) == sy:
+            out += abs(sx * h - x)
+        elif self._in_crossbar(y):
+            out += abs(x) + 2 * s + h
+        else:
+            out += abs(sy * s - y) + h
+        return out + TURN_COST * abs(_wrap(math.atan2(wy - y, wx - x) - yaw))
+
+    def waypoint(self, x: float, y: float, goal: int) -> tuple[float, float]:
+        """Next point to drive at on the way to alcove ``goal``: a point ``LOOKAHEAD``
+        ahead on the centreline of the corridor the robot is in (pure pursuit, so an
+        off-centre robot steers back to the middle instead of grazing a wall)."""
+        g = self.geometry
+        s, h = g.stem_half_length, g.crossbar_half_length
+        sx, sy = IMazeGeometry.goal_signs(goal)
+        inside = sy * (s + g.corridor_width / 2 + g.alcove_depth / 2)
+        here = self._alcove_of(x, y)
+        if here == goal:
+            return sx * h, inside
+        if here is not None:  # back out along this alcove's centreline
+            return math.copysign(h, x), _towards(y, math.copysign(s, y))
+        if self._in_crossbar(y):
+            cy = math.copysign(s, y)
+            if cy == sy * s:
+                if abs(x - sx * h) < CENTRE_TOLERANCE:
+                    return sx * h, _towards(y, inside)
+                return _towards(x, sx * h), cy
+            if abs(x) >= CENTRE_TOLERANCE:
+                return _towards(x, 0.0), cy  # along this crossbar to the stem
+        return 0.0, _towards(y, sy * s)  # along the stem to the goal's crossbar
+
+    # -- policy ------------------------------------------------------------------------
+    def target(self, x: float, y: float, yaw: float) -> int:
+        """The alcove to drive to: the found goal, else the nearest unvisited one."""
+        here = self._alcove_of(x, y)
+        if here is not None:
+            self.visited.add(here)
+        if self.goal is not None:
+            return self.goal
+        left = [g for g in range(4) if g not in self.visited] or list(range(4))
+        return min(left, key=lambda g: self._distance(x, y, yaw, g))
+
+    def action(self, x: float, y: float, yaw: float) -> int:
+        wx, wy = self.waypoint(x, y, self.target(x, y, yaw))
+        err = _wrap(math.atan2(wy - y, wx - x) - yaw)
+        if abs(err) <= HEADING_TOLERANCE:
+            return FORWARD
+        return LEFT if err > 0 else RIGHT
+
+    def goal_found(self, goal: int) -> None:
+        """A trial has ended in alcove ``goal``: from now on drive straight there."""
+        self.goal = int(goal)
+        self.visited.add(int(goal))
