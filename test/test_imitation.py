@@ -92,3 +92,20 @@ def test_imitation_learns_a_bandit_from_the_teacher_alone(tmp_path):
     results = evaluate(policy, ENV, {"k": 2, "n": 10}, tasks=1000, seed=10_000, deterministic=False, num_envs=100)
     mean = float(np.mean([r["return"] for r in results]))
     assert mean > 5.0 + 0.4, mean  # random: 5.0, s.e. ~0.06; Gittins ~6.1 (not reached in 60 updates)
+
+
+def test_searcher_teacher_drives_the_imaze_envs_to_their_goals():
+    from l2l_ros.meta.imitation import IMazeSearchTeacher
+    from l2l_ros.tasks.encoding import IMAZE_OBS_DIM
+    from l2l_ros.tasks.imaze_vector import MetaIMazeVectorEnv
+
+    envs = MetaIMazeVectorEnv(3, nthread=1)
+    policy = build_policy("lstm", envs.single_observation_space.shape[0], {"type": "discrete", "n": 3})
+    assert envs.single_observation_space.shape[0] > IMAZE_OBS_DIM  # meta features added
+    roll = collect_with_teacher(envs, policy, IMazeSearchTeacher(), [7, 8, 9], None, 1.0, np.random.default_rng(0))
+    assert roll["trial_ends"].min() >= 1  # the teacher alone finds every goal
+    T = roll["actions"].shape[0]
+    chosen = roll["targets"][torch.arange(T)[:, None], torch.arange(3)[None], roll["actions"]]
+    assert bool((chosen == 1).all())
+    with pytest.raises(ValueError, match="I-maze family"):
+        make_teacher("searcher", ENV, {"k": 2, "n": 10})

@@ -1,0 +1,66 @@
+"""The scripted I-maze searcher (the imitation teacher) plays what the oracle figures assume."""
+import math
+
+import numpy as np
+
+from l2l_ros.tasks.imaze import IMazeEnv
+from l2l_ros.tasks.imaze_expert import FORWARD, IMazeExpert
+
+
+def _play(env: IMazeEnv, expert: IMazeExpert, seed: int, goal: int | None = None, heading: float | None = None):
+    """Actions and trial lengths of one task played by the expert."""
+    options = {k: v for k, v in (("goal", goal), ("heading", heading)) if v is not None}
+    env.reset(seed=seed, options=options)
+    expert.reset()
+    actions, trials, collided, since = [], [], 0, 0
+    for _ in range(env.task_steps):
+        a = expert.action(*env.sim.pose())
+        actions.append(a)
+        _, _, _, truncated, info = env.step(a)
+        collided += info["collided"]
+        since += 1
+        if info["trial_end"]:
+            trials.append(since)
+            since = 0
+            expert.goal_found(info["goal"])
+        if truncated:
+            break
+    return actions, trials, collided
+
+
+def test_expert_searches_then_goes_straight_to_the_goal():
+    env = IMazeEnv()
+    expert = IMazeExpert(env.sim.geometry)
+    path = env.sim.oracle_path_steps(0)
+    first, later = [], []
+    for seed in range(8):
+        _, trials, collided = _play(env, expert, 100 + seed)
+        assert collided == 0 and trials, (seed, trials)  # a goal searched last leaves no time for trial 2
+        first.append(trials[0])
+        later += trials[1:]
+    # The oracle's search (157 steps) assumes no corner cutting; the expert must be about as good.
+    assert np.mean(first) <= 1.1 * env.sim.oracle_search_steps(), first
+    assert max(later) <= 1.2 * path and np.mean(later) <= 1.05 * path, later
+
+
+def test_expert_does_not_know_the_goal_before_finding_it():
+    """Same start, four goals: the search is the same path until the goal is reached."""
+    env = IMazeEnv()
+    expert = IMazeExpert(env.sim.geometry)
+    runs = [_play(env, expert, 5, goal=g, heading=0.3) for g in range(4)]
+    firsts = sorted(r[1][0] for r in runs)
+    assert len(set(firsts)) == 4  # the alcoves are found one after another
+    shortest = firsts[0]
+    for actions, _, _ in runs:
+        assert actions[:shortest] == runs[0][0][:shortest]
+    # Facing a little north of east, the northern crossbar is the smaller turn: both of
+    # its alcoves come before the southern ones (the oracle's order).
+    order = list(np.argsort([r[1][0] for r in runs]))
+    assert set(order[:2]) == {0, 1} and set(order[2:]) == {2, 3}, order
+
+
+def test_expert_steers_back_to_the_centreline():
+    expert = IMazeExpert()
+    # In the stem, off-centre to the right and facing north: it turns left, back to x = 0.
+    assert expert.action(0.15, 0.0, math.pi / 2) != FORWARD
+    assert expert.action(0.0, 0.0, math.pi / 2) == FORWARD
