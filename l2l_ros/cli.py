@@ -137,7 +137,7 @@ def imaze_oracle_figures() -> dict:
 
 
 def cmd_eval(args, argv) -> int:
-    from l2l_ros.evaluation import RandomAgent, record_lsnn_task, run_imaze_tasks
+    from l2l_ros.evaluation import RandomAgent, SearcherAgent, record_lsnn_task, run_imaze_tasks
     from l2l_ros.graphs import default_model_path
     from l2l_ros.policy_runtime import load_runtime
     from l2l_ros.resources import share_path
@@ -157,6 +157,7 @@ def cmd_eval(args, argv) -> int:
             print("--compare wants NAME=PATH", file=sys.stderr)
             return 2
         agents[name] = load_runtime(path, "imaze")
+    agents["searcher"] = SearcherAgent()  # the scripted teacher of the imitation-trained models
     agents["random"] = RandomAgent(len(IMAZE_ACTIONS), args.seed)
     results, records_by_agent = {}, {}
     for name, agent in agents.items():

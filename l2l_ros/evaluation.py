@@ -38,6 +38,35 @@ class RandomAgent:
         return int(self.rng.integers(self.n))
 
 
+class SearcherAgent:
+    """The scripted searcher (``tasks.imaze_expert``, the imitation teacher) as an agent.
+
+    It runs on the agent interface alone: the pose comes from the encoded odometry and
+    the goal from the reward (the alcove it was driving to when a trial ended), so its
+    figures are reachable from what a policy sees.
+    """
+
+    def __init__(self):
+        from l2l_ros.tasks.imaze_expert import IMazeExpert
+
+        self.expert = IMazeExpert()
+        self._target: int | None = None
+
+    def reset(self) -> None:
+        self.expert.reset()
+        self._target = None
+
+    def step(self, encoded_obs, prev_reward, trial_start, deterministic=True) -> int:
+        from l2l_ros.tasks.encoding import POSITION_SCALE
+
+        if trial_start and prev_reward > 0.5 and self._target is not None:
+            self.expert.goal_found(self._target)
+        x, y = float(encoded_obs[0]) * POSITION_SCALE, float(encoded_obs[1]) * POSITION_SCALE
+        yaw = float(np.arctan2(encoded_obs[3], encoded_obs[2]))
+        self._target = self.expert.target(x, y, yaw)
+        return self.expert.action(x, y, yaw)
+
+
 def run_imaze_tasks(agent: Agent, tasks: int, seed: int, deterministic: bool = True,
                     task_steps: int | None = None, keep_paths: bool = False,
                     first_task: int = 0) -> list[dict]:

@@ -64,3 +64,26 @@ def test_expert_steers_back_to_the_centreline():
     # In the stem, off-centre to the right and facing north: it turns left, back to x = 0.
     assert expert.action(0.15, 0.0, math.pi / 2) != FORWARD
     assert expert.action(0.0, 0.0, math.pi / 2) == FORWARD
+
+
+def test_searcher_agent_plays_from_observations_alone():
+    """Pose from the encoded odometry, goal from the reward: the evaluation's 'searcher' row."""
+    from l2l_ros.evaluation import SearcherAgent, run_imaze_tasks
+
+    records = run_imaze_tasks(SearcherAgent(), 4, seed=3)
+    first = [r for r in records if r["trial"] == 0]
+    later = [r for r in records if r["trial"] > 0 and r["success"]]
+    assert all(r["success"] for r in first) and len(later) >= 4
+    assert max(r["steps"] for r in later) <= 1.2 * later[0]["oracle_path_steps"]
+
+
+def test_eval_imaze_prints_the_searcher_beside_the_models(capsys):
+    import json
+
+    from l2l_ros.cli import main
+
+    assert main(["eval", "imaze", "--tasks", "1", "--seed", "4", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert list(doc["policies"]) == ["spiking", "lstm", "searcher", "random"]
+    searcher = doc["policies"]["searcher"]
+    assert searcher["goals_per_task"] >= 1 and searcher["trial1_mean_steps"] is not None
