@@ -76,7 +76,8 @@ def cmd_train(args, argv) -> int:
                        minibatches=args.minibatches, epochs=args.epochs, gamma=args.gamma,
                        gae_lambda=args.gae_lambda, reward_scale=args.reward_scale,
                        anneal_lr_after=args.anneal_lr_after, init_from=args.init_from,
-                       teacher=args.teacher, teacher_mix_updates=args.teacher_mix_updates)
+                       teacher=args.teacher, teacher_mix_updates=args.teacher_mix_updates,
+                       policy_config=json.loads(args.policy_config) if args.policy_config else None)
     path = train(cfg, Path(args.out), command=_command_line(argv))
     print(f"checkpoint: {path}")
     from l2l_ros.report import plot_learning_curve
@@ -314,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizons", default="",
                    help="bandit: comma-separated pulls per task, one drawn per update (default 10,100,500)")
     p.add_argument("--env-kwargs", default="", help="JSON dict passed to the env")
+    p.add_argument("--policy-config", default="", metavar="JSON",
+                   help='network constants, e.g. \'{"tau_m": 1.0}\' (LSNNConfig / LSTMConfig fields)')
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--eval-tasks", type=int, default=50,
                    help="held-out tasks evaluated after training (figures go into the checkpoint)")
