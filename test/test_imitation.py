@@ -107,3 +107,18 @@ def test_searcher_teacher_drives_the_imaze_envs_to_their_goals():
     assert bool((chosen == 1).all())
     with pytest.raises(ValueError, match="I-maze family"):
         make_teacher("searcher", ENV, {"k": 2, "n": 10})
+
+
+def test_cli_imitation_run_with_network_constants(tmp_path):
+    """`l2l train --teacher gittins --policy-config`: the constants and the teacher reach the checkpoint."""
+    from l2l_ros.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "bandit", "--arms", "2", "--horizons", "6", "--updates", "3", "--num-envs", "4",
+                 "--minibatches", "1", "--teacher", "gittins", "--teacher-mix-updates", "2",
+                 "--policy-config", '{"n_lif": 4, "n_alif": 6, "tau_m": 1.0}', "--out", str(out)]) == 0
+    policy, meta = load_checkpoint(out / "policy.json")
+    assert (policy.config.n_lif, policy.config.n_alif, policy.config.tau_m) == (4, 6, 1.0)
+    assert meta["train_config"]["teacher"] == "gittins" and meta["train_config"]["teacher_mix_updates"] == 2
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["teacher_share"] for r in rows] == [1.0, 0.5, 0.0]
