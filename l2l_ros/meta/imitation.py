@@ -1,15 +1,17 @@
 """Meta-training by imitation of a teacher (DAgger), as an alternative outer loop to PPO.
 
-Why: on the bandit family the Bayes-optimal answer is known (the finite-horizon
-Gittins index policy is how RL² and this project score a bandit policy). PPO has to
-rediscover that exploration from a noisy return; imitation tells the network at
-every step which arm the teacher would pull *given the pulls the network itself
-made*, which is a dense, low-variance signal. The network still learns to learn:
-it sees only its previous arm and reward (the teacher's state, the success and
-failure counts per arm, is never an input), its weights are frozen inside a task,
-and it must build and keep those counts in its recurrent (spiking) state. This is
-meta-learning by imitation of a Bayes-optimal policy (Ortega et al. 2019,
-"Meta-learning of sequential strategies"; DAgger: Ross, Gordon & Bagnell 2011).
+Why: where a good policy for the whole task family is known, PPO has to rediscover
+it from a noisy return, while imitation tells the network at every step what the
+teacher would do *given the history the network itself made*: a dense signal.
+Teachers: the finite-horizon Gittins index policy for bandits (how RL² and this
+project score a bandit policy), a scripted map-knowing searcher for the I-maze
+(``tasks.imaze_expert``), or any saved policy (distillation). The network still
+learns to learn: its inputs are those of PPO training (the teacher's state, e.g. the
+counts per arm or the alcoves already searched, is never an input), its weights are
+frozen inside a task, and it must keep that state in its recurrent (spiking) state.
+This is meta-learning by imitation (Ortega et al. 2019, "Meta-learning of
+sequential strategies"; DAgger: Ross, Gordon & Bagnell 2011). What it gave on this
+project's tasks, including where it did worse than PPO: the README, "Training".
 
 One update (``imitation_update``, plugged into ``ppo.train`` when
 ``TrainConfig.teacher`` is set, so seeds, checkpoints, resume and logs are the same):
@@ -38,8 +40,10 @@ import numpy as np
 import torch
 
 from l2l_ros.meta.policies import RecurrentPolicy
+from l2l_ros.meta.ppo import _masked_mean
 
-__all__ = ["TEACHERS", "Teacher", "GittinsTeacher", "IMazeSearchTeacher", "PolicyTeacher", "make_teacher", "teacher_share", "imitation_update"]
+__all__ = ["TEACHERS", "Teacher", "GittinsTeacher", "IMazeSearchTeacher", "PolicyTeacher", "make_teacher",
+           "teacher_share", "collect_with_teacher", "imitation_update"]
 
 TEACHERS = ("gittins", "searcher")
 
@@ -201,11 +205,6 @@ def teacher_share(mix_updates: int, update: int) -> float:
     return max(0.0, 1.0 - update / mix_updates)
 
 
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask.to(x.dtype)
-    return (x * m).sum() / m.sum().clamp(min=1.0)
-
-
 @torch.no_grad()
 def collect_with_teacher(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, teacher: Teacher,
                          seeds: list[int], options: dict | None, beta: float, rng: np.random.Generator,
@@ -223,9 +222,8 @@ def collect_with_teacher(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, te
     for _ in range(max_steps):
         obs_t = torch.as_tensor(obs, dtype=torch.float32)
         params, _, state = policy.forward_sequence(obs_t[None], state)
-        logits = params[0]
         target = teacher.target(obs)
-        own = logits.argmax(-1).numpy()
+        own = params[0].argmax(-1).numpy()
         cum = target.cumsum(axis=1)
         taught = np.minimum((cum < rng.random((B, 1))).sum(axis=1), target.shape[1] - 1)
         actions = np.where(rng.random(B) < beta, taught, own)
@@ -240,7 +238,7 @@ def collect_with_teacher(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, te
         buf["targets"].append(torch.as_tensor(target, dtype=torch.float32))
         buf["rewards"].append(torch.as_tensor(reward, dtype=torch.float32) * torch.as_tensor(valid))
         buf["valid"].append(torch.as_tensor(valid))
-        buf["agree"].append(torch.as_tensor(target[np.arange(B), logits.argmax(-1).numpy()] > 0))
+        buf["agree"].append(torch.as_tensor(target[np.arange(B), own] > 0))
         done |= np.asarray(terminated) | np.asarray(truncated)
         obs = next_obs
         if done.all():

@@ -411,7 +411,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     update_fn = ppo_update
     if config.teacher:
         from l2l_ros.meta.imitation import imitation_update as update_fn
-    bar = tqdm(total=config.updates, initial=start_update, desc="imitation" if config.teacher else "ppo", disable=None, dynamic_ncols=True)
+    bar = tqdm(total=config.updates, initial=start_update, desc="imitation" if config.teacher else "ppo",
+               disable=None, dynamic_ncols=True)
     recent: deque[float] = deque(maxlen=20)  # reward per step of the last updates, for the bar
     last: dict | None = None
     update = start_update
