@@ -196,7 +196,8 @@ def _running_mean(y: np.ndarray, w: int) -> np.ndarray:
 
 
 def plot_learning_curve(log_path: Path, path: Path, title: str) -> Path:
-    """Mean task return and goals per task against PPO updates, from train_log.jsonl."""
+    """Mean task return and goals per task against updates, from train_log.jsonl (for
+    imitation runs also the teacher's share of the executed actions, dashed)."""
     import json
 
     plt = _pyplot()
@@ -212,9 +213,15 @@ def plot_learning_curve(log_path: Path, path: Path, title: str) -> Path:
         axis.plot(updates, y, color=color, lw=0.5, alpha=0.25)
         axis.plot(updates[w - 1:], _running_mean(y, w), color=color, lw=1.5, label=label)
 
+    kind = "imitation" if "teacher_share" in rows[0] else "PPO"
     fig, ax = plt.subplots(figsize=(6, 3.4))
     faint_and_smooth(ax, [r["mean_return"] for r in rows], "tab:blue", "mean task return")
-    ax.set_xlabel(f"PPO update (faint: per update; bold: running mean over {w})")
+    if kind == "imitation":
+        top = max(r["mean_return"] for r in rows)
+        ax.plot(updates, [top * r["teacher_share"] for r in rows], color="gray", lw=1, ls="--",
+                label="teacher share of the actions (1 at the top)")
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_xlabel(f"{kind} update (faint: per update; bold: running mean over {w})")
     ax.set_ylabel("return", color="tab:blue")
     ax2 = ax.twinx()
     faint_and_smooth(ax2, [r["mean_trial_ends"] for r in rows], "tab:orange", "goals reached per task")
@@ -237,7 +244,7 @@ def _plot_variant_curve(rows: list[dict], path: Path, title: str) -> Path:
         y = np.array([p[1] for p in pts])
         w = max(1, min(25, len(y) // 10))  # running mean over w updates of this variant
         ax.plot(x[w - 1:], _running_mean(y, w), lw=1.2, label=label)
-    ax.set_xlabel("PPO update")
+    ax.set_xlabel("imitation update" if "teacher_share" in rows[0] else "PPO update")
     ax.set_ylabel("mean reward per step (running mean)")
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
