@@ -116,7 +116,9 @@ def evaluate_imaze_checkpoint(checkpoint: str, tasks: int, seed: int,
             "model": model, "random": rand}
 
 
-BUNDLED_IMAZE_LSTM = "models/imaze_lstm/policy.json"
+# Bundled models `l2l eval imaze` compares with the spiking one by default.
+BUNDLED_IMAZE_COMPARE = {"lstm": "models/imaze_lstm/policy.json",
+                         "lstm_imitation": "models/imaze_lstm_imitation/policy.json"}
 
 
 def imaze_oracle_figures() -> dict:
@@ -150,9 +152,9 @@ def cmd_eval(args, argv) -> int:
     keep = bool(args.plots)
     agents = {"spiking": load_runtime(checkpoint, "imaze")}
     compare = dict(spec.partition("=")[::2] for spec in args.compare)
-    bundled_lstm = share_path(*BUNDLED_IMAZE_LSTM.split("/"))
-    if not args.no_bundled and "lstm" not in compare and bundled_lstm.exists():
-        compare = {"lstm": str(bundled_lstm), **compare}
+    if not args.no_bundled:
+        bundled = {name: share_path(*path.split("/")) for name, path in BUNDLED_IMAZE_COMPARE.items()}
+        compare = {**{name: str(path) for name, path in bundled.items() if path.exists()}, **compare}
     for name, path in compare.items():
         if not name or not path:
             print("--compare wants NAME=PATH", file=sys.stderr)
@@ -333,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="another checkpoint to evaluate beside it (e.g. lstm=runs/x/policy.json)")
     q.add_argument("--stochastic", action="store_true", help="sample actions instead of argmax")
     q.add_argument("--no-bundled", action="store_true",
-                   help="leave out the bundled LSTM model (models/imaze_lstm) that is compared by default")
+                   help="leave out the bundled LSTM models (models/imaze_lstm, models/imaze_lstm_imitation) "
+                        "that are compared by default")
     q.add_argument("--json", action="store_true")
     q.add_argument("--plots", default="", help="folder for PNGs")
     q.set_defaults(func=cmd_eval)

@@ -84,6 +84,6 @@ def test_eval_imaze_prints_the_searcher_beside_the_models(capsys):
 
     assert main(["eval", "imaze", "--tasks", "1", "--seed", "4", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert list(doc["policies"]) == ["spiking", "lstm", "searcher", "random"]
+    assert list(doc["policies"]) == ["spiking", "lstm", "lstm_imitation", "searcher", "random"]
     searcher = doc["policies"]["searcher"]
     assert searcher["goals_per_task"] >= 1 and searcher["trial1_mean_steps"] is not None
