@@ -9,24 +9,25 @@ has been found, so everything it does can be learned from what the policy sees
 
 Driving uses the three ``IMAZE_ACTIONS``: turn towards the next waypoint of the
 corridor path when the heading error exceeds ``HEADING_TOLERANCE``, else forward.
-Waypoints follow the corridor centrelines: stem junction, crossbar end, alcove.
+Waypoints lie ``LOOKAHEAD`` ahead on the centreline of the corridor the robot is in
+(pure pursuit) on the way stem -> crossbar end -> alcove.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
+from l2l_ros.tasks.encoding import IMAZE_ACTIONS
 from l2l_ros.tasks.imaze import IMazeGeometry
 
 __all__ = ["IMazeExpert", "FORWARD", "LEFT", "RIGHT"]
 
-FORWARD, LEFT, RIGHT = 0, 1, 2
+FORWARD, LEFT, RIGHT = 0, 1, 2  # indices of IMAZE_ACTIONS
 HEADING_TOLERANCE = 0.2   # rad; one turn action turns ~0.3 rad
 CENTRE_TOLERANCE = 0.06   # m from a centreline crossing before turning into the next corridor
-TURN_COST = 0.22 / 1.5    # m of corridor per rad of turning (forward speed / turn rate)
-
-
-LOOKAHEAD = 0.2           # m along the centreline
+LOOKAHEAD = 0.2           # m along the centreline (pure pursuit)
+# Metres of corridor that one radian of turning costs in time: forward speed / turn rate.
+TURN_COST = IMAZE_ACTIONS[FORWARD][0] / abs(IMAZE_ACTIONS[LEFT][1])
 
 
 def _towards(a: float, b: float) -> float:
