@@ -150,7 +150,10 @@ def cmd_eval(args, argv) -> int:
 
     checkpoint = args.checkpoint or default_model_path()
     keep = bool(args.plots)
-    agents = {"spiking": load_runtime(checkpoint, "imaze")}
+    runtime = load_runtime(checkpoint, "imaze")
+    # The checkpoint's row: "spiking" for an LSNN (as the bundled model), else "checkpoint".
+    main = "spiking" if runtime.metadata.get("policy_kind") == "lsnn" else "checkpoint"
+    agents = {main: runtime}
     compare = dict(spec.partition("=")[::2] for spec in args.compare)
     if not args.no_bundled:
         bundled = {name: share_path(*path.split("/")) for name, path in BUNDLED_IMAZE_COMPARE.items()}
@@ -174,14 +177,14 @@ def cmd_eval(args, argv) -> int:
 
         sim = IMazeEnv().sim
         out = Path(args.plots)
-        first = [r for r in records_by_agent["spiking"] if r["task"] < 4]
+        first = [r for r in records_by_agent[main] if r["task"] < 4]
         doc["plots"] = [str(plot_trajectories(first, sim.model, out / "trajectories.png",
-                                              "spiking policy, offline evaluation", sim.geometry))]
-        if hasattr(agents["spiking"].state, "b"):
+                                              f"{main} policy, offline evaluation", sim.geometry))]
+        if hasattr(runtime.state, "b"):
             # The first task in which the policy reaches the goal at least once, else task 0.
-            hit = sorted({r["task"] for r in records_by_agent["spiking"] if r["success"]})
+            hit = sorted({r["task"] for r in records_by_agent[main] if r["success"]})
             task = hit[0] if hit else 0
-            rec = record_lsnn_task(agents["spiking"], args.seed, task)
+            rec = record_lsnn_task(runtime, args.seed, task)
             doc["plots"].append(str(plot_spike_raster(rec, out / "spike_raster.png",
                                                       f"task {task}")))
         log = Path(checkpoint).with_name("train_log.jsonl")

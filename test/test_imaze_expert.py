@@ -87,3 +87,16 @@ def test_eval_imaze_prints_the_searcher_beside_the_models(capsys):
     assert list(doc["policies"]) == ["spiking", "lstm", "lstm_imitation", "searcher", "random"]
     searcher = doc["policies"]["searcher"]
     assert searcher["goals_per_task"] >= 1 and searcher["trial1_mean_steps"] is not None
+
+
+def test_eval_imaze_names_a_non_spiking_checkpoint_for_what_it_is(capsys):
+    import json
+
+    from l2l_ros.cli import main
+    from l2l_ros.resources import share_path
+
+    lstm = str(share_path("models", "imaze_lstm_imitation", "policy.json"))
+    assert main(["eval", "imaze", "--checkpoint", lstm, "--tasks", "1", "--seed", "4", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert list(doc["policies"]) == ["checkpoint", "lstm", "lstm_imitation", "searcher", "random"]
+    assert doc["policies"]["checkpoint"] == doc["policies"]["lstm_imitation"]  # the same model, greedy
