@@ -11,7 +11,8 @@ counts per arm or the alcoves already searched, is never an input), its weights 
 frozen inside a task, and it must keep that state in its recurrent (spiking) state.
 This is meta-learning by imitation (Ortega et al. 2019, "Meta-learning of
 sequential strategies"; DAgger: Ross, Gordon & Bagnell 2011). What it gave on this
-project's tasks, including where it did worse than PPO: the README, "Training".
+project's tasks, including where it did worse than PPO: the README's I-maze and
+bandit sections.
 
 One update (``imitation_update``, plugged into ``ppo.train`` when
 ``TrainConfig.teacher`` is set, so seeds, checkpoints, resume and logs are the same):
