@@ -179,7 +179,9 @@ def cmd_eval(args, argv) -> int:
         out = Path(args.plots)
         first = [r for r in records_by_agent[main] if r["task"] < 4]
         doc["plots"] = [str(plot_trajectories(first, sim.model, out / "trajectories.png",
-                                              f"{main} policy, offline evaluation", sim.geometry))]
+                                              f"{runtime.metadata.get('policy_kind')} policy "
+                                              f"({Path(checkpoint).parent.name}), offline evaluation",
+                                              sim.geometry))]
         if hasattr(runtime.state, "b"):
             # The first task in which the policy reaches the goal at least once, else task 0.
             hit = sorted({r["task"] for r in records_by_agent[main] if r["success"]})
