@@ -12,6 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
+from l2l_ros.tasks.encoding import POSITION_SCALE
+
 
 def task_seed(seed: int, task: int) -> int:
     return seed * 100_003 + task
@@ -57,8 +59,6 @@ class SearcherAgent:
         self._target = None
 
     def step(self, encoded_obs, prev_reward, trial_start, deterministic=True) -> int:
-        from l2l_ros.tasks.encoding import POSITION_SCALE
-
         if trial_start and prev_reward > 0.5 and self._target is not None:
             self.expert.goal_found(self._target)
         x, y = float(encoded_obs[0]) * POSITION_SCALE, float(encoded_obs[1]) * POSITION_SCALE

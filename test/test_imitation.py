@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from l2l_ros.meta.checkpoint import load_checkpoint
-from l2l_ros.meta.imitation import GittinsTeacher, collect_with_teacher, make_teacher, teacher_share
+from l2l_ros.meta.imitation import GittinsTeacher, make_teacher, teacher_share
 from l2l_ros.meta.policies import build_policy
-from l2l_ros.meta.ppo import TrainConfig, evaluate, train
+from l2l_ros.meta.ppo import TrainConfig, collect_tasks, evaluate, train
 from l2l_ros.tasks.bandit import MetaBanditVectorEnv
 from l2l_ros.tasks.bandit_baselines import gittins_index_table
 
@@ -63,8 +63,8 @@ def test_teacher_share_falls_linearly_to_zero():
 def test_collect_executes_the_teacher_or_the_policy(beta):
     envs = MetaBanditVectorEnv(16, k=3, n=10)
     policy = build_policy("lstm", 3 + 3 + 2, {"type": "discrete", "n": 3})
-    roll = collect_with_teacher(envs, policy, GittinsTeacher(3, 10), list(range(16)), None, beta,
-                                np.random.default_rng(0))
+    roll = collect_tasks(envs, policy, list(range(16)), deterministic=True, teacher=GittinsTeacher(3, 10),
+                         teacher_share=beta, rng=np.random.default_rng(0))
     T = roll["actions"].shape[0]
     chosen = roll["targets"][torch.arange(T)[:, None], torch.arange(16)[None], roll["actions"]]
     on_teacher = float((chosen > 0).float().mean())
@@ -100,7 +100,8 @@ def test_searcher_teacher_drives_the_imaze_envs_to_their_goals():
     envs = MetaIMazeVectorEnv(3, nthread=1)
     policy = build_policy("lstm", envs.single_observation_space.shape[0], {"type": "discrete", "n": 3})
     assert envs.single_observation_space.shape[0] > IMAZE_OBS_DIM  # meta features added
-    roll = collect_with_teacher(envs, policy, IMazeSearchTeacher(), [7, 8, 9], None, 1.0, np.random.default_rng(0))
+    roll = collect_tasks(envs, policy, [7, 8, 9], deterministic=True, teacher=IMazeSearchTeacher(),
+                         teacher_share=1.0, rng=np.random.default_rng(0))
     assert roll["trial_ends"].min() >= 1  # the teacher alone finds every goal
     T = roll["actions"].shape[0]
     chosen = roll["targets"][torch.arange(T)[:, None], torch.arange(3)[None], roll["actions"]]

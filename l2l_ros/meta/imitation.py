@@ -41,10 +41,11 @@ import numpy as np
 import torch
 
 from l2l_ros.meta.policies import RecurrentPolicy
-from l2l_ros.meta.ppo import _masked_mean
+from l2l_ros.meta.ppo import _masked_mean, collect_tasks
+from l2l_ros.tasks.encoding import IMAZE_ACTIONS
 
 __all__ = ["TEACHERS", "Teacher", "GittinsTeacher", "IMazeSearchTeacher", "PolicyTeacher", "make_teacher",
-           "teacher_share", "collect_with_teacher", "imitation_update"]
+           "teacher_share", "imitation_update"]
 
 TEACHERS = ("gittins", "searcher")
 
@@ -124,8 +125,6 @@ class IMazeSearchTeacher:
         self.experts = [IMazeExpert(sim.geometry) for sim in sims]
 
     def target(self, obs: np.ndarray | None = None) -> np.ndarray:
-        from l2l_ros.tasks.encoding import IMAZE_ACTIONS
-
         out = np.zeros((len(self.sims), len(IMAZE_ACTIONS)))
         for i, (sim, expert) in enumerate(zip(self.sims, self.experts)):
             if sim.trial > 0 and expert.goal is None:  # a trial ended at the goal: now it is known
@@ -206,51 +205,6 @@ def teacher_share(mix_updates: int, update: int) -> float:
     return max(0.0, 1.0 - update / mix_updates)
 
 
-@torch.no_grad()
-def collect_with_teacher(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, teacher: Teacher,
-                         seeds: list[int], options: dict | None, beta: float, rng: np.random.Generator,
-                         max_steps: int = 100_000) -> dict:
-    """One whole task per env; returns ``[T, B]`` ``obs``, ``actions`` (executed),
-    ``targets`` ([T, B, A]), ``rewards``, ``valid``, ``agree`` (the policy's most likely
-    action is one of the teacher's) and ``trial_ends[B]`` (goals reached, where the env reports them)."""
-    B = envs.num_envs
-    obs, _ = envs.reset(seed=[int(s) for s in seeds], options=options)
-    teacher.reset(envs)
-    state = policy.initial_state(B)
-    done = np.zeros(B, dtype=bool)
-    trial_ends = np.zeros(B, dtype=np.int64)
-    buf: dict[str, list] = {k: [] for k in ("obs", "actions", "targets", "rewards", "valid", "agree")}
-    for _ in range(max_steps):
-        obs_t = torch.as_tensor(obs, dtype=torch.float32)
-        params, _, state = policy.forward_sequence(obs_t[None], state)
-        target = teacher.target(obs)
-        own = params[0].argmax(-1).numpy()
-        cum = target.cumsum(axis=1)
-        taught = np.minimum((cum < rng.random((B, 1))).sum(axis=1), target.shape[1] - 1)
-        actions = np.where(rng.random(B) < beta, taught, own)
-        next_obs, reward, terminated, truncated, infos = envs.step(actions)
-        teacher.observe(actions, reward)
-        valid = ~done
-        ends = infos.get("trial_end")
-        if ends is not None:
-            trial_ends += np.asarray(ends, dtype=bool) & np.asarray(infos.get("_trial_end", valid)) & valid
-        buf["obs"].append(obs_t)
-        buf["actions"].append(torch.as_tensor(actions))
-        buf["targets"].append(torch.as_tensor(target, dtype=torch.float32))
-        buf["rewards"].append(torch.as_tensor(reward, dtype=torch.float32) * torch.as_tensor(valid))
-        buf["valid"].append(torch.as_tensor(valid))
-        buf["agree"].append(torch.as_tensor(target[np.arange(B), own] > 0))
-        done |= np.asarray(terminated) | np.asarray(truncated)
-        obs = next_obs
-        if done.all():
-            break
-    else:
-        raise RuntimeError(f"tasks did not end within {max_steps} steps")
-    out = {k: torch.stack(v) for k, v in buf.items()}
-    out["trial_ends"] = trial_ends
-    return out
-
-
 def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy,
                      optimizer: torch.optim.Optimizer, task_seeds: list[int], options: dict | None,
                      update: int) -> tuple[dict[str, list[float]], dict]:
@@ -263,8 +217,8 @@ def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy
 
     # 1. Collect, labelling every step with the teacher's action distribution.
     policy.eval()
-    roll = collect_with_teacher(envs, policy, teacher, task_seeds, options, beta, rng,
-                                max_steps=config.max_task_steps)
+    roll = collect_tasks(envs, policy, task_seeds, deterministic=True, max_steps=config.max_task_steps,
+                         options=options, teacher=teacher, teacher_share=beta, rng=rng)
     obs, targets, valid = roll["obs"], roll["targets"], roll["valid"]
 
     # 2. Cross-entropy to the teacher, full BPTT from the task start.

@@ -144,16 +144,26 @@ def _info_column(infos: dict, key: str, i: int):
 @torch.no_grad()
 def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: list[int],
                   deterministic: bool = False, max_steps: int = 100_000,
-                  record_infos: bool = False, options: dict | None = None) -> dict:
+                  record_infos: bool = False, options: dict | None = None,
+                  teacher=None, teacher_share: float = 0.0, rng: np.random.Generator | None = None) -> dict:
     """Run one whole task in every env. Returns ``[T, B]`` tensors ``obs``
     (``[T,B,D]``), ``actions`` (raw samples), ``logprobs``, ``values``, ``rewards``,
-    ``valid`` (False after an env's task ended) and, with ``record_infos``, per-env
-    lists of ``trial_end`` / ``goal`` info values per step."""
+    ``valid`` (False after an env's task ended), ``trial_ends[B]`` and, with
+    ``record_infos``, per-env lists of ``trial_end`` / ``goal`` info values per step.
+
+    With a ``teacher`` (``l2l_ros.meta.imitation.Teacher``, discrete actions) every step
+    also records the teacher's ``targets`` ``[T, B, A]`` and ``agree`` (the policy's
+    action is one of the teacher's), and the executed action is a draw from the
+    teacher's target with probability ``teacher_share`` (random numbers from ``rng``),
+    else the policy's own."""
     B = envs.num_envs
     obs, _ = envs.reset(seed=[int(s) for s in seeds], options=options)
     state = policy.initial_state(B)
     done = np.zeros(B, dtype=bool)
-    buf = {k: [] for k in ("obs", "actions", "logprobs", "values", "rewards", "valid")}
+    keys = ("obs", "actions", "logprobs", "values", "rewards", "valid") + (("targets", "agree") if teacher else ())
+    buf: dict[str, list] = {k: [] for k in keys}
+    if teacher is not None:
+        teacher.reset(envs)
     trial_ends = np.zeros(B, dtype=np.int64)
     infos_out = [{"trial_end": [], "goal": []} for _ in range(B)]
     for _ in range(max_steps):
@@ -161,8 +171,17 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
         params, value, state = policy.forward_sequence(obs_t[None], state)
         dist = policy.distribution(params[0])
         raw = policy.deterministic_action(params[0]) if deterministic else dist.sample()
+        if teacher is not None:
+            target = teacher.target(obs)
+            own = raw.numpy()
+            taught = np.minimum((target.cumsum(axis=1) < rng.random((B, 1))).sum(axis=1), target.shape[1] - 1)
+            buf["targets"].append(torch.as_tensor(target, dtype=torch.float32))
+            buf["agree"].append(torch.as_tensor(target[np.arange(B), own] > 0))
+            raw = torch.as_tensor(np.where(rng.random(B) < teacher_share, taught, own))
         logprob = policy.log_prob(dist, raw)
         next_obs, reward, terminated, truncated, infos = envs.step(policy.env_action(raw).cpu().numpy())
+        if teacher is not None:
+            teacher.observe(raw.numpy(), reward)
         valid = ~done
         buf["obs"].append(obs_t)
         buf["actions"].append(raw)
