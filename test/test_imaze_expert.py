@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from l2l_ros.tasks.imaze import IMazeEnv
-from l2l_ros.tasks.imaze_expert import FORWARD, IMazeExpert
+from l2l_ros.tasks.imaze_expert import FORWARD, LEFT, RIGHT, IMazeExpert
 
 
 def _play(env: IMazeEnv, expert: IMazeExpert, seed: int, goal: int | None = None, heading: float | None = None):
@@ -62,7 +62,8 @@ def test_expert_does_not_know_the_goal_before_finding_it():
 def test_expert_steers_back_to_the_centreline():
     expert = IMazeExpert()
     # In the stem, off-centre to the right and facing north: it turns left, back to x = 0.
-    assert expert.action(0.15, 0.0, math.pi / 2) != FORWARD
+    assert expert.action(0.15, 0.0, math.pi / 2) == LEFT
+    assert expert.action(-0.15, 0.0, math.pi / 2) == RIGHT
     assert expert.action(0.0, 0.0, math.pi / 2) == FORWARD
 
 

@@ -59,24 +59,27 @@ class IMazeExpert:
         return abs(y) > g.stem_half_length - CENTRE_TOLERANCE
 
     def _distance(self, x: float, y: float, yaw: float, goal: int) -> float:
-        """Corridor path length to alcove ``goal`` plus the first turn, in metres."""
+        """Corridor path length to alcove ``goal`` plus the first turn, in metres.
+
+        Inside an alcove the way out is the same whatever the target, so the length is
+        measured from that alcove's crossbar end.
+        """
         g = self.geometry
         s, h = g.stem_half_length, g.crossbar_half_length
         sx, sy = IMazeGeometry.goal_signs(goal)
-        wx, wy = self.waypoint(x, y, goal)
-        here = self._alcove_of(x, y)
-        if here is not None:  # back out to this alcove's crossbar end first
+        inside = self._alcove_of(x, y) is not None
+        if inside:
             x, y = math.copysign(h, x), math.copysign(s, y)
-            out = abs(y - wy) + (g.corridor_width / 2 + g.alcove_depth)
-        else:
-            out = 0.0
         if self._in_crossbar(y) and math.copysign(1, y) == sy:
-            out += abs(sx * h - x)
+            length = abs(sx * h - x)
         elif self._in_crossbar(y):
-            out += abs(x) + 2 * s + h
+            length = abs(x) + 2 * s + h
         else:
-            out += abs(sy * s - y) + h
-        return out + TURN_COST * abs(_wrap(math.atan2(wy - y, wx - x) - yaw))
+            length = abs(sy * s - y) + h
+        if inside:
+            return length
+        wx, wy = self.waypoint(x, y, goal)
+        return length + TURN_COST * abs(_wrap(math.atan2(wy - y, wx - x) - yaw))
 
     def waypoint(self, x: float, y: float, goal: int) -> tuple[float, float]:
         """Next point to drive at on the way to alcove ``goal``: a point ``LOOKAHEAD``
