@@ -233,7 +233,7 @@ def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy
             params, _, _ = policy.forward_sequence(obs[:, mb], policy.initial_state(len(mb)))
             logp = torch.log_softmax(params, dim=-1)
             ce = _masked_mean(-(targets[:, mb] * logp).sum(-1), m)
-            ent = _masked_mean(-(logp.exp() * logp).sum(-1), m)
+            ent = _masked_mean(policy.entropy(policy.distribution(params)), m)
             optimizer.zero_grad(set_to_none=True)
             ce.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
