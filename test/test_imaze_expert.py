@@ -101,3 +101,34 @@ def test_eval_imaze_names_a_non_spiking_checkpoint_for_what_it_is(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert list(doc["policies"]) == ["checkpoint", "lstm", "lstm_imitation", "searcher", "random"]
     assert doc["policies"]["checkpoint"] == doc["policies"]["lstm_imitation"]  # the same model, greedy
+
+
+def test_lenient_actions_keep_the_searchers_action_and_never_turn_away():
+    expert = IMazeExpert()
+    rng = np.random.default_rng(3)
+    sizes = set()
+    for _ in range(2000):
+        x, y = rng.uniform(-0.7, 0.7), rng.uniform(-0.9, 0.9)
+        yaw = rng.uniform(-math.pi, math.pi)
+        expert.reset()
+        ok = expert.actions(x, y, yaw)
+        err = expert.heading_error(x, y, yaw)
+        assert expert.action(x, y, yaw) in ok
+        assert (LEFT if err < 0 else RIGHT) not in ok  # the turn away from the route
+        assert (FORWARD in ok) == (abs(err) <= 0.5)
+        sizes.add(len(ok))
+    assert sizes == {1, 2}  # the band between 0.1 and 0.5 rad offers forward and the turn
+
+
+def test_teacher_nll_is_the_cross_entropy_for_one_action_and_forgives_within_a_set():
+    import torch
+
+    from l2l_ros.meta.ppo import teacher_nll
+
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    one = torch.tensor([[0.0, 1.0, 0.0]])
+    assert torch.allclose(teacher_nll(logits, one), -torch.log_softmax(logits, -1)[:, 1])
+    both = torch.tensor([[0.5, 0.5, 0.0]])  # forward or left: the policy's mass on either counts
+    p = torch.softmax(logits, -1)[0]
+    assert torch.allclose(teacher_nll(logits, both), -torch.log(p[0] + p[1]))
+    assert float(teacher_nll(torch.tensor([[9.0, -9.0, -9.0]]), both)) < 1e-3  # all on one member: ~0 loss

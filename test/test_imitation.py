@@ -92,20 +92,25 @@ def test_imitation_learns_a_bandit_from_the_teacher_alone(tmp_path):
     assert mean > 5.0 + 0.4, mean  # random: 5.0, s.e. ~0.06; Gittins ~6.1 (not reached in 60 updates)
 
 
-def test_searcher_teacher_drives_the_imaze_envs_to_their_goals():
-    from l2l_ros.meta.imitation import IMazeSearchTeacher
+@pytest.mark.parametrize("name", ["searcher", "searcher-lenient"])
+def test_searcher_teacher_drives_the_imaze_envs_to_their_goals(name):
+    from l2l_ros.tasks import IMAZE_ID
     from l2l_ros.tasks.encoding import IMAZE_OBS_DIM
     from l2l_ros.tasks.imaze_vector import MetaIMazeVectorEnv
 
     envs = MetaIMazeVectorEnv(3, nthread=1)
     policy = build_policy("lstm", envs.single_observation_space.shape[0], {"type": "discrete", "n": 3})
     assert envs.single_observation_space.shape[0] > IMAZE_OBS_DIM  # meta features added
-    roll = collect_tasks(envs, policy, [7, 8, 9], deterministic=True, teacher=IMazeSearchTeacher(),
+    teacher = make_teacher(name, IMAZE_ID, {})
+    roll = collect_tasks(envs, policy, [7, 8, 9], deterministic=True, teacher=teacher,
                          teacher_share=1.0, rng=np.random.default_rng(0))
     assert roll["trial_ends"].min() >= 1  # the teacher alone finds every goal
     T = roll["actions"].shape[0]
     chosen = roll["targets"][torch.arange(T)[:, None], torch.arange(3)[None], roll["actions"]]
-    assert bool((chosen == 1).all())
+    assert bool((chosen > 0).all())
+    # The strict searcher names one action; the lenient one a set, sometimes of two.
+    sizes = (roll["targets"] > 0).sum(-1)[roll["valid"]]
+    assert int(sizes.max()) == (1 if name == "searcher" else 2) and int(sizes.min()) == 1
     with pytest.raises(ValueError, match="I-maze family"):
         make_teacher("searcher", ENV, {"k": 2, "n": 10})
 
@@ -123,3 +128,37 @@ def test_cli_imitation_run_with_network_constants(tmp_path):
     assert meta["train_config"]["teacher"] == "gittins" and meta["train_config"]["teacher_mix_updates"] == 2
     rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["teacher_share"] for r in rows] == [1.0, 0.5, 0.0]
+
+
+def test_ppo_with_an_imitation_term_learns_towards_the_teacher(tmp_path):
+    """`--teacher gittins --imitation-coef C`: PPO's update (its own samples drive, KL and
+    clipping logged) whose loss also pulls towards the teacher's arms."""
+    cfg = TrainConfig(env_id=ENV, env_kwargs={"k": 2, "n": 10}, policy="lsnn", num_envs=32, updates=40,
+                      lr=3e-3, epochs=2, minibatches=2, seed=0, checkpoint_every=20,
+                      teacher="gittins", imitation_coef=1.0)
+    weights = train(cfg, tmp_path, command="pytest")
+    lines = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert all("approx_kl" in x and "teacher_share" not in x for x in lines)  # a PPO update
+    policy, meta = load_checkpoint(weights)
+    assert meta["train_config"]["imitation_coef"] == 1.0
+    roll = collect_tasks(MetaBanditVectorEnv(200, k=2, n=10), policy, list(range(5000, 5200)), deterministic=True,
+                         teacher=GittinsTeacher(2, 10))
+    # Its most likely arm is Gittins' on 0.90 of the pulls (measured); plain PPO's after
+    # the same 40 updates, 0.51, and 5.02 per task against 5.97.
+    assert float(roll["agree"].float().mean()) > 0.8
+    assert float(roll["rewards"].sum(0).mean()) > 5.0 + 0.4  # random: 5.0
+    with pytest.raises(ValueError, match="teacher_mix_updates"):
+        train(TrainConfig(env_id=ENV, env_kwargs={"k": 2, "n": 10}, num_envs=4, updates=1, teacher="gittins",
+                          imitation_coef=1.0, teacher_mix_updates=2), tmp_path / "refused")
+
+
+def test_cli_ppo_with_an_imitation_term(tmp_path):
+    from l2l_ros.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "bandit", "--arms", "2", "--horizons", "6", "--updates", "2", "--num-envs", "4",
+                 "--minibatches", "1", "--teacher", "gittins", "--imitation-coef", "0.5", "--out", str(out)]) == 0
+    _, meta = load_checkpoint(out / "policy.json")
+    assert meta["train_config"]["imitation_coef"] == 0.5
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert all({"approx_kl", "imitation_loss", "teacher_agreement"} <= set(r) for r in rows)

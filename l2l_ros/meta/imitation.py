@@ -18,7 +18,8 @@ One update (``imitation_update``, plugged into ``ppo.train`` when
 ``TrainConfig.teacher`` is set, so seeds, checkpoints, resume and logs are the same):
 
 1. **Collect** one whole task per env. At every step the teacher gives its action
-   distribution (uniform over its tied best actions) for the history so far; the
+   set of equally good actions (its tied best arms; the lenient searcher's actions
+   that keep to its route), as a uniform distribution, for the history so far; the
    executed action is the teacher's with probability ``beta`` (falling linearly from
    1 to 0 over ``teacher_mix_updates`` updates) and the policy's most likely action
    otherwise, so the policy learns on the states its own mistakes lead to (DAgger).
@@ -27,8 +28,11 @@ One update (``imitation_update``, plugged into ``ppo.train`` when
    histories with nothing to learn from, and the cross-entropy rose back to uniform
    (k = 5: 1.6 nats, agreement with the teacher 0.95 -> 0.30 at n = 500).
 2. **Learn**: ``epochs`` passes over minibatches of whole tasks, full BPTT from the
-   task start, minimising the cross-entropy between the teacher's distribution and
-   the policy's. The value head is not trained (nothing here uses it).
+   task start, minimising ``ppo.teacher_nll``: minus the log of the probability the
+   policy gives to the teacher's set (the cross-entropy when the set has one action;
+   before this loss, runs minimised the cross-entropy to the uniform distribution on
+   the set, which also pushed a student to spread over tied arms). The value head is
+   not trained (nothing here uses it).
 """
 from __future__ import annotations
 
@@ -41,13 +45,13 @@ import numpy as np
 import torch
 
 from l2l_ros.meta.policies import RecurrentPolicy
-from l2l_ros.meta.ppo import _masked_mean, collect_tasks
+from l2l_ros.meta.ppo import _masked_mean, collect_tasks, teacher_nll
 from l2l_ros.tasks.encoding import IMAZE_ACTIONS
 
 __all__ = ["TEACHERS", "Teacher", "GittinsTeacher", "IMazeSearchTeacher", "PolicyTeacher", "make_teacher",
            "teacher_share", "imitation_update"]
 
-TEACHERS = ("gittins", "searcher")
+TEACHERS = ("gittins", "searcher", "searcher-lenient")
 
 
 class Teacher(Protocol):
@@ -113,7 +117,14 @@ class GittinsTeacher:
 
 class IMazeSearchTeacher:
     """The scripted map-knowing searcher (``tasks.imaze_expert``) as the I-maze teacher:
-    nearest unvisited alcove first, straight to the goal once a trial has ended there."""
+    nearest unvisited alcove first, straight to the goal once a trial has ended there.
+
+    ``lenient``: the target is the set of actions that keep to the searcher's route
+    (``IMazeExpert.actions``) instead of its one pure-pursuit action.
+    """
+
+    def __init__(self, lenient: bool = False):
+        self.lenient = bool(lenient)
 
     def reset(self, envs: gym.vector.VectorEnv) -> None:
         from l2l_ros.tasks.imaze_expert import IMazeExpert
@@ -129,7 +140,11 @@ class IMazeSearchTeacher:
         for i, (sim, expert) in enumerate(zip(self.sims, self.experts)):
             if sim.trial > 0 and expert.goal is None:  # a trial ended at the goal: now it is known
                 expert.goal_found(sim.goal)
-            out[i, expert.action(*sim.pose())] = 1.0
+            if self.lenient:
+                ok = expert.actions(*sim.pose())
+                out[i, ok] = 1.0 / len(ok)
+            else:
+                out[i, expert.action(*sim.pose())] = 1.0
         return out
 
     def observe(self, actions: np.ndarray, rewards: np.ndarray) -> None:
@@ -166,7 +181,7 @@ class PolicyTeacher:
 
 
 def make_teacher(name: str, env_id: str, env_kwargs: dict) -> Teacher:
-    """``"gittins"`` (bandits), ``"searcher"`` (I-maze) or the path of a saved policy for the same env."""
+    """``"gittins"`` (bandits), ``"searcher"`` or ``"searcher-lenient"`` (I-maze) or the path of a saved policy for the same env."""
     from pathlib import Path
 
     from l2l_ros.tasks import IMAZE_ID
@@ -176,10 +191,10 @@ def make_teacher(name: str, env_id: str, env_kwargs: dict) -> Teacher:
         if env_id != BANDIT_ENV_ID:
             raise ValueError(f"the gittins teacher plays the bandit family, not {env_id}")
         return GittinsTeacher(int(env_kwargs.get("k", 5)), int(env_kwargs.get("n", 100)))
-    if name == "searcher":
+    if name in ("searcher", "searcher-lenient"):
         if env_id != IMAZE_ID:
             raise ValueError(f"the searcher teacher plays the I-maze family, not {env_id}")
-        return IMazeSearchTeacher()
+        return IMazeSearchTeacher(lenient=name == "searcher-lenient")
     if Path(name).exists():
         teacher = PolicyTeacher(name)
         if teacher.doc.get("env_id") != env_id:
@@ -231,8 +246,7 @@ def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy
             mb = perm[start:start + mb_size]
             m = valid[:, mb]
             params, _, _ = policy.forward_sequence(obs[:, mb], policy.initial_state(len(mb)))
-            logp = torch.log_softmax(params, dim=-1)
-            ce = _masked_mean(-(targets[:, mb] * logp).sum(-1), m)
+            ce = _masked_mean(teacher_nll(params, targets[:, mb]), m)
             ent = _masked_mean(policy.entropy(policy.distribution(params)), m)
             optimizer.zero_grad(set_to_none=True)
             ce.backward()

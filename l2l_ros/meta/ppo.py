@@ -90,6 +90,12 @@ class TrainConfig(DictConfig):
     # teacher with a probability falling linearly from 1 to 0.
     teacher: str | None = None
     teacher_mix_updates: int = 0
+    # PPO guided by the teacher instead of replaced by it: with ``teacher`` set and this
+    # above 0, the update is PPO's (the policy's own samples are executed) and its loss
+    # adds ``imitation_coef`` times the cross-entropy to the teacher's action on every
+    # visited step, so the reward keeps shaping the driving while the teacher shapes
+    # the search (the plain imitation of the I-maze LSNNs collapsed, README).
+    imitation_coef: float = 0.0
 
 
 # ----------------------------------------------------------------------------- envs
@@ -154,8 +160,8 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
     With a ``teacher`` (``l2l_ros.meta.imitation.Teacher``, discrete actions) every step
     also records the teacher's ``targets`` ``[T, B, A]`` and ``agree`` (the policy's
     action is one of the teacher's), and the executed action is a draw from the
-    teacher's target with probability ``teacher_share`` (random numbers from ``rng``),
-    else the policy's own."""
+    teacher's target with probability ``teacher_share`` (random numbers from ``rng``,
+    needed only when the share is above 0), else the policy's own."""
     B = envs.num_envs
     obs, _ = envs.reset(seed=[int(s) for s in seeds], options=options)
     state = policy.initial_state(B)
@@ -174,10 +180,11 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
         if teacher is not None:
             target = teacher.target(obs)
             own = raw.numpy()
-            taught = np.minimum((target.cumsum(axis=1) < rng.random((B, 1))).sum(axis=1), target.shape[1] - 1)
             buf["targets"].append(torch.as_tensor(target, dtype=torch.float32))
             buf["agree"].append(torch.as_tensor(target[np.arange(B), own] > 0))
-            raw = torch.as_tensor(np.where(rng.random(B) < teacher_share, taught, own))
+            if teacher_share > 0:
+                taught = np.minimum((target.cumsum(axis=1) < rng.random((B, 1))).sum(axis=1), target.shape[1] - 1)
+                raw = torch.as_tensor(np.where(rng.random(B) < teacher_share, taught, own))
         logprob = policy.log_prob(dist, raw)
         next_obs, reward, terminated, truncated, infos = envs.step(policy.env_action(raw).cpu().numpy())
         if teacher is not None:
@@ -227,6 +234,14 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, valid: torch.Tensor
         last = (delta + gamma * lam * next_nonterminal * last) * validf[t]
         adv[t] = last
     return adv, adv + values * validf
+
+
+def teacher_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Minus the log of the probability the policy gives to the teacher's set of actions
+    (those with ``targets > 0``): any of the teacher's equally good actions is right.
+    Equal to the cross-entropy when the teacher names one action."""
+    logp = torch.log_softmax(logits, dim=-1)
+    return -torch.logsumexp(logp.masked_fill(targets <= 0, float("-inf")), dim=-1)
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -337,8 +352,15 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
     mb_size = max(1, config.num_envs // max(1, config.minibatches))
     # 1. Collect one whole task per env (hidden state reset at task start).
     policy.eval()
+    teacher = None
+    if config.teacher:
+        if config.teacher_mix_updates:
+            raise ValueError("teacher_mix_updates is for plain imitation; PPO with imitation_coef executes "
+                             "the policy's own samples")
+        from l2l_ros.meta.imitation import _teacher  # imitation imports this module
+        teacher = _teacher(config.teacher, config.env_id, config.env_kwargs)
     roll = collect_tasks(envs, policy, task_seeds, max_steps=config.max_task_steps,
-                         options=options)
+                         options=options, teacher=teacher)
     obs, actions, old_logp = roll["obs"], roll["actions"], roll["logprobs"]
     values, rewards, valid = roll["values"], roll["rewards"], roll["valid"]
 
@@ -349,6 +371,8 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
     # 3. PPO epochs over minibatches of whole sequences, full BPTT from the task start.
     policy.train()
     stats = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [], "clipfrac": []}
+    if teacher is not None:
+        stats["imitation_loss"] = []
     for _ in range(config.epochs):
         perm = torch.randperm(config.num_envs)
         for start in range(0, config.num_envs, mb_size):
@@ -379,6 +403,10 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
                 v_loss = 0.5 * _masked_mean((new_values - returns[:, mb]) ** 2, m)
             ent = _masked_mean(entropy, m)
             loss = pg_loss - config.ent_coef * ent + config.vf_coef * v_loss
+            if teacher is not None:
+                ce = _masked_mean(teacher_nll(params, roll["targets"][:, mb]), m)
+                loss = loss + config.imitation_coef * ce
+                stats["imitation_loss"].append(float(ce.detach()))
 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -387,6 +415,8 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
             for k, v in (("policy_loss", pg_loss), ("value_loss", v_loss), ("entropy", ent),
                          ("approx_kl", approx_kl), ("clipfrac", clipfrac)):
                 stats[k].append(float(v.detach()))
+    if teacher is not None:
+        stats["teacher_agreement"] = [float(_masked_mean(roll["agree"].float(), valid))]
     return stats, roll
 
 
@@ -427,10 +457,11 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             "git_commit": commit, **({"init_sha256": init_sha256} if init_sha256 else {})})
         return weights
 
+    plain_imitation = bool(config.teacher) and not config.imitation_coef
     update_fn = ppo_update
-    if config.teacher:
+    if plain_imitation:
         from l2l_ros.meta.imitation import imitation_update as update_fn
-    bar = tqdm(total=config.updates, initial=start_update, desc="imitation" if config.teacher else "ppo",
+    bar = tqdm(total=config.updates, initial=start_update, desc="imitation" if plain_imitation else "ppo",
                disable=None, dynamic_ncols=True)
     recent: deque[float] = deque(maxlen=20)  # reward per step of the last updates, for the bar
     last: dict | None = None

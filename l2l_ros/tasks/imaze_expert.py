@@ -26,6 +26,9 @@ FORWARD, LEFT, RIGHT = 0, 1, 2  # indices of IMAZE_ACTIONS
 HEADING_TOLERANCE = 0.2   # rad; one turn action turns ~0.3 rad
 CENTRE_TOLERANCE = 0.06   # m from a centreline crossing before turning into the next corridor
 LOOKAHEAD = 0.2           # m along the centreline (pure pursuit)
+# Heading errors (rad) where a turn becomes acceptable and where forward stops being
+# acceptable, for the lenient teacher's sets of actions (``IMazeExpert.actions``).
+LENIENT_BAND = (0.1, 0.5)
 # Metres of corridor that one radian of turning costs in time: forward speed / turn rate.
 TURN_COST = IMAZE_ACTIONS[FORWARD][0] / abs(IMAZE_ACTIONS[LEFT][1])
 
@@ -115,12 +118,27 @@ class IMazeExpert:
         left = [g for g in range(4) if g not in self.visited] or list(range(4))
         return min(left, key=lambda g: self._distance(x, y, yaw, g))
 
-    def action(self, x: float, y: float, yaw: float) -> int:
+    def heading_error(self, x: float, y: float, yaw: float) -> float:
+        """Radians to turn (left positive) to face the next waypoint."""
         wx, wy = self.waypoint(x, y, self.target(x, y, yaw))
-        err = _wrap(math.atan2(wy - y, wx - x) - yaw)
+        return _wrap(math.atan2(wy - y, wx - x) - yaw)
+
+    def action(self, x: float, y: float, yaw: float) -> int:
+        err = self.heading_error(x, y, yaw)
         if abs(err) <= HEADING_TOLERANCE:
             return FORWARD
         return LEFT if err > 0 else RIGHT
+
+    def actions(self, x: float, y: float, yaw: float, band: tuple[float, float] = LENIENT_BAND) -> list[int]:
+        """Every action that keeps to the search: forward while the heading error is at
+        most ``band[1]``, the turn towards the waypoint once it exceeds ``band[0]``,
+        never the turn away. Why: a student that need not copy the exact switching of
+        pure pursuit can drive its own way along the same route (the lenient teacher)."""
+        err = self.heading_error(x, y, yaw)
+        out = [FORWARD] if abs(err) <= band[1] else []
+        if abs(err) > band[0]:
+            out.append(LEFT if err > 0 else RIGHT)
+        return out
 
     def goal_found(self, goal: int) -> None:
         """A trial has ended in alcove ``goal``: from now on drive straight there."""
