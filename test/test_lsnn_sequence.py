@@ -14,7 +14,7 @@ def _policy(**cfg) -> LSNNPolicy:
 
 
 @pytest.mark.parametrize("cfg", [{}, {"refractory": 0}, {"refractory": 3}, {"detach_reset": True},
-                                 {"tau_out": 0.0}, {"tau_a": 20.0, "beta": 3.0}])
+                                 {"tau_out": 0.0}, {"tau_a": 20.0, "beta": 3.0}, {"input_population": 5}])
 def test_fused_sequence_matches_stepwise_reference(cfg):
     pol = _policy(**cfg)
     obs = torch.rand(40, 3, 6, dtype=torch.float64) * 2
@@ -55,3 +55,27 @@ def test_fused_sequence_split_equals_whole():
         a, mid = pol.features_sequence(obs[:13], state)
         b, _ = pol.features_sequence(obs[13:], mid)
     torch.testing.assert_close(torch.cat([a, b]), whole)
+
+
+def test_population_coded_inputs_peak_at_their_tuning_centre(tmp_path):
+    """``input_population = 5``: beside its raw value, input i drives channels tuned to
+    -1, -0.5, 0, 0.5, 1; the weights of a saved policy come back with the same shape."""
+    from l2l_ros.meta.checkpoint import load_checkpoint, save_checkpoint
+
+    pol = _policy(input_population=5)
+    assert pol.w_in.shape == (6 * 6, 16)
+    obs = torch.zeros(1, 1, 6, dtype=torch.float64)
+    obs[0, 0, 2] = 0.5
+    with torch.no_grad():
+        pol.w_in.zero_()
+        pol.b_in.zero_()
+        pol.w_in[6 + 2 * 5 + 3, 0] = 1.0  # input 2's channel tuned to 0.5 -> neuron 0
+        pol.w_in[6 + 2 * 5 + 4, 1] = 1.0  # input 2's channel tuned to 1.0 -> neuron 1
+        pol.w_in[2, 2] = 1.0              # input 2's raw value -> neuron 2
+        inp, _ = pol._currents(obs)
+    scale = (pol.neurons.threshold * (1.0 - pol.neurons.alpha))[:3]
+    torch.testing.assert_close(inp[0, 0, :3] / scale, torch.tensor([1.0, torch.exp(torch.tensor(-0.5)), 0.5],
+                                                                   dtype=torch.float64))
+    save_checkpoint(tmp_path / "p", pol.float(), {"env_id": "x"})
+    loaded, _ = load_checkpoint(tmp_path / "p.json")
+    assert loaded.config.input_population == 5 and torch.equal(loaded.w_in, pol.w_in)

@@ -61,6 +61,10 @@ class LSNNConfig(DictConfig):
     input_bias: float = 0.5
     rec_gain: float = 1.0
     log_std_init: float = -0.5
+    # Population coding of the inputs (Georgopoulos et al. 1986): each input also
+    # drives this many input channels with Gaussian tuning curves centred evenly on
+    # [-1, 1], beside its raw value. 0: raw values only.
+    input_population: int = 0
 
     @property
     def n_rec(self) -> int:
@@ -94,7 +98,12 @@ class LSNNPolicy(RecurrentPolicy):
         self.neurons = ALIF(n, thr=config.thr, beta=beta, tau_m=config.tau_m, tau_a=config.tau_a,
                             dt=config.dt, refractory=config.refractory,
                             dampening=config.dampening, detach_reset=config.detach_reset)
-        self.w_in = nn.Parameter(torch.randn(obs_dim, n) * (config.input_gain / math.sqrt(max(obs_dim, 1))))
+        n_in = obs_dim * (1 + max(0, config.input_population))
+        self.w_in = nn.Parameter(torch.randn(n_in, n) * (config.input_gain / math.sqrt(max(n_in, 1))))
+        P = max(0, config.input_population)
+        self.register_buffer("tuning_centres", torch.linspace(-1.0, 1.0, P) if P > 1 else torch.zeros(P),
+                             persistent=False)
+        self.tuning_width = 2.0 / (P - 1) if P > 1 else 1.0
         self.b_in = nn.Parameter(torch.full((n,), float(config.input_bias)))
         self.w_rec = nn.Parameter(torch.randn(n, n) * (config.rec_gain / math.sqrt(n)))
         self.register_buffer("rec_mask", 1.0 - torch.eye(n), persistent=False)
@@ -112,6 +121,9 @@ class LSNNPolicy(RecurrentPolicy):
     def _currents(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Input currents ``[T,B,n]`` of the whole sequence and the recurrent weights, both
         with ``thr * (1 - alpha)`` folded in (so ``I_scaled = (1 - alpha) * I``)."""
+        if self.config.input_population > 0:
+            tuned = torch.exp(-0.5 * ((obs[..., None] - self.tuning_centres) / self.tuning_width) ** 2)
+            obs = torch.cat([obs, tuned.flatten(-2)], dim=-1)
         T, B, D = obs.shape
         scale = self.neurons.threshold * (1.0 - self.neurons.alpha)
         inp = torch.addmm(self.b_in, obs.reshape(T * B, D), self.w_in).reshape(T, B, -1) * scale
