@@ -79,3 +79,22 @@ def test_population_coded_inputs_peak_at_their_tuning_centre(tmp_path):
     save_checkpoint(tmp_path / "p", pol.float(), {"env_id": "x"})
     loaded, _ = load_checkpoint(tmp_path / "p.json")
     assert loaded.config.input_population == 5 and torch.equal(loaded.w_in, pol.w_in)
+
+
+def test_ignored_inputs_do_not_reach_the_network():
+    pol = _policy(ignore_inputs=[1, 4], input_population=3)
+    obs = torch.rand(20, 2, 6, dtype=torch.float64) * 2
+    other = obs.clone()
+    other[..., [1, 4]] = torch.rand(20, 2, 2, dtype=torch.float64) * 5
+    state = type(pol.initial_state(2))(*(s.double() for s in pol.initial_state(2)))
+    with torch.no_grad():
+        a, _ = pol.features_sequence(obs, state)
+        b, _ = pol.features_sequence(other, state)
+        changed = other.clone()
+        changed[..., 0] += 1.0  # a read input does change the spikes
+        c, _ = pol.features_sequence(changed, state)
+    assert a.sum() > 0
+    torch.testing.assert_close(a, b)
+    assert not torch.equal(a, c)
+    with pytest.raises(ValueError, match="out of range"):
+        _policy(ignore_inputs=[6])

@@ -31,7 +31,7 @@ Default constants (time in network steps = env steps; tasks of 100-500 steps):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
@@ -65,6 +65,11 @@ class LSNNConfig(DictConfig):
     # drives this many input channels with Gaussian tuning curves centred evenly on
     # [-1, 1], beside its raw value. 0: raw values only.
     input_population: int = 0
+    # Observation indices the network does not read (zeroed before the input layer),
+    # e.g. the previous action and the odometry twist, which let an imitating network
+    # copy its own last action instead of reading the pose (the "copycat" problem of
+    # imitation with history, Wen et al. 2020).
+    ignore_inputs: list = field(default_factory=list)
 
     @property
     def n_rec(self) -> int:
@@ -104,6 +109,12 @@ class LSNNPolicy(RecurrentPolicy):
         self.register_buffer("tuning_centres", torch.linspace(-1.0, 1.0, P) if P > 1 else torch.zeros(P),
                              persistent=False)
         self.tuning_width = 2.0 / (P - 1) if P > 1 else 1.0
+        bad = [i for i in config.ignore_inputs if not 0 <= int(i) < obs_dim]
+        if bad:
+            raise ValueError(f"ignore_inputs {bad} out of range for {obs_dim} observation values")
+        keep = torch.ones(obs_dim)
+        keep[[int(i) for i in config.ignore_inputs]] = 0.0
+        self.register_buffer("input_keep", keep, persistent=False)
         self.b_in = nn.Parameter(torch.full((n,), float(config.input_bias)))
         self.w_rec = nn.Parameter(torch.randn(n, n) * (config.rec_gain / math.sqrt(n)))
         self.register_buffer("rec_mask", 1.0 - torch.eye(n), persistent=False)
@@ -121,6 +132,8 @@ class LSNNPolicy(RecurrentPolicy):
     def _currents(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Input currents ``[T,B,n]`` of the whole sequence and the recurrent weights, both
         with ``thr * (1 - alpha)`` folded in (so ``I_scaled = (1 - alpha) * I``)."""
+        if self.config.ignore_inputs:
+            obs = obs * self.input_keep
         if self.config.input_population > 0:
             tuned = torch.exp(-0.5 * ((obs[..., None] - self.tuning_centres) / self.tuning_width) ** 2)
             obs = torch.cat([obs, tuned.flatten(-2)], dim=-1)
