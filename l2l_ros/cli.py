@@ -77,7 +77,7 @@ def cmd_train(args, argv) -> int:
                        gae_lambda=args.gae_lambda, reward_scale=args.reward_scale,
                        anneal_lr_after=args.anneal_lr_after, init_from=args.init_from,
                        teacher=args.teacher, teacher_mix_updates=args.teacher_mix_updates,
-                       imitation_coef=args.imitation_coef,
+                       imitation_coef=args.imitation_coef, teacher_replay=args.teacher_replay,
                        policy_config=json.loads(args.policy_config) if args.policy_config else None)
     path = train(cfg, Path(args.out), command=_command_line(argv))
     print(f"checkpoint: {path}")
@@ -319,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-mix-updates", type=int, default=None, metavar="U",
                    help="with --teacher: the teacher's actions are executed with a probability falling "
                         "from 1 to 0 over the first U updates (default 0: always the policy's own)")
+    p.add_argument("--teacher-replay", type=int, default=None, metavar="N",
+                   help="with --teacher: each update also learns from the labelled tasks of one of the "
+                        "last N updates (DAgger's aggregated dataset, bounded; default 0: off)")
     p.add_argument("--imitation-coef", type=float, default=None, metavar="C",
                    help="with --teacher: train by PPO (the policy's own samples drive) and add C times the "
                         "cross-entropy to the teacher's action to its loss, instead of pure imitation")

@@ -162,3 +162,22 @@ def test_cli_ppo_with_an_imitation_term(tmp_path):
     assert meta["train_config"]["imitation_coef"] == 0.5
     rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert all({"approx_kl", "imitation_loss", "teacher_agreement"} <= set(r) for r in rows)
+
+
+def test_teacher_replay_adds_one_earlier_update_of_the_same_length():
+    from l2l_ros.meta.imitation import _with_replay
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    rng = np.random.default_rng(0)
+
+    def batch(T, value):
+        return (torch.full((T, 2, 3), float(value)), torch.full((T, 2, 3), float(value)), torch.ones(T, 2, dtype=bool))
+
+    first = _with_replay(opt, 2, batch(5, 1), rng)
+    assert first[0].shape == (5, 2, 3)  # nothing stored yet: the update's own tasks only
+    second = _with_replay(opt, 2, batch(5, 2), rng)
+    assert second[0].shape == (5, 4, 3) and set(second[0][0, :, 0].tolist()) == {1.0, 2.0}
+    other = _with_replay(opt, 2, batch(7, 3), rng)
+    assert other[0].shape == (7, 2, 3)  # a task of another length is not mixed in
+    assert float(_with_replay(opt, 2, batch(5, 4), rng)[0][0, 2, 0]) == 2.0  # the only one of length 5
+    assert float(_with_replay(opt, 2, batch(5, 5), rng)[0][0, 2, 0]) == 4.0  # 2 has left a buffer of 2

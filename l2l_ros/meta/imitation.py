@@ -36,8 +36,10 @@ One update (``imitation_update``, plugged into ``ppo.train`` when
 """
 from __future__ import annotations
 
+import collections
 import functools
 import json
+import weakref
 from typing import Protocol
 
 import gymnasium as gym
@@ -220,6 +222,24 @@ def teacher_share(mix_updates: int, update: int) -> float:
     return max(0.0, 1.0 - update / mix_updates)
 
 
+_REPLAY: "weakref.WeakKeyDictionary[torch.optim.Optimizer, collections.deque]" = weakref.WeakKeyDictionary()
+
+
+def _with_replay(optimizer: torch.optim.Optimizer, size: int, batch: tuple, rng: np.random.Generator) -> tuple:
+    """DAgger's aggregated dataset, bounded: the current update's labelled tasks plus
+    those of one earlier update (of the same length) drawn from the last ``size``.
+    Their labels stay valid: the teacher's action depends only on the history, which
+    the stored tasks keep. The buffer lives with the run's optimizer and is not in the
+    trainer state, so a resumed run refills it (its updates differ from an unbroken run)."""
+    buffer = _REPLAY.setdefault(optimizer, collections.deque(maxlen=size))
+    same = [b for b in buffer if b[0].shape[0] == batch[0].shape[0]]
+    buffer.append(batch)
+    if not same:
+        return batch
+    old = same[int(rng.integers(len(same)))]
+    return tuple(torch.cat([a, b], dim=1) for a, b in zip(batch, old))
+
+
 def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy,
                      optimizer: torch.optim.Optimizer, task_seeds: list[int], options: dict | None,
                      update: int) -> tuple[dict[str, list[float]], dict]:
@@ -235,14 +255,18 @@ def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy
     roll = collect_tasks(envs, policy, task_seeds, deterministic=True, max_steps=config.max_task_steps,
                          options=options, teacher=teacher, teacher_share=beta, rng=rng)
     obs, targets, valid = roll["obs"], roll["targets"], roll["valid"]
+    if config.teacher_replay > 0:
+        obs, targets, valid = _with_replay(optimizer, config.teacher_replay, (obs, targets, valid),
+                                           np.random.default_rng([int(config.seed), int(update), 3]))
 
     # 2. Cross-entropy to the teacher, full BPTT from the task start.
     policy.train()
-    mb_size = max(1, config.num_envs // max(1, config.minibatches))
+    n_tasks = obs.shape[1]
+    mb_size = max(1, n_tasks // max(1, config.minibatches))
     stats: dict[str, list[float]] = {"imitation_loss": [], "entropy": []}
     for _ in range(config.epochs):
-        perm = torch.randperm(config.num_envs)
-        for start in range(0, config.num_envs, mb_size):
+        perm = torch.randperm(n_tasks)
+        for start in range(0, n_tasks, mb_size):
             mb = perm[start:start + mb_size]
             m = valid[:, mb]
             params, _, _ = policy.forward_sequence(obs[:, mb], policy.initial_state(len(mb)))
@@ -254,6 +278,6 @@ def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy
             optimizer.step()
             for k, v in (("imitation_loss", ce), ("entropy", ent)):
                 stats[k].append(float(v.detach()))
-    stats["teacher_agreement"] = [float(_masked_mean(roll["agree"].float(), valid))]
+    stats["teacher_agreement"] = [float(_masked_mean(roll["agree"].float(), roll["valid"]))]
     stats["teacher_share"] = [beta]
     return stats, roll

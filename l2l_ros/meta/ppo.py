@@ -96,6 +96,9 @@ class TrainConfig(DictConfig):
     # visited step, so the reward keeps shaping the driving while the teacher shapes
     # the search (the plain imitation of the I-maze LSNNs collapsed, README).
     imitation_coef: float = 0.0
+    # Plain imitation only: also learn, each update, from the labelled tasks of one of
+    # the last ``teacher_replay`` updates (DAgger's aggregated dataset, bounded). 0: off.
+    teacher_replay: int = 0
 
 
 # ----------------------------------------------------------------------------- envs
