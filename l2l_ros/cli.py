@@ -324,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "last N updates (DAgger's aggregated dataset, bounded; default 0: off)")
     p.add_argument("--imitation-coef", type=float, default=None, metavar="C",
                    help="with --teacher: train by PPO (the policy's own samples drive) and add C times the "
-                        "cross-entropy to the teacher's action to its loss, instead of pure imitation")
+                        "imitation loss (minus the log-probability of the teacher's actions) to its loss, "
+                        "instead of pure imitation")
     p.add_argument("--arms", type=int, default=5, help="bandit: number of arms k")
     p.add_argument("--horizons", default="",
                    help="bandit: comma-separated pulls per task, one drawn per update (default 10,100,500)")

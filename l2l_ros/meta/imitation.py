@@ -259,7 +259,7 @@ def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy
         obs, targets, valid = _with_replay(optimizer, config.teacher_replay, (obs, targets, valid),
                                            np.random.default_rng([int(config.seed), int(update), 3]))
 
-    # 2. Cross-entropy to the teacher, full BPTT from the task start.
+    # 2. Minus the log-probability of the teacher's actions, full BPTT from the task start.
     policy.train()
     n_tasks = obs.shape[1]
     mb_size = max(1, n_tasks // max(1, config.minibatches))

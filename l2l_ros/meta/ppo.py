@@ -92,7 +92,7 @@ class TrainConfig(DictConfig):
     teacher_mix_updates: int = 0
     # PPO guided by the teacher instead of replaced by it: with ``teacher`` set and this
     # above 0, the update is PPO's (the policy's own samples are executed) and its loss
-    # adds ``imitation_coef`` times the cross-entropy to the teacher's action on every
+    # adds ``imitation_coef`` times the imitation loss (``teacher_nll``) on every
     # visited step, so the reward keeps shaping the driving while the teacher shapes
     # the search (the plain imitation of the I-maze LSNNs collapsed, README).
     imitation_coef: float = 0.0
