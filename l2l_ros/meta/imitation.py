@@ -183,7 +183,8 @@ class PolicyTeacher:
 
 
 def make_teacher(name: str, env_id: str, env_kwargs: dict) -> Teacher:
-    """``"gittins"`` (bandits), ``"searcher"`` or ``"searcher-lenient"`` (I-maze) or the path of a saved policy for the same env."""
+    """``"gittins"`` (bandits), ``"searcher"`` or ``"searcher-lenient"`` (I-maze), or the path of
+    a saved policy for the same env."""
     from pathlib import Path
 
     from l2l_ros.tasks import IMAZE_ID
