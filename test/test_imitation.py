@@ -150,6 +150,7 @@ def test_ppo_with_an_imitation_term_learns_towards_the_teacher(tmp_path):
     with pytest.raises(ValueError, match="teacher_mix_updates"):
         train(TrainConfig(env_id=ENV, env_kwargs={"k": 2, "n": 10}, num_envs=4, updates=1, teacher="gittins",
                           imitation_coef=1.0, teacher_mix_updates=2), tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()  # refused before anything is written
 
 
 def test_cli_ppo_with_an_imitation_term(tmp_path):

@@ -357,9 +357,6 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
     policy.eval()
     teacher = None
     if config.teacher:
-        if config.teacher_mix_updates:
-            raise ValueError("teacher_mix_updates is for plain imitation; PPO with imitation_coef executes "
-                             "the policy's own samples")
         from l2l_ros.meta.imitation import _teacher  # imitation imports this module
         teacher = _teacher(config.teacher, config.env_id, config.env_kwargs)
     roll = collect_tasks(envs, policy, task_seeds, max_steps=config.max_task_steps,
@@ -428,6 +425,10 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
           should_stop: Callable[[], bool] | None = None,
           command: str | None = None) -> Path:
     """Train (or resume) a policy; returns the path of ``policy.safetensors``."""
+    plain_imitation = bool(config.teacher) and not config.imitation_coef
+    if config.teacher and not plain_imitation and config.teacher_mix_updates:
+        raise ValueError("teacher_mix_updates is for plain imitation; PPO with imitation_coef executes "
+                         "the policy's own samples")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log_path, state_path = out / TRAIN_LOG, out / TRAINER_STATE
@@ -460,7 +461,6 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             "git_commit": commit, **({"init_sha256": init_sha256} if init_sha256 else {})})
         return weights
 
-    plain_imitation = bool(config.teacher) and not config.imitation_coef
     update_fn = ppo_update
     if plain_imitation:
         from l2l_ros.meta.imitation import imitation_update as update_fn
