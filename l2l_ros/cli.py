@@ -78,6 +78,7 @@ def cmd_train(args, argv) -> int:
                        anneal_lr_after=args.anneal_lr_after, init_from=args.init_from,
                        teacher=args.teacher, teacher_mix_updates=args.teacher_mix_updates,
                        imitation_coef=args.imitation_coef, teacher_replay=args.teacher_replay,
+                       memory_aux_coef=args.memory_aux_coef,
                        policy_config=json.loads(args.policy_config) if args.policy_config else None)
     path = train(cfg, Path(args.out), command=_command_line(argv))
     print(f"checkpoint: {path}")
@@ -326,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --teacher: train by PPO (the policy's own samples drive) and add C times the "
                         "imitation loss (minus the log-probability of the teacher's actions) to its loss, "
                         "instead of pure imitation")
+    p.add_argument("--memory-aux-coef", type=float, default=None, metavar="C",
+                   help="I-maze, PPO: add C times an auxiliary loss that asks a linear probe on the "
+                        "network's features for the goal alcove after the task's first goal entry (the "
+                        "probe is a training-only head; default 0: off)")
     p.add_argument("--arms", type=int, default=5, help="bandit: number of arms k")
     p.add_argument("--horizons", default="",
                    help="bandit: comma-separated pulls per task, one drawn per update (default 10,100,500)")

@@ -164,6 +164,12 @@ class RecurrentPolicy(nn.Module):
         if obs.dim() != 3 or obs.shape[-1] != self.obs_dim:
             raise ValueError(f"obs must be [T, B, {self.obs_dim}], got {tuple(obs.shape)}")
         feats, state = self.features_sequence(obs, state, done_mask)
+        params, values = self.heads(feats)
+        return params, values, state
+
+    def heads(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Action-distribution parameters and values from features (the trainer's
+        auxiliary memory loss reads the same features)."""
         head = self.policy_head(feats)
         if self.discrete:
             params = head
@@ -171,8 +177,7 @@ class RecurrentPolicy(nn.Module):
             center = (self.act_high + self.act_low) / 2
             half = (self.act_high - self.act_low) / 2
             params = center + half * torch.tanh(head)
-        values = self.value_head(feats).squeeze(-1)
-        return params, values, state
+        return params, self.value_head(feats).squeeze(-1)
 
     forward = forward_sequence
 

@@ -34,8 +34,10 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+from torch import nn
 from tqdm.auto import tqdm
 
 from l2l_ros.meta.checkpoint import atomic_write_bytes, git_commit, save_checkpoint
@@ -99,6 +101,13 @@ class TrainConfig(DictConfig):
     # Plain imitation only: also learn, each update, from the labelled tasks of one of
     # the last ``teacher_replay`` updates (DAgger's aggregated dataset, bounded). 0: off.
     teacher_replay: int = 0
+    # Auxiliary memory loss (PPO only): a linear probe on the policy's features learns
+    # the task's goal (the env's ``info["goal"]``, I-maze alcove) on every step after
+    # the first goal entry of the task, and ``memory_aux_coef`` times its cross-entropy
+    # joins PPO's loss, so BPTT is told to keep what the first trial found (UNREAL-style
+    # auxiliary task, Jaderberg et al. 2017). The probe is a training-only head, kept in
+    # the trainer state, not in the policy. 0: off.
+    memory_aux_coef: float = 0.0
 
 
 # ----------------------------------------------------------------------------- envs
@@ -149,12 +158,23 @@ def _info_column(infos: dict, key: str, i: int):
     return v.tolist() if hasattr(v, "tolist") else v
 
 
+def _num_goals(envs: gym.vector.VectorEnv) -> int:
+    """How many goals the envs' tasks have (``num_goals`` of the unwrapped env)."""
+    first = envs.envs[0].unwrapped if hasattr(envs, "envs") else None
+    n = getattr(first, "num_goals", None)
+    if n is None:
+        raise ValueError("memory_aux_coef needs an env with goals to remember (num_goals and info['goal']: "
+                         "the I-maze)")
+    return int(n)
+
+
 # ----------------------------------------------------------------------------- rollout
 @torch.no_grad()
 def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: list[int],
                   deterministic: bool = False, max_steps: int = 100_000,
                   record_infos: bool = False, options: dict | None = None,
-                  teacher=None, teacher_share: float = 0.0, rng: np.random.Generator | None = None) -> dict:
+                  teacher=None, teacher_share: float = 0.0, rng: np.random.Generator | None = None,
+                  goal_labels: bool = False) -> dict:
     """Run one whole task in every env. Returns ``[T, B]`` tensors ``obs``
     (``[T,B,D]``), ``actions`` (raw samples), ``logprobs``, ``values``, ``rewards``,
     ``valid`` (False after an env's task ended), ``trial_ends[B]`` and, with
@@ -164,7 +184,11 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
     also records the teacher's ``targets`` ``[T, B, A]`` and ``agree`` (the policy's
     action is one of the teacher's), and the executed action is a draw from the
     teacher's target with probability ``teacher_share`` (random numbers from ``rng``,
-    needed only when the share is above 0), else the policy's own."""
+    needed only when the share is above 0), else the policy's own.
+
+    With ``goal_labels`` it also records ``goal`` ``[T, B]`` (the task's ``info["goal"]``)
+    and ``goal_known`` (a goal entry happened earlier in the task, so the policy has
+    seen its reward), for the auxiliary memory loss."""
     B = envs.num_envs
     obs, _ = envs.reset(seed=[int(s) for s in seeds], options=options)
     state = policy.initial_state(B)
@@ -175,6 +199,10 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
         teacher.reset(envs)
     trial_ends = np.zeros(B, dtype=np.int64)
     infos_out = [{"trial_end": [], "goal": []} for _ in range(B)]
+    task_goal = np.full(B, -1, dtype=np.int64)
+    goal_known = np.zeros(B, dtype=bool)
+    if goal_labels:
+        buf["goal"], buf["goal_known"] = [], []
     for _ in range(max_steps):
         obs_t = torch.as_tensor(obs, dtype=torch.float32)
         params, value, state = policy.forward_sequence(obs_t[None], state)
@@ -202,6 +230,15 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
         te = infos.get("trial_end")
         if te is not None:
             trial_ends += (np.asarray(te, dtype=bool) & np.asarray(infos.get("_trial_end", valid)) & valid)
+        if goal_labels:
+            if "goal" not in infos:
+                raise ValueError("the memory loss needs an env whose step info names the goal (info['goal'])")
+            has = valid & np.asarray(infos.get("_goal", valid), dtype=bool)
+            task_goal[has] = np.asarray(infos["goal"], dtype=np.int64)[has]
+            buf["goal"].append(torch.as_tensor(task_goal.copy()))
+            buf["goal_known"].append(torch.as_tensor(goal_known & valid))
+            if te is not None:  # from the next step on, the policy has seen this goal's reward
+                goal_known |= np.asarray(te, dtype=bool) & has
         if record_infos:
             for i in np.flatnonzero(valid):
                 infos_out[i]["trial_end"].append(bool(_info_column(infos, "trial_end", i) or False))
@@ -277,8 +314,12 @@ def _update_options(config: TrainConfig, update: int) -> dict | None:
 
 
 def _save_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.optim.Optimizer,
-                        update: int, env_steps: int, config: TrainConfig, init_sha256: str | None) -> None:
+                        update: int, env_steps: int, config: TrainConfig, init_sha256: str | None,
+                        memory_probe: nn.Module | None = None) -> None:
     tensors = {f"policy.{k}": v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
+    if memory_probe is not None:
+        tensors.update({f"memory_probe.{k}": v.detach().cpu().contiguous()
+                        for k, v in memory_probe.state_dict().items()})
     osd = optimizer.state_dict()
     for idx, st in osd["state"].items():
         for key, val in st.items():
@@ -292,7 +333,8 @@ def _save_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.op
 
 
 def _load_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.optim.Optimizer,
-                        config: TrainConfig) -> tuple[int, int, str | None]:
+                        config: TrainConfig,
+                        memory_probe: nn.Module | None = None) -> tuple[int, int, str | None]:
     from safetensors import safe_open
 
     blob = path.read_bytes()
@@ -309,7 +351,14 @@ def _load_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.op
         if saved.get(key) != config.to_dict()[key]:
             raise ValueError(f"cannot resume from {path}: {key} was {saved.get(key)!r}, now "
                              f"{config.to_dict()[key]!r} (use a fresh out_dir)")
+    saved_probe = {k[len("memory_probe."):]: v for k, v in tensors.items() if k.startswith("memory_probe.")}
+    if bool(saved_probe) != (memory_probe is not None):
+        raise ValueError(f"cannot resume from {path}: memory_aux_coef was {saved.get('memory_aux_coef', 0.0)!r}, "
+                         f"now {config.memory_aux_coef!r}; the memory probe is there in one and not the other "
+                         "(use a fresh out_dir)")
     policy.load_state_dict({k[len("policy."):]: v for k, v in tensors.items() if k.startswith("policy.")})
+    if memory_probe is not None:
+        memory_probe.load_state_dict(saved_probe)
     state: dict[int, dict] = {}
     for k, v in tensors.items():
         if k.startswith("optim."):
@@ -349,9 +398,10 @@ def _truncate_log(log_path: Path, last_update: int) -> None:
 # ----------------------------------------------------------------------------- training
 def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: RecurrentPolicy,
                optimizer: torch.optim.Optimizer, task_seeds: list[int], options: dict | None,
-               update: int) -> tuple[dict[str, list[float]], dict]:
+               update: int, memory_probe: nn.Module | None = None) -> tuple[dict[str, list[float]], dict]:
     """One PPO update: collect a task per env, GAE, clipped-surrogate epochs. Returns
-    the per-minibatch statistics and the rollout."""
+    the per-minibatch statistics and the rollout. ``memory_probe``: the linear goal
+    probe of ``config.memory_aux_coef`` (trained here with the policy)."""
     mb_size = max(1, config.num_envs // max(1, config.minibatches))
     # 1. Collect one whole task per env (hidden state reset at task start).
     policy.eval()
@@ -360,7 +410,7 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
         from l2l_ros.meta.imitation import _teacher  # imitation imports this module
         teacher = _teacher(config.teacher, config.env_id, config.env_kwargs)
     roll = collect_tasks(envs, policy, task_seeds, max_steps=config.max_task_steps,
-                         options=options, teacher=teacher)
+                         options=options, teacher=teacher, goal_labels=memory_probe is not None)
     obs, actions, old_logp = roll["obs"], roll["actions"], roll["logprobs"]
     values, rewards, valid = roll["values"], roll["rewards"], roll["valid"]
 
@@ -373,12 +423,16 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
     stats = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [], "clipfrac": []}
     if teacher is not None:
         stats["imitation_loss"] = []
+    if memory_probe is not None:
+        stats["memory_loss"], stats["memory_accuracy"] = [], []
+    params_to_clip = [p for g in optimizer.param_groups for p in g["params"]]
     for _ in range(config.epochs):
         perm = torch.randperm(config.num_envs)
         for start in range(0, config.num_envs, mb_size):
             mb = perm[start:start + mb_size]
             m = valid[:, mb]
-            params, new_values, _ = policy.forward_sequence(obs[:, mb], policy.initial_state(len(mb)))
+            feats, _ = policy.features_sequence(obs[:, mb], policy.initial_state(len(mb)))
+            params, new_values = policy.heads(feats)
             dist = policy.distribution(params)
             new_logp = policy.log_prob(dist, actions[:, mb])
             entropy = policy.entropy(dist)
@@ -407,10 +461,21 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
                 ce = _masked_mean(teacher_nll(params, roll["targets"][:, mb]), m)
                 loss = loss + config.imitation_coef * ce
                 stats["imitation_loss"].append(float(ce.detach()))
+            if memory_probe is not None:
+                known = roll["goal_known"][:, mb] & m
+                probe_logits = memory_probe(feats)
+                goal = roll["goal"][:, mb].clamp(min=0)
+                mem = _masked_mean(F.cross_entropy(probe_logits.flatten(0, 1), goal.flatten(),
+                                                   reduction="none").view_as(goal), known)
+                loss = loss + config.memory_aux_coef * mem
+                if bool(known.any()):
+                    stats["memory_loss"].append(float(mem.detach()))
+                    stats["memory_accuracy"].append(float(_masked_mean(
+                        (probe_logits.argmax(-1) == goal).float(), known)))
 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(params_to_clip, config.max_grad_norm)
             optimizer.step()
             for k, v in (("policy_loss", pg_loss), ("value_loss", v_loss), ("entropy", ent),
                          ("approx_kl", approx_kl), ("clipfrac", clipfrac)):
@@ -429,8 +494,12 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     if config.teacher and not plain_imitation and config.teacher_mix_updates:
         raise ValueError("teacher_mix_updates is for plain imitation; PPO with imitation_coef executes "
                          "the policy's own samples")
+    if config.memory_aux_coef < 0 or not np.isfinite(config.memory_aux_coef):
+        raise ValueError(f"memory_aux_coef must be a finite number >= 0, got {config.memory_aux_coef!r}")
+    if config.memory_aux_coef and plain_imitation:
+        raise ValueError("memory_aux_coef joins PPO's loss; plain imitation (teacher without imitation_coef) "
+                         "has none")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     log_path, state_path = out / TRAIN_LOG, out / TRAINER_STATE
 
     # Seed everything; build envs, policy, optimizer.
@@ -440,18 +509,29 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     obs_dim = int(np.prod(envs.single_observation_space.shape))
     action_spec = action_spec_from_space(envs.single_action_space)
     policy = build_policy(config.policy, obs_dim, action_spec, config.policy_config)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr, eps=1e-5)
+    memory_probe = None
+    if config.memory_aux_coef:
+        try:
+            n_goals = _num_goals(envs)
+        except ValueError:
+            envs.close()
+            raise
+        memory_probe = nn.Linear(policy.policy_head.in_features, n_goals)
+    trained = list(policy.parameters()) + (list(memory_probe.parameters()) if memory_probe else [])
+    optimizer = torch.optim.Adam(trained, lr=config.lr, eps=1e-5)
+    out.mkdir(parents=True, exist_ok=True)  # after the checks above, so a refused run leaves nothing
 
     commit = git_commit()  # the code that trains, not the code present when a checkpoint is saved
     start_update, env_steps, init_sha256 = 0, 0, None
     if state_path.exists():
-        start_update, env_steps, init_sha256 = _load_trainer_state(state_path, policy, optimizer, config)
+        start_update, env_steps, init_sha256 = _load_trainer_state(state_path, policy, optimizer, config,
+                                                                   memory_probe)
     elif config.init_from:
         init_sha256 = _init_weights(policy, config.init_from)
     _truncate_log(log_path, start_update)
 
     def checkpoint(update: int, last: dict | None) -> Path:
-        _save_trainer_state(state_path, policy, optimizer, update, env_steps, config, init_sha256)
+        _save_trainer_state(state_path, policy, optimizer, update, env_steps, config, init_sha256, memory_probe)
         evaluation = {"updates": update, "env_steps": env_steps}
         if last:
             evaluation["train_mean_return"] = last["mean_return"]
@@ -484,7 +564,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
 
             # 1-3. Collect one whole task per env and learn from it: PPO, or imitation of
             # a teacher when config.teacher is set (l2l_ros.meta.imitation).
-            stats, roll = update_fn(config, envs, policy, optimizer, task_seeds, options, update)
+            stats, roll = update_fn(config, envs, policy, optimizer, task_seeds, options, update,
+                                    **({"memory_probe": memory_probe} if memory_probe is not None else {}))
             rewards, valid = roll["rewards"], roll["valid"]
             env_steps += int(valid.sum())
 
@@ -500,7 +581,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
                 **({"reset_options": options} if options else {}),
                 "mean_trial_ends": float(np.mean(roll["trial_ends"])),
                 "task_steps": int(valid.shape[0]),
-                **{k: float(np.mean(v)) for k, v in stats.items()},
+                **{k: float(np.mean(v)) for k, v in stats.items() if v},
                 "update_seconds": time.perf_counter() - t0,
                 "wall_seconds": time.perf_counter() - t_start,
             }

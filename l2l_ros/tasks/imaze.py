@@ -405,6 +405,7 @@ class IMazeEnv(gym.Env):
     """
 
     metadata = {"render_modes": []}
+    num_goals = 4  # the alcoves; info["goal"] is one of 0..3 (the trainer's memory loss reads it)
 
     def __init__(self, geometry: IMazeGeometry | None = None, task_steps: int | None = None,
                  control_period: float = 0.2, physics_timestep: float = 0.01,
