@@ -45,7 +45,7 @@ from l2l_ros.meta.policies import DictConfig, RecurrentPolicy, action_spec_from_
 from l2l_ros.tasks.meta_wrapper import MetaWrapper
 
 __all__ = ["TrainConfig", "train", "evaluate", "make_env", "make_vector_env", "collect_tasks",
-           "compute_gae", "TRAINER_STATE", "TRAIN_LOG"]
+           "compute_gae", "memory_loss", "TRAINER_STATE", "TRAIN_LOG"]
 
 TRAINER_STATE = "trainer_state.safetensors"
 TRAIN_LOG = "train_log.jsonl"
@@ -289,6 +289,18 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * m).sum() / m.sum().clamp(min=1.0)
 
 
+def memory_loss(probe: nn.Module, feats: torch.Tensor, goal: torch.Tensor,
+                known: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The probe's cross-entropy for the goal ``[T, B]`` on the steps where it is
+    ``known`` (0 when none is), and its accuracy there."""
+    logits = probe(feats)
+    goal = goal.clamp(min=0)  # -1 (no goal seen yet) only where not known
+    ce = F.cross_entropy(logits.flatten(0, 1), goal.flatten(), reduction="none").view_as(goal)
+    with torch.no_grad():
+        accuracy = float(_masked_mean((logits.argmax(-1) == goal).float(), known))
+    return _masked_mean(ce, known), accuracy
+
+
 # ----------------------------------------------------------------------------- resume state
 def _update_seeds(seed: int, update: int, n: int) -> tuple[list[int], int]:
     """Task seeds and a torch seed for update ``update``, from (seed, update) alone."""
@@ -463,15 +475,11 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
                 stats["imitation_loss"].append(float(ce.detach()))
             if memory_probe is not None:
                 known = roll["goal_known"][:, mb] & m
-                probe_logits = memory_probe(feats)
-                goal = roll["goal"][:, mb].clamp(min=0)
-                mem = _masked_mean(F.cross_entropy(probe_logits.flatten(0, 1), goal.flatten(),
-                                                   reduction="none").view_as(goal), known)
+                mem, accuracy = memory_loss(memory_probe, feats, roll["goal"][:, mb], known)
                 loss = loss + config.memory_aux_coef * mem
                 if bool(known.any()):
                     stats["memory_loss"].append(float(mem.detach()))
-                    stats["memory_accuracy"].append(float(_masked_mean(
-                        (probe_logits.argmax(-1) == goal).float(), known)))
+                    stats["memory_accuracy"].append(accuracy)
 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
