@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from l2l_ros.meta.imitation import make_teacher
 from l2l_ros.meta.policies import build_policy
@@ -98,8 +99,18 @@ def test_train_keeps_the_probe_in_the_trainer_state_not_the_policy(tmp_path):
     assert not any("probe" in k for k in load_file(str(weights)))
     meta = json.loads((tmp_path / "run" / "policy.json").read_text())
     assert meta["train_config"]["memory_aux_coef"] == 0.5
+    # A resumed run carries on with the saved probe: mark it, resume, find the mark (no
+    # goal is reached in these 60-step tasks, so the probe gets no gradient here).
+    path = str(tmp_path / "run" / TRAINER_STATE)
+    with safe_open(path, "pt") as f:
+        metadata = f.metadata()
+    state["memory_probe.weight"] = torch.full((4, 16), 0.125)
+    save_file(state, path, metadata=metadata)
+    cfg.updates = 3
+    train(cfg, tmp_path / "run", command="pytest")
+    assert bool((load_file(path)["memory_probe.weight"] == 0.125).all())
     # Resuming without the probe (or a bandit run with one) is refused with a reason.
-    cfg.memory_aux_coef, cfg.updates = 0.0, 3
+    cfg.memory_aux_coef, cfg.updates = 0.0, 4
     with pytest.raises(ValueError, match="memory_aux_coef was 0.5"):
         train(cfg, tmp_path / "run")
     with pytest.raises(ValueError, match="goals to remember"):
