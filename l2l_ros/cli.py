@@ -79,6 +79,7 @@ def cmd_train(args, argv) -> int:
                        teacher=args.teacher, teacher_mix_updates=args.teacher_mix_updates,
                        imitation_coef=args.imitation_coef, teacher_replay=args.teacher_replay,
                        memory_aux_coef=args.memory_aux_coef,
+                       imitation_after_goal=True if args.imitation_after_goal else None,
                        policy_config=json.loads(args.policy_config) if args.policy_config else None)
     path = train(cfg, Path(args.out), command=_command_line(argv))
     print(f"checkpoint: {path}")
@@ -327,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --teacher: train by PPO (the policy's own samples drive) and add C times the "
                         "imitation loss (minus the log-probability of the teacher's actions) to its loss, "
                         "instead of pure imitation")
+    p.add_argument("--imitation-after-goal", action="store_true",
+                   help="with --imitation-coef: count the imitation term only after the task's first goal "
+                        "entry (the teacher shapes the returns, the reward alone the search)")
     p.add_argument("--memory-aux-coef", type=float, default=None, metavar="C",
                    help="I-maze, PPO: add C times an auxiliary loss that asks a linear probe on the "
                         "network's features for the goal alcove after the task's first goal entry (the "

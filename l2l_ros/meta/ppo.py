@@ -98,6 +98,10 @@ class TrainConfig(DictConfig):
     # visited step, so the reward keeps shaping the driving while the teacher shapes
     # the search (the plain imitation of the I-maze LSNNs collapsed, README).
     imitation_coef: float = 0.0
+    # With ``imitation_coef``: the imitation term counts only on the steps after the
+    # task's first goal entry (the returns, ``goal_known`` of ``collect_tasks``), so the
+    # reward alone shapes the search and the teacher only the way back to a found goal.
+    imitation_after_goal: bool = False
     # Plain imitation only: also learn, each update, from the labelled tasks of one of
     # the last ``teacher_replay`` updates (DAgger's aggregated dataset, bounded). 0: off.
     teacher_replay: int = 0
@@ -422,7 +426,8 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
         from l2l_ros.meta.imitation import _teacher  # imitation imports this module
         teacher = _teacher(config.teacher, config.env_id, config.env_kwargs)
     roll = collect_tasks(envs, policy, task_seeds, max_steps=config.max_task_steps,
-                         options=options, teacher=teacher, goal_labels=memory_probe is not None)
+                         options=options, teacher=teacher,
+                         goal_labels=memory_probe is not None or config.imitation_after_goal)
     obs, actions, old_logp = roll["obs"], roll["actions"], roll["logprobs"]
     values, rewards, valid = roll["values"], roll["rewards"], roll["valid"]
 
@@ -470,7 +475,8 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
             ent = _masked_mean(entropy, m)
             loss = pg_loss - config.ent_coef * ent + config.vf_coef * v_loss
             if teacher is not None:
-                ce = _masked_mean(teacher_nll(params, roll["targets"][:, mb]), m)
+                taught = m & roll["goal_known"][:, mb] if config.imitation_after_goal else m
+                ce = _masked_mean(teacher_nll(params, roll["targets"][:, mb]), taught)
                 loss = loss + config.imitation_coef * ce
                 stats["imitation_loss"].append(float(ce.detach()))
             if memory_probe is not None:
@@ -490,6 +496,9 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
                 stats[k].append(float(v.detach()))
     if teacher is not None:
         stats["teacher_agreement"] = [float(_masked_mean(roll["agree"].float(), valid))]
+        if "goal_known" in roll and bool(roll["goal_known"].any()):
+            stats["teacher_agreement_after_goal"] = [float(_masked_mean(roll["agree"].float(),
+                                                                        roll["goal_known"]))]
     return stats, roll
 
 
@@ -504,6 +513,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
                          "the policy's own samples")
     if config.memory_aux_coef < 0 or not np.isfinite(config.memory_aux_coef):
         raise ValueError(f"memory_aux_coef must be a finite number >= 0, got {config.memory_aux_coef!r}")
+    if config.imitation_after_goal and not (config.teacher and config.imitation_coef):
+        raise ValueError("imitation_after_goal restricts the imitation term of PPO: it needs teacher and "
+                         "imitation_coef")
     if config.memory_aux_coef and plain_imitation:
         raise ValueError("memory_aux_coef joins PPO's loss; plain imitation (teacher without imitation_coef) "
                          "has none")
