@@ -1,5 +1,7 @@
 """The auxiliary memory loss (``memory_aux_coef``): goal labels from the I-maze rollout,
-the probe's loss reaching the spiking network through BPTT, and the trainer wiring."""
+the probe's loss reaching the spiking network through BPTT, and the trainer wiring; and
+the imitation term restricted to the returns (``imitation_after_goal``), which uses the
+same labels."""
 import json
 
 import numpy as np
@@ -120,3 +122,21 @@ def test_train_keeps_the_probe_in_the_trainer_state_not_the_policy(tmp_path):
     with pytest.raises(ValueError, match="plain imitation"):
         train(TrainConfig(env_kwargs={"k": 2, "n": 10}, num_envs=2, updates=1, teacher="gittins",
                           memory_aux_coef=1.0), tmp_path / "imitation")
+
+
+def test_imitation_after_goal_counts_only_the_returns(tmp_path):
+    """In 60-step tasks a fresh network finds no goal, so the term restricted to the
+    returns is 0, while the unrestricted one is not."""
+    losses = {}
+    for after_goal in (False, True):
+        cfg = TrainConfig(env_id=IMAZE_ID, env_kwargs={"task_steps": 60}, policy="lstm", num_envs=2, updates=1,
+                          epochs=1, minibatches=1, seed=4, teacher="searcher", imitation_coef=0.5,
+                          imitation_after_goal=after_goal)
+        train(cfg, tmp_path / str(after_goal), command="pytest")
+        row = json.loads((tmp_path / str(after_goal) / "train_log.jsonl").read_text().splitlines()[-1])
+        assert row["mean_trial_ends"] == 0.0
+        losses[after_goal] = row["imitation_loss"]
+    assert losses[False] > 0.5 and losses[True] == 0.0
+    with pytest.raises(ValueError, match="needs teacher and imitation_coef"):
+        train(TrainConfig(env_id=IMAZE_ID, num_envs=2, updates=1, imitation_after_goal=True), tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
