@@ -98,3 +98,28 @@ def test_ignored_inputs_do_not_reach_the_network():
     assert not torch.equal(a, c)
     with pytest.raises(ValueError, match="out of range"):
         _policy(ignore_inputs=[6])
+
+
+def test_ticks_per_step_holds_each_observation_and_averages_the_trace():
+    """``ticks_per_step = K`` is the one-tick network fed each observation K times, its
+    features averaged over each block of K ticks; fused and stepwise paths agree."""
+    multi, single = _policy(ticks_per_step=3), _policy()
+    obs = torch.rand(20, 2, 6, dtype=torch.float64) * 2
+    state = type(multi.initial_state(2))(*(s.double() for s in multi.initial_state(2)))
+    feats, final = multi.features_sequence(obs, state)
+    ref, ref_final = single.features_sequence(obs.repeat_interleave(3, dim=0), state)
+    assert feats.shape == (20, 2, 16) and ref.sum() > 0
+    torch.testing.assert_close(feats, ref.view(20, 3, 2, 16).mean(1))
+    for a, b in zip(final, ref_final):
+        torch.testing.assert_close(a, b)
+    stepwise, _ = multi.features_sequence(obs, state, done_mask=torch.zeros(20, 2, dtype=torch.bool))
+    torch.testing.assert_close(stepwise, feats)
+    # A task restart at step 7 resets the state once, at that step's first tick.
+    restart = torch.zeros(20, 2, dtype=torch.bool)
+    restart[7, 1] = True
+    with_restart, _ = multi.features_sequence(obs, state, done_mask=restart)
+    fresh, _ = multi.features_sequence(obs[7:, 1:], type(state)(*(s[1:] for s in state)))
+    torch.testing.assert_close(with_restart[7:, 1:], fresh)
+    torch.testing.assert_close(with_restart[:, :1], feats[:, :1])
+    with pytest.raises(ValueError, match="ticks_per_step"):
+        _policy(ticks_per_step=0)

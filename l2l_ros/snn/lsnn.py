@@ -70,6 +70,11 @@ class LSNNConfig(DictConfig):
     # copy its own last action instead of reading the pose (the "copycat" problem of
     # imitation with history, Wen et al. 2020).
     ignore_inputs: list = field(default_factory=list)
+    # Network time steps (ticks) per observation: the observation is held for this many
+    # ticks and the features are the mean readout trace over them, so a rate over the
+    # ticks, not one tick's spikes, drives the action (Bellec et al. ran several ms of
+    # network time per environment step). The time constants above are in ticks.
+    ticks_per_step: int = 1
 
     @property
     def n_rec(self) -> int:
@@ -97,6 +102,8 @@ class LSNNPolicy(RecurrentPolicy):
         n = config.n_rec
         if n < 1:
             raise ValueError("the LSNN needs at least one neuron")
+        if int(config.ticks_per_step) < 1:
+            raise ValueError(f"ticks_per_step must be >= 1, got {config.ticks_per_step!r}")
         super().__init__(obs_dim, action_spec, n, config.log_std_init)
         beta = torch.cat([torch.zeros(config.n_lif), torch.full((config.n_alif,), float(config.beta))])
         # Neurons 0..n_lif-1 are LIF (beta = 0), the rest ALIF.
@@ -145,12 +152,24 @@ class LSNNPolicy(RecurrentPolicy):
     def features_sequence(self, obs: torch.Tensor, state: LSNNState,
                           done_mask: torch.Tensor | None = None):
         inp, w_rec = self._currents(obs)
+        K = self.config.ticks_per_step
+        if K > 1:  # hold each observation for K ticks; a task restart resets at its first tick
+            T, B = inp.shape[:2]
+            inp = inp.repeat_interleave(K, dim=0)
+            if done_mask is not None:
+                ticks_mask = torch.zeros(T * K, B, dtype=torch.bool, device=inp.device)
+                ticks_mask[::K] = done_mask.to(torch.bool)
+                done_mask = ticks_mask
         if done_mask is None and not any(s.requires_grad for s in state):
             n = self.neurons
             ys, final = lsnn_sequence(inp, w_rec, tuple(state), n.threshold, n.alpha, n.rho, n.beta,
                                       self.kappa, n.refractory, n.dampening, n.detach_reset)
-            return ys, LSNNState(*final)
-        return self._features_stepwise(inp, w_rec, state, done_mask)
+            final = LSNNState(*final)
+        else:
+            ys, final = self._features_stepwise(inp, w_rec, state, done_mask)
+        if K > 1:
+            ys = ys.view(-1, K, *ys.shape[1:]).mean(1)
+        return ys, final
 
     def _features_stepwise(self, inp: torch.Tensor, w_rec: torch.Tensor, state: LSNNState,
                            done_mask: torch.Tensor | None = None):
