@@ -79,7 +79,7 @@ def cmd_train(args, argv) -> int:
                        teacher=args.teacher, teacher_mix_updates=args.teacher_mix_updates,
                        imitation_coef=args.imitation_coef, teacher_replay=args.teacher_replay,
                        memory_aux_coef=args.memory_aux_coef,
-                       imitation_after_goal=True if args.imitation_after_goal else None,
+                       imitation_after_goal=args.imitation_after_goal,
                        policy_config=json.loads(args.policy_config) if args.policy_config else None)
     path = train(cfg, Path(args.out), command=_command_line(argv))
     print(f"checkpoint: {path}")

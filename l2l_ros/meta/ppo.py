@@ -190,11 +190,13 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
     teacher's target with probability ``teacher_share`` (random numbers from ``rng``,
     needed only when the share is above 0), else the policy's own.
 
-    With ``goal_labels`` it also records ``goal`` ``[T, B]`` (the task's ``info["goal"]``)
-    and ``goal_known`` (a goal entry happened earlier in the task, so the policy has
-    seen its reward), for the auxiliary memory loss."""
+    With ``goal_labels`` it also returns ``goal`` ``[B]`` (each task's ``info["goal"]`` at
+    reset) and ``goal_known`` ``[T, B]`` (a goal entry happened earlier in the task, so the
+    policy has seen its reward), for the auxiliary memory loss."""
     B = envs.num_envs
-    obs, _ = envs.reset(seed=[int(s) for s in seeds], options=options)
+    obs, reset_infos = envs.reset(seed=[int(s) for s in seeds], options=options)
+    if goal_labels and "goal" not in reset_infos:
+        raise ValueError("goal labels need an env whose info names the task's goal (info['goal'])")
     state = policy.initial_state(B)
     done = np.zeros(B, dtype=bool)
     keys = ("obs", "actions", "logprobs", "values", "rewards", "valid") + (("targets", "agree") if teacher else ())
@@ -203,10 +205,9 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
         teacher.reset(envs)
     trial_ends = np.zeros(B, dtype=np.int64)
     infos_out = [{"trial_end": [], "goal": []} for _ in range(B)]
-    task_goal = np.full(B, -1, dtype=np.int64)
     goal_known = np.zeros(B, dtype=bool)
     if goal_labels:
-        buf["goal"], buf["goal_known"] = [], []
+        buf["goal_known"] = []
     for _ in range(max_steps):
         obs_t = torch.as_tensor(obs, dtype=torch.float32)
         params, value, state = policy.forward_sequence(obs_t[None], state)
@@ -232,17 +233,13 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
         buf["rewards"].append(torch.as_tensor(reward, dtype=torch.float32) * torch.as_tensor(valid))
         buf["valid"].append(torch.as_tensor(valid))
         te = infos.get("trial_end")
+        entered = np.zeros(B, dtype=bool)  # a goal entry ended this step's trial
         if te is not None:
-            trial_ends += (np.asarray(te, dtype=bool) & np.asarray(infos.get("_trial_end", valid)) & valid)
+            entered = np.asarray(te, dtype=bool) & np.asarray(infos.get("_trial_end", valid)) & valid
+            trial_ends += entered
         if goal_labels:
-            if "goal" not in infos:
-                raise ValueError("the memory loss needs an env whose step info names the goal (info['goal'])")
-            has = valid & np.asarray(infos.get("_goal", valid), dtype=bool)
-            task_goal[has] = np.asarray(infos["goal"], dtype=np.int64)[has]
-            buf["goal"].append(torch.as_tensor(task_goal.copy()))
             buf["goal_known"].append(torch.as_tensor(goal_known & valid))
-            if te is not None:  # from the next step on, the policy has seen this goal's reward
-                goal_known |= np.asarray(te, dtype=bool) & has
+            goal_known |= entered  # from the next step on, the policy has seen the reward
         if record_infos:
             for i in np.flatnonzero(valid):
                 infos_out[i]["trial_end"].append(bool(_info_column(infos, "trial_end", i) or False))
@@ -255,6 +252,8 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
         raise RuntimeError(f"tasks did not end within {max_steps} steps")
     out = {k: torch.stack(v) for k, v in buf.items()}
     out["trial_ends"] = trial_ends
+    if goal_labels:
+        out["goal"] = torch.as_tensor(np.asarray(reset_infos["goal"], dtype=np.int64))
     if record_infos:
         out["infos"] = infos_out
     return out
@@ -295,10 +294,10 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def memory_loss(probe: nn.Module, feats: torch.Tensor, goal: torch.Tensor,
                 known: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """The probe's cross-entropy for the goal ``[T, B]`` on the steps where it is
-    ``known`` (0 when none is), and its accuracy there."""
+    """The probe's cross-entropy for each task's goal (``goal[B]``) on the steps where
+    it is ``known`` (``[T, B]``; 0 when none is), and its accuracy there."""
     logits = probe(feats)
-    goal = goal.clamp(min=0)  # -1 (no goal seen yet) only where not known
+    goal = goal.expand_as(known)
     ce = F.cross_entropy(logits.flatten(0, 1), goal.flatten(), reduction="none").view_as(goal)
     with torch.no_grad():
         accuracy = float(_masked_mean((logits.argmax(-1) == goal).float(), known))
@@ -481,7 +480,7 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
                 stats["imitation_loss"].append(float(ce.detach()))
             if memory_probe is not None:
                 known = roll["goal_known"][:, mb] & m
-                mem, accuracy = memory_loss(memory_probe, feats, roll["goal"][:, mb], known)
+                mem, accuracy = memory_loss(memory_probe, feats, roll["goal"][mb], known)
                 loss = loss + config.memory_aux_coef * mem
                 if bool(known.any()):
                     stats["memory_loss"].append(float(mem.detach()))
