@@ -78,7 +78,7 @@ def cmd_train(args, argv) -> int:
                        anneal_lr_after=args.anneal_lr_after, init_from=args.init_from,
                        teacher=args.teacher, teacher_mix_updates=args.teacher_mix_updates,
                        imitation_coef=args.imitation_coef, teacher_replay=args.teacher_replay,
-                       memory_aux_coef=args.memory_aux_coef,
+                       memory_aux_coef=args.memory_aux_coef, novelty_bonus=args.novelty_bonus,
                        imitation_after_goal=args.imitation_after_goal,
                        policy_config=json.loads(args.policy_config) if args.policy_config else None)
     path = train(cfg, Path(args.out), command=_command_line(argv))
@@ -335,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="I-maze, PPO: add C times an auxiliary loss that asks a linear probe on the "
                         "network's features for the goal alcove after the task's first goal entry (the "
                         "probe is a training-only head; default 0: off)")
+    p.add_argument("--novelty-bonus", type=float, default=None, metavar="B",
+                   help="PPO, discrete actions: in training only, add B to the reward of each step whose "
+                        "action was not yet taken in the task (bandits: an arm not yet tried), so the "
+                        "network is paid to explore; the policy still sees the env's reward (default 0: off)")
     p.add_argument("--arms", type=int, default=5, help="bandit: number of arms k")
     p.add_argument("--horizons", default="",
                    help="bandit: comma-separated pulls per task, one drawn per update (default 10,100,500)")

@@ -45,7 +45,7 @@ from l2l_ros.meta.policies import DictConfig, RecurrentPolicy, action_spec_from_
 from l2l_ros.tasks.meta_wrapper import MetaWrapper
 
 __all__ = ["TrainConfig", "train", "evaluate", "make_env", "make_vector_env", "collect_tasks",
-           "compute_gae", "memory_loss", "TRAINER_STATE", "TRAIN_LOG"]
+           "compute_gae", "memory_loss", "first_time_actions", "TRAINER_STATE", "TRAIN_LOG"]
 
 TRAINER_STATE = "trainer_state.safetensors"
 TRAIN_LOG = "train_log.jsonl"
@@ -112,6 +112,13 @@ class TrainConfig(DictConfig):
     # auxiliary task, Jaderberg et al. 2017). The probe is a training-only head, kept in
     # the trainer state, not in the policy. 0: off.
     memory_aux_coef: float = 0.0
+    # Exploration bonus for training only (discrete actions, PPO): each step whose action
+    # was not yet taken in the task adds this much to the reward that PPO's advantages
+    # and value targets see. The policy's input and the logged returns keep the env's
+    # reward. For the bandits' exploration deficit (README): a count-based bonus in the
+    # spirit of Strehl & Littman 2008, but per task, so the meta-learner is paid to try
+    # arms it has not tried. 0: off.
+    novelty_bonus: float = 0.0
 
 
 # ----------------------------------------------------------------------------- envs
@@ -287,6 +294,13 @@ def teacher_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return -torch.logsumexp(logp.masked_fill(targets <= 0, float("-inf")), dim=-1)
 
 
+def first_time_actions(actions: torch.Tensor, n_actions: int) -> torch.Tensor:
+    """``[T, B]`` bool: the discrete action at step t was not taken earlier in its task."""
+    onehot = F.one_hot(actions.long(), n_actions)
+    seen_before = (onehot.cumsum(0) - onehot) > 0
+    return (onehot.bool() & ~seen_before).any(-1)
+
+
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     m = mask.to(x.dtype)
     return (x * m).sum() / m.sum().clamp(min=1.0)
@@ -430,8 +444,13 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
     obs, actions, old_logp = roll["obs"], roll["actions"], roll["logprobs"]
     values, rewards, valid = roll["values"], roll["rewards"], roll["valid"]
 
-    # 2. Advantages.
-    adv, returns = compute_gae(rewards * config.reward_scale, values, valid, config.gamma,
+    # 2. Advantages (on the env's reward, plus the training-only novelty bonus).
+    shaped = rewards
+    if config.novelty_bonus:
+        novel = first_time_actions(actions, policy.action_dim) & valid
+        shaped = rewards + config.novelty_bonus * novel.float()
+        roll["novel_actions"] = novel
+    adv, returns = compute_gae(shaped * config.reward_scale, values, valid, config.gamma,
                                config.gae_lambda)
 
     # 3. PPO epochs over minibatches of whole sequences, full BPTT from the task start.
@@ -515,6 +534,11 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     if config.imitation_after_goal and not (config.teacher and config.imitation_coef):
         raise ValueError("imitation_after_goal restricts the imitation term of PPO: it needs teacher and "
                          "imitation_coef")
+    if config.novelty_bonus < 0 or not np.isfinite(config.novelty_bonus):
+        raise ValueError(f"novelty_bonus must be a finite number >= 0, got {config.novelty_bonus!r}")
+    if config.novelty_bonus and plain_imitation:
+        raise ValueError("novelty_bonus shapes PPO's advantages; plain imitation (teacher without "
+                         "imitation_coef) has none")
     if config.memory_aux_coef and plain_imitation:
         raise ValueError("memory_aux_coef joins PPO's loss; plain imitation (teacher without imitation_coef) "
                          "has none")
@@ -528,6 +552,10 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     obs_dim = int(np.prod(envs.single_observation_space.shape))
     action_spec = action_spec_from_space(envs.single_action_space)
     policy = build_policy(config.policy, obs_dim, action_spec, config.policy_config)
+    if config.novelty_bonus and not policy.discrete:
+        envs.close()
+        raise ValueError("novelty_bonus pays for actions not yet taken in the task: it needs discrete "
+                         f"actions, {config.env_id} has {policy.action_spec['type']} ones")
     memory_probe = None
     if config.memory_aux_coef:
         try:
@@ -599,6 +627,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
                 "mean_reward_per_step": float(rewards.sum() / valid.sum().clamp(min=1)),
                 **({"reset_options": options} if options else {}),
                 "mean_trial_ends": float(np.mean(roll["trial_ends"])),
+                **({"mean_actions_tried": float(roll["novel_actions"].sum(0).float().mean())}
+                   if "novel_actions" in roll else {}),
                 "task_steps": int(valid.shape[0]),
                 **{k: float(np.mean(v)) for k, v in stats.items() if v},
                 "update_seconds": time.perf_counter() - t0,
