@@ -125,7 +125,9 @@ def record_lsnn_task(runtime, seed: int, task: int = 0) -> dict:
     """Spikes and threshold adaptation of an LSNN runtime over one whole task.
 
     Returns ``z`` and ``b`` as [steps, neurons] arrays, the steps at which trials
-    ended (goal entries), the goal, and how many of the neurons are LIF (the rest ALIF).
+    ended (goal entries), the goal, how many of the neurons are LIF (the rest ALIF) and
+    ``ticks_per_step``: with several network ticks per step, each row is the state after
+    the step's last tick.
     """
     if not hasattr(runtime.state, "b"):
         raise TypeError("spike recording needs an LSNN policy")
@@ -134,4 +136,5 @@ def record_lsnn_task(runtime, seed: int, task: int = 0) -> dict:
     ends = np.cumsum([r["steps"] for r in records]) - 1
     return {"z": np.asarray(recorder.z), "b": np.asarray(recorder.b),
             "trial_ends": [int(e) for r, e in zip(records, ends) if r["success"]],
-            "goal": records[0]["goal"], "n_lif": int(runtime.policy.config.n_lif)}
+            "goal": records[0]["goal"], "n_lif": int(runtime.policy.config.n_lif),
+            "ticks_per_step": int(getattr(runtime.policy.config, "ticks_per_step", 1))}

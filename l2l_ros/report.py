@@ -251,6 +251,16 @@ def _plot_variant_curve(rows: list[dict], path: Path, title: str) -> Path:
     return _save_figure(fig, path)
 
 
+def spike_rate_hz(rec: dict, step_seconds: float = 0.2) -> float:
+    """Mean firing rate per neuron of a ``record_lsnn_task`` recording. Each row samples
+    one network tick (the step's last), and a step of ``step_seconds`` holds
+    ``ticks_per_step`` ticks, so a tick lasts ``step_seconds / ticks_per_step``."""
+    z = rec["z"]
+    if not z.size:
+        return 0.0
+    return float(z.mean()) * int(rec.get("ticks_per_step", 1)) / step_seconds
+
+
 def plot_spike_raster(rec: dict, path: Path, title: str) -> Path:
     """Spikes of every neuron across one task, and the ALIF neurons' adaptation b.
 
@@ -279,7 +289,8 @@ def plot_spike_raster(rec: dict, path: Path, title: str) -> Path:
     for ax in (ax1, ax2):
         for t in rec["trial_ends"]:
             ax.axvline(t, color="tab:green", lw=0.8, ls="--")
-    rate = float(z.mean()) / 0.2 if z.size else 0.0
+    ticks = int(rec.get("ticks_per_step", 1))
+    shown = f"; the last of {ticks} ticks per step shown" if ticks > 1 else ""
     ax1.set_title(f"{title}: goal {rec['goal']}, {len(rec['trial_ends'])} goal entries (green), "
-                  f"mean rate {rate:.2f} spikes/s per neuron", fontsize=9)
+                  f"mean rate {spike_rate_hz(rec):.2f} spikes/s per neuron{shown}", fontsize=9)
     return _save_figure(fig, path)

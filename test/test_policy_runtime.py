@@ -61,3 +61,20 @@ def test_spike_recording_of_a_whole_task_and_its_raster(imaze_checkpoint, tmp_pa
     assert np.all(alif_b[:, silent] == 0.0)
     png = plot_spike_raster(rec, tmp_path / "raster.png", "test")
     assert png.stat().st_size > 10_000
+
+
+def test_the_raster_rate_of_a_network_with_several_ticks_per_step_counts_tick_time():
+    from l2l_ros.evaluation import record_lsnn_task
+    from l2l_ros.meta.policies import build_policy
+    from l2l_ros.policy_runtime import PolicyRuntime
+    from l2l_ros.report import spike_rate_hz
+
+    base = untrained_runtime("imaze")
+    torch.manual_seed(0)
+    policy = build_policy("lsnn", base.policy.obs_dim, base.policy.action_spec, {"ticks_per_step": 4})
+    rt = PolicyRuntime(policy, {**base.metadata, "policy_config": policy.config.to_dict()}, "imaze")
+    rec = record_lsnn_task(rt, seed=3, task=0)
+    assert rec["ticks_per_step"] == 4 and rec["z"].sum() > 0
+    # each row is one tick of 0.05 s (a 0.2 s step holds 4), not a whole step
+    assert spike_rate_hz(rec) == pytest.approx(rec["z"].mean() / 0.05)
+    assert spike_rate_hz({**rec, "ticks_per_step": 1}) == pytest.approx(rec["z"].mean() / 0.2)
