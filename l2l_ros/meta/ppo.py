@@ -445,11 +445,10 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
     values, rewards, valid = roll["values"], roll["rewards"], roll["valid"]
 
     # 2. Advantages (on the env's reward, plus the training-only novelty bonus).
-    shaped = rewards
+    shaped, novel = rewards, None
     if config.novelty_bonus:
         novel = first_time_actions(actions, policy.action_dim) & valid
         shaped = rewards + config.novelty_bonus * novel.float()
-        roll["novel_actions"] = novel
     adv, returns = compute_gae(shaped * config.reward_scale, values, valid, config.gamma,
                                config.gae_lambda)
 
@@ -460,6 +459,8 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
         stats["imitation_loss"] = []
     if memory_probe is not None:
         stats["memory_loss"], stats["memory_accuracy"] = [], []
+    if novel is not None:
+        stats["mean_actions_tried"] = [float(novel.sum(0).float().mean())]
     params_to_clip = [p for g in optimizer.param_groups for p in g["params"]]
     for _ in range(config.epochs):
         perm = torch.randperm(config.num_envs)
@@ -627,8 +628,6 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
                 "mean_reward_per_step": float(rewards.sum() / valid.sum().clamp(min=1)),
                 **({"reset_options": options} if options else {}),
                 "mean_trial_ends": float(np.mean(roll["trial_ends"])),
-                **({"mean_actions_tried": float(roll["novel_actions"].sum(0).float().mean())}
-                   if "novel_actions" in roll else {}),
                 "task_steps": int(valid.shape[0]),
                 **{k: float(np.mean(v)) for k, v in stats.items() if v},
                 "update_seconds": time.perf_counter() - t0,
