@@ -79,6 +79,7 @@ def cmd_train(args, argv) -> int:
                        teacher=args.teacher, teacher_mix_updates=args.teacher_mix_updates,
                        imitation_coef=args.imitation_coef, teacher_replay=args.teacher_replay,
                        memory_aux_coef=args.memory_aux_coef, novelty_bonus=args.novelty_bonus,
+                       expected_reward=args.expected_reward,
                        imitation_after_goal=args.imitation_after_goal,
                        policy_config=json.loads(args.policy_config) if args.policy_config else None)
     path = train(cfg, Path(args.out), command=_command_line(argv))
@@ -339,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PPO, discrete actions: in training only, add B to the reward of each step whose "
                         "action was not yet taken in the task (bandits: an arm not yet tried), so the "
                         "network is paid to explore; the policy still sees the env's reward (default 0: off)")
+    p.add_argument("--expected-reward", action="store_true",
+                   help="PPO, bandits: PPO's advantages and value targets use the pulled arm's probability "
+                        "minus the task's mean probability instead of the sampled 0/1 reward (training "
+                        "only; the same expected gradient, less noise); the policy still sees the draw")
     p.add_argument("--arms", type=int, default=5, help="bandit: number of arms k")
     p.add_argument("--horizons", default="",
                    help="bandit: comma-separated pulls per task, one drawn per update (default 10,100,500)")

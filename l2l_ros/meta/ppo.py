@@ -119,6 +119,14 @@ class TrainConfig(DictConfig):
     # spirit of Strehl & Littman 2008, but per task, so the meta-learner is paid to try
     # arms it has not tried. 0: off.
     novelty_bonus: float = 0.0
+    # Rewards for PPO's advantages and value targets (training only): the mean reward of
+    # the action taken minus the task's mean over actions (``info["p"] - info["p_mean"]``,
+    # the bandits) instead of the sampled reward. Neither change moves the expected
+    # policy gradient: E[r | history, a] = p_a (Rao-Blackwellisation, so the Bernoulli
+    # draw's noise leaves the returns), and the task's mean does not depend on the
+    # actions (a baseline the critic cannot know early in a task). The policy's input
+    # and the logged returns keep the sampled reward. False: off.
+    expected_reward: bool = False
 
 
 # ----------------------------------------------------------------------------- envs
@@ -185,7 +193,7 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
                   deterministic: bool = False, max_steps: int = 100_000,
                   record_infos: bool = False, options: dict | None = None,
                   teacher=None, teacher_share: float = 0.0, rng: np.random.Generator | None = None,
-                  goal_labels: bool = False) -> dict:
+                  goal_labels: bool = False, expected_rewards: bool = False) -> dict:
     """Run one whole task in every env. Returns ``[T, B]`` tensors ``obs``
     (``[T,B,D]``), ``actions`` (raw samples), ``logprobs``, ``values``, ``rewards``,
     ``valid`` (False after an env's task ended), ``trial_ends[B]`` and, with
@@ -199,7 +207,11 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
 
     With ``goal_labels`` it also returns ``goal`` ``[B]`` (each task's ``info["goal"]`` at
     reset) and ``goal_known`` ``[T, B]`` (a goal entry happened earlier in the task, so the
-    policy has seen its reward), for the auxiliary memory loss."""
+    policy has seen its reward), for the auxiliary memory loss.
+
+    With ``expected_rewards`` it also returns ``expected_rewards`` ``[T, B]``: the mean
+    reward of the action taken minus the task's mean over actions (``info["p"] -
+    info["p_mean"]``, which the bandits report), for ``TrainConfig.expected_reward``."""
     B = envs.num_envs
     obs, reset_infos = envs.reset(seed=[int(s) for s in seeds], options=options)
     if goal_labels and "goal" not in reset_infos:
@@ -215,6 +227,8 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
     goal_known = np.zeros(B, dtype=bool)
     if goal_labels:
         buf["goal_known"] = []
+    if expected_rewards:
+        buf["expected_rewards"] = []
     for _ in range(max_steps):
         obs_t = torch.as_tensor(obs, dtype=torch.float32)
         params, value, state = policy.forward_sequence(obs_t[None], state)
@@ -239,6 +253,12 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
         buf["values"].append(value[0])
         buf["rewards"].append(torch.as_tensor(reward, dtype=torch.float32) * torch.as_tensor(valid))
         buf["valid"].append(torch.as_tensor(valid))
+        if expected_rewards:
+            if "p" not in infos or "p_mean" not in infos:
+                raise ValueError("expected rewards need an env whose step info gives the mean reward of the "
+                                 "action taken and of the task (info['p'], info['p_mean']: the bandits)")
+            centred = (np.asarray(infos["p"], dtype=np.float64) - np.asarray(infos["p_mean"], dtype=np.float64))
+            buf["expected_rewards"].append(torch.as_tensor(centred, dtype=torch.float32) * torch.as_tensor(valid))
         te = infos.get("trial_end")
         entered = np.zeros(B, dtype=bool)  # a goal entry ended this step's trial
         if te is not None:
@@ -440,12 +460,14 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
         teacher = _teacher(config.teacher, config.env_id, config.env_kwargs)
     roll = collect_tasks(envs, policy, task_seeds, max_steps=config.max_task_steps,
                          options=options, teacher=teacher,
-                         goal_labels=memory_probe is not None or config.imitation_after_goal)
+                         goal_labels=memory_probe is not None or config.imitation_after_goal,
+                         expected_rewards=config.expected_reward)
     obs, actions, old_logp = roll["obs"], roll["actions"], roll["logprobs"]
     values, rewards, valid = roll["values"], roll["rewards"], roll["valid"]
 
-    # 2. Advantages (on the env's reward, plus the training-only novelty bonus).
-    shaped, novel = rewards, None
+    # 2. Advantages (on the env's reward, or its centred expectation, plus the
+    # training-only novelty bonus).
+    shaped, novel = (roll["expected_rewards"] if config.expected_reward else rewards), None
     if config.novelty_bonus:
         novel = first_time_actions(actions, policy.action_dim) & valid
         shaped = rewards + config.novelty_bonus * novel.float()
@@ -521,6 +543,14 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
     return stats, roll
 
 
+def _reports_expected_reward(envs: gym.vector.VectorEnv) -> bool:
+    """Whether a step's info carries ``p`` and ``p_mean`` (one probe step; every update
+    resets the envs with its own seeds, so it changes no training)."""
+    envs.reset(seed=0)
+    _, _, _, _, infos = envs.step(envs.action_space.sample())
+    return "p" in infos and "p_mean" in infos
+
+
 def train(config: TrainConfig, out_dir: str | os.PathLike,
           progress: Callable[[dict], None] | None = None,
           should_stop: Callable[[], bool] | None = None,
@@ -540,6 +570,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     if config.novelty_bonus and plain_imitation:
         raise ValueError("novelty_bonus shapes PPO's advantages; plain imitation (teacher without "
                          "imitation_coef) has none")
+    if config.expected_reward and plain_imitation:
+        raise ValueError("expected_reward shapes PPO's advantages; plain imitation (teacher without "
+                         "imitation_coef) has none")
     if config.memory_aux_coef and plain_imitation:
         raise ValueError("memory_aux_coef joins PPO's loss; plain imitation (teacher without imitation_coef) "
                          "has none")
@@ -557,6 +590,11 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
         envs.close()
         raise ValueError("novelty_bonus pays for actions not yet taken in the task: it needs discrete "
                          f"actions, {config.env_id} has {policy.action_spec['type']} ones")
+    if config.expected_reward and not _reports_expected_reward(envs):
+        envs.close()
+        raise ValueError("expected_reward needs an env whose step info gives the mean reward of the action "
+                         f"taken and of the task (info['p'], info['p_mean']: the bandits); {config.env_id} "
+                         "does not")
     memory_probe = None
     if config.memory_aux_coef:
         try:

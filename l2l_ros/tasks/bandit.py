@@ -8,7 +8,8 @@ log scale, so that a single model can tell a 10-pull task from a 500-pull one at
 its first pull and serve every horizon. ``reset(options={"n": N})`` sets the horizon
 of one task. The meta wrapper adds the previous action and reward.
 ``info["goal"]`` is the best arm, ``info["p"]`` the probability of the pulled arm,
-``info["p_best"]`` the best probability (for regret).
+``info["p_best"]`` the best probability (for regret) and ``info["p_mean"]`` the mean
+over the arms (what a random pull earns on average; the trainer's ``expected_reward``).
 """
 from __future__ import annotations
 
@@ -97,7 +98,7 @@ class BernoulliBanditEnv(gym.Env):
         reward = float(self.np_random.random() < self.probs[a])
         self.t += 1
         info = {"goal": int(np.argmax(self.probs)), "p": float(self.probs[a]),
-                "p_best": float(self.probs.max())}
+                "p_best": float(self.probs.max()), "p_mean": float(self.probs.mean())}
         return self._obs(), reward, False, self.t >= self.n, info
 
 
@@ -173,4 +174,8 @@ class MetaBanditVectorEnv(gym.vector.VectorEnv):
         truncated = (~restart) & (self.t >= self.n)
         self._needs_reset = truncated.copy()
         obs = self._obs(a, reward, restart)
-        return obs, reward, np.zeros(self.num_envs, dtype=bool), truncated, self._infos()
+        infos = self._infos()
+        pulled = ~restart  # a restarting task pulled nothing: no ``p`` there, as no single-env step
+        infos.update({"p": np.where(pulled, self.probs[np.arange(self.num_envs), a], 0.0), "_p": pulled,
+                      "p_mean": self.probs.mean(1), "_p_mean": np.ones(self.num_envs, dtype=bool)})
+        return obs, reward, np.zeros(self.num_envs, dtype=bool), truncated, infos
