@@ -79,7 +79,7 @@ def cmd_train(args, argv) -> int:
                        teacher=args.teacher, teacher_mix_updates=args.teacher_mix_updates,
                        imitation_coef=args.imitation_coef, teacher_replay=args.teacher_replay,
                        memory_aux_coef=args.memory_aux_coef, novelty_bonus=args.novelty_bonus,
-                       expected_reward=args.expected_reward,
+                       expected_reward=args.expected_reward, privileged_critic=args.privileged_critic,
                        imitation_after_goal=args.imitation_after_goal,
                        policy_config=json.loads(args.policy_config) if args.policy_config else None)
     path = train(cfg, Path(args.out), command=_command_line(argv))
@@ -344,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PPO, bandits: PPO's advantages and value targets use the pulled arm's probability "
                         "minus the task's mean probability instead of the sampled 0/1 reward (training "
                         "only; the same expected gradient, less noise); the policy still sees the draw")
+    p.add_argument("--privileged-critic", action="store_true",
+                   help="PPO: the value comes from a training-only critic that reads the network's features "
+                        "and the task itself (bandit arm probabilities, I-maze goal); the policy does not")
     p.add_argument("--arms", type=int, default=5, help="bandit: number of arms k")
     p.add_argument("--horizons", default="",
                    help="bandit: comma-separated pulls per task, one drawn per update (default 10,100,500)")

@@ -127,6 +127,13 @@ class TrainConfig(DictConfig):
     # actions (a baseline the critic cannot know early in a task). The policy's input
     # and the logged returns keep the sampled reward. False: off.
     expected_reward: bool = False
+    # Asymmetric actor-critic (Pinto et al. 2018), training only: PPO's value comes from a
+    # critic that reads the network's features *and* the task itself (the env's reset
+    # ``info["privileged"]``: a bandit's arm probabilities, the I-maze's goal alcove), so
+    # the advantages credit what the network cannot yet know (finding the best arm,
+    # heading for the true goal). The actor sees only its observations, as before. The
+    # critic is a training-only head kept in the trainer state, not in the policy. False: off.
+    privileged_critic: bool = False
 
 
 # ----------------------------------------------------------------------------- envs
@@ -193,7 +200,8 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
                   deterministic: bool = False, max_steps: int = 100_000,
                   record_infos: bool = False, options: dict | None = None,
                   teacher=None, teacher_share: float = 0.0, rng: np.random.Generator | None = None,
-                  goal_labels: bool = False, expected_rewards: bool = False) -> dict:
+                  goal_labels: bool = False, expected_rewards: bool = False,
+                  privileged: bool = False) -> dict:
     """Run one whole task in every env. Returns ``[T, B]`` tensors ``obs``
     (``[T,B,D]``), ``actions`` (raw samples), ``logprobs``, ``values``, ``rewards``,
     ``valid`` (False after an env's task ended), ``trial_ends[B]`` and, with
@@ -211,11 +219,16 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
 
     With ``expected_rewards`` it also returns ``expected_rewards`` ``[T, B]``: the mean
     reward of the action taken minus the task's mean over actions (``info["p"] -
-    info["p_mean"]``, which the bandits report), for ``TrainConfig.expected_reward``."""
+    info["p_mean"]``, which the bandits report), for ``TrainConfig.expected_reward``.
+
+    With ``privileged`` it also returns ``privileged`` ``[B, P]``: each task's reset
+    ``info["privileged"]``, for ``TrainConfig.privileged_critic``."""
     B = envs.num_envs
     obs, reset_infos = envs.reset(seed=[int(s) for s in seeds], options=options)
     if goal_labels and "goal" not in reset_infos:
         raise ValueError("goal labels need an env whose info names the task's goal (info['goal'])")
+    if privileged and "privileged" not in reset_infos:
+        raise ValueError("a privileged critic needs an env whose reset info describes the task (info['privileged'])")
     state = policy.initial_state(B)
     done = np.zeros(B, dtype=bool)
     keys = ("obs", "actions", "logprobs", "values", "rewards", "valid") + (("targets", "agree") if teacher else ())
@@ -281,6 +294,8 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
     out["trial_ends"] = trial_ends
     if goal_labels:
         out["goal"] = torch.as_tensor(np.asarray(reset_infos["goal"], dtype=np.int64))
+    if privileged:
+        out["privileged"] = torch.as_tensor(np.asarray(reset_infos["privileged"], dtype=np.float32).reshape(B, -1))
     if record_infos:
         out["infos"] = infos_out
     return out
@@ -319,6 +334,28 @@ def first_time_actions(actions: torch.Tensor, n_actions: int) -> torch.Tensor:
     onehot = F.one_hot(actions.long(), n_actions)
     seen_before = (onehot.cumsum(0) - onehot) > 0
     return (onehot.bool() & ~seen_before).any(-1)
+
+
+class PrivilegedCritic(nn.Module):
+    """The value of a step from the policy's features and the task's privileged vector."""
+
+    def __init__(self, n_features: int, n_privileged: int, hidden: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_features + n_privileged, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+
+    def forward(self, feats: torch.Tensor, privileged: torch.Tensor) -> torch.Tensor:
+        """``feats [T, B, F]``, ``privileged [B, P]`` -> values ``[T, B]``."""
+        task = privileged.to(feats.dtype).unsqueeze(0).expand(feats.shape[0], -1, -1)
+        return self.net(torch.cat([feats, task], dim=-1)).squeeze(-1)
+
+
+def _privileged_size(envs: gym.vector.VectorEnv) -> int:
+    """The length of the envs' ``info["privileged"]`` task vector (one reset)."""
+    _, infos = envs.reset(seed=0)
+    if "privileged" not in infos:
+        raise ValueError("privileged_critic needs an env whose reset info describes the task "
+                         "(info['privileged']: the bandits' arm probabilities, the I-maze's goal)")
+    return int(np.asarray(infos["privileged"]).reshape(envs.num_envs, -1).shape[1])
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -362,13 +399,18 @@ def _update_options(config: TrainConfig, update: int) -> dict | None:
     return dict(config.reset_options[int(rng.integers(len(config.reset_options)))])
 
 
+# The training-only heads a trainer state may hold, and the option that makes each.
+TRAINING_HEADS = {"memory_probe": "memory_aux_coef", "critic": "privileged_critic"}
+_FIELD_DEFAULTS = {"memory_aux_coef": 0.0, "privileged_critic": False}
+
+
 def _save_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.optim.Optimizer,
                         update: int, env_steps: int, config: TrainConfig, init_sha256: str | None,
-                        memory_probe: nn.Module | None = None) -> None:
+                        heads: dict[str, nn.Module] | None = None) -> None:
+    """``heads``: the training-only modules (``memory_probe``, ``critic``), saved by name."""
     tensors = {f"policy.{k}": v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
-    if memory_probe is not None:
-        tensors.update({f"memory_probe.{k}": v.detach().cpu().contiguous()
-                        for k, v in memory_probe.state_dict().items()})
+    for name, head in (heads or {}).items():
+        tensors.update({f"{name}.{k}": v.detach().cpu().contiguous() for k, v in head.state_dict().items()})
     osd = optimizer.state_dict()
     for idx, st in osd["state"].items():
         for key, val in st.items():
@@ -383,7 +425,7 @@ def _save_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.op
 
 def _load_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.optim.Optimizer,
                         config: TrainConfig,
-                        memory_probe: nn.Module | None = None) -> tuple[int, int, str | None]:
+                        heads: dict[str, nn.Module] | None = None) -> tuple[int, int, str | None]:
     from safetensors import safe_open
 
     blob = path.read_bytes()
@@ -400,14 +442,16 @@ def _load_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.op
         if saved.get(key) != config.to_dict()[key]:
             raise ValueError(f"cannot resume from {path}: {key} was {saved.get(key)!r}, now "
                              f"{config.to_dict()[key]!r} (use a fresh out_dir)")
-    saved_probe = {k[len("memory_probe."):]: v for k, v in tensors.items() if k.startswith("memory_probe.")}
-    if bool(saved_probe) != (memory_probe is not None):
-        raise ValueError(f"cannot resume from {path}: memory_aux_coef was {saved.get('memory_aux_coef', 0.0)!r}, "
-                         f"now {config.memory_aux_coef!r}; the memory probe is there in one and not the other "
-                         "(use a fresh out_dir)")
+    heads = heads or {}
+    for name, option in TRAINING_HEADS.items():
+        saved_head = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
+        if bool(saved_head) != (name in heads):
+            raise ValueError(f"cannot resume from {path}: {option} was {saved.get(option, _FIELD_DEFAULTS[option])!r}, "
+                             f"now {getattr(config, option)!r}; the {name.replace('_', ' ')} is there in one and "
+                             "not the other (use a fresh out_dir)")
+        if saved_head:
+            heads[name].load_state_dict(saved_head)
     policy.load_state_dict({k[len("policy."):]: v for k, v in tensors.items() if k.startswith("policy.")})
-    if memory_probe is not None:
-        memory_probe.load_state_dict(saved_probe)
     state: dict[int, dict] = {}
     for k, v in tensors.items():
         if k.startswith("optim."):
@@ -447,10 +491,12 @@ def _truncate_log(log_path: Path, last_update: int) -> None:
 # ----------------------------------------------------------------------------- training
 def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: RecurrentPolicy,
                optimizer: torch.optim.Optimizer, task_seeds: list[int], options: dict | None,
-               update: int, memory_probe: nn.Module | None = None) -> tuple[dict[str, list[float]], dict]:
+               update: int, memory_probe: nn.Module | None = None,
+               critic: PrivilegedCritic | None = None) -> tuple[dict[str, list[float]], dict]:
     """One PPO update: collect a task per env, GAE, clipped-surrogate epochs. Returns
     the per-minibatch statistics and the rollout. ``memory_probe``: the linear goal
-    probe of ``config.memory_aux_coef`` (trained here with the policy)."""
+    probe of ``config.memory_aux_coef``; ``critic``: the privileged critic of
+    ``config.privileged_critic`` (both trained here with the policy)."""
     mb_size = max(1, config.num_envs // max(1, config.minibatches))
     # 1. Collect one whole task per env (hidden state reset at task start).
     policy.eval()
@@ -461,9 +507,14 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
     roll = collect_tasks(envs, policy, task_seeds, max_steps=config.max_task_steps,
                          options=options, teacher=teacher,
                          goal_labels=memory_probe is not None or config.imitation_after_goal,
-                         expected_rewards=config.expected_reward)
+                         expected_rewards=config.expected_reward, privileged=critic is not None)
     obs, actions, old_logp = roll["obs"], roll["actions"], roll["logprobs"]
     values, rewards, valid = roll["values"], roll["rewards"], roll["valid"]
+    if critic is not None:  # the critic's values replace the policy's own value head's
+        with torch.no_grad():
+            feats, _ = policy.features_sequence(obs, policy.initial_state(obs.shape[1]))
+            values = critic(feats, roll["privileged"]) * valid
+        roll["values"] = values
 
     # 2. Advantages (on the env's reward, or its centred expectation, plus the
     # training-only novelty bonus).
@@ -491,6 +542,8 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
             m = valid[:, mb]
             feats, _ = policy.features_sequence(obs[:, mb], policy.initial_state(len(mb)))
             params, new_values = policy.heads(feats)
+            if critic is not None:
+                new_values = critic(feats, roll["privileged"][mb])
             dist = policy.distribution(params)
             new_logp = policy.log_prob(dist, actions[:, mb])
             entropy = policy.entropy(dist)
@@ -573,6 +626,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     if config.expected_reward and plain_imitation:
         raise ValueError("expected_reward shapes PPO's advantages; plain imitation (teacher without "
                          "imitation_coef) has none")
+    if config.privileged_critic and plain_imitation:
+        raise ValueError("privileged_critic gives PPO its values; plain imitation (teacher without "
+                         "imitation_coef) has none")
     if config.memory_aux_coef and plain_imitation:
         raise ValueError("memory_aux_coef joins PPO's loss; plain imitation (teacher without imitation_coef) "
                          "has none")
@@ -595,6 +651,14 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
         raise ValueError("expected_reward needs an env whose step info gives the mean reward of the action "
                          f"taken and of the task (info['p'], info['p_mean']: the bandits); {config.env_id} "
                          "does not")
+    critic = None
+    if config.privileged_critic:
+        try:
+            n_privileged = _privileged_size(envs)
+        except ValueError:
+            envs.close()
+            raise
+        critic = PrivilegedCritic(policy.policy_head.in_features, n_privileged)
     memory_probe = None
     if config.memory_aux_coef:
         try:
@@ -603,21 +667,21 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             envs.close()
             raise
         memory_probe = nn.Linear(policy.policy_head.in_features, n_goals)
-    trained = list(policy.parameters()) + (list(memory_probe.parameters()) if memory_probe else [])
+    heads = {name: head for name, head in (("memory_probe", memory_probe), ("critic", critic)) if head is not None}
+    trained = list(policy.parameters()) + [p for head in heads.values() for p in head.parameters()]
     optimizer = torch.optim.Adam(trained, lr=config.lr, eps=1e-5)
     out.mkdir(parents=True, exist_ok=True)  # after the checks above, so a refused run leaves nothing
 
     commit = git_commit()  # the code that trains, not the code present when a checkpoint is saved
     start_update, env_steps, init_sha256 = 0, 0, None
     if state_path.exists():
-        start_update, env_steps, init_sha256 = _load_trainer_state(state_path, policy, optimizer, config,
-                                                                   memory_probe)
+        start_update, env_steps, init_sha256 = _load_trainer_state(state_path, policy, optimizer, config, heads)
     elif config.init_from:
         init_sha256 = _init_weights(policy, config.init_from)
     _truncate_log(log_path, start_update)
 
     def checkpoint(update: int, last: dict | None) -> Path:
-        _save_trainer_state(state_path, policy, optimizer, update, env_steps, config, init_sha256, memory_probe)
+        _save_trainer_state(state_path, policy, optimizer, update, env_steps, config, init_sha256, heads)
         evaluation = {"updates": update, "env_steps": env_steps}
         if last:
             evaluation["train_mean_return"] = last["mean_return"]
@@ -650,8 +714,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
 
             # 1-3. Collect one whole task per env and learn from it: PPO, or imitation of
             # a teacher when config.teacher is set (l2l_ros.meta.imitation).
-            stats, roll = update_fn(config, envs, policy, optimizer, task_seeds, options, update,
-                                    **({"memory_probe": memory_probe} if memory_probe is not None else {}))
+            stats, roll = update_fn(config, envs, policy, optimizer, task_seeds, options, update, **heads)
             rewards, valid = roll["rewards"], roll["valid"]
             env_steps += int(valid.sum())
 
