@@ -401,7 +401,6 @@ def _update_options(config: TrainConfig, update: int) -> dict | None:
 
 # The training-only heads a trainer state may hold, and the option that makes each.
 TRAINING_HEADS = {"memory_probe": "memory_aux_coef", "critic": "privileged_critic"}
-_FIELD_DEFAULTS = {"memory_aux_coef": 0.0, "privileged_critic": False}
 
 
 def _save_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.optim.Optimizer,
@@ -446,7 +445,7 @@ def _load_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.op
     for name, option in TRAINING_HEADS.items():
         saved_head = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
         if bool(saved_head) != (name in heads):
-            raise ValueError(f"cannot resume from {path}: {option} was {saved.get(option, _FIELD_DEFAULTS[option])!r}, "
+            raise ValueError(f"cannot resume from {path}: {option} was {saved.get(option, getattr(TrainConfig, option))!r}, "
                              f"now {getattr(config, option)!r}; the {name.replace('_', ' ')} is there in one and "
                              "not the other (use a fresh out_dir)")
         if saved_head:
@@ -521,7 +520,7 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
     shaped, novel = (roll["expected_rewards"] if config.expected_reward else rewards), None
     if config.novelty_bonus:
         novel = first_time_actions(actions, policy.action_dim) & valid
-        shaped = rewards + config.novelty_bonus * novel.float()
+        shaped = shaped + config.novelty_bonus * novel.float()
     adv, returns = compute_gae(shaped * config.reward_scale, values, valid, config.gamma,
                                config.gae_lambda)
 
