@@ -270,7 +270,7 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
             if "p" not in infos or "p_mean" not in infos:
                 raise ValueError("expected rewards need an env whose step info gives the mean reward of the "
                                  "action taken and of the task (info['p'], info['p_mean']: the bandits)")
-            centred = (np.asarray(infos["p"], dtype=np.float64) - np.asarray(infos["p_mean"], dtype=np.float64))
+            centred = np.asarray(infos["p"]) - np.asarray(infos["p_mean"])
             buf["expected_rewards"].append(torch.as_tensor(centred, dtype=torch.float32) * torch.as_tensor(valid))
         te = infos.get("trial_end")
         entered = np.zeros(B, dtype=bool)  # a goal entry ended this step's trial
@@ -445,7 +445,8 @@ def _load_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.op
     for name, option in TRAINING_HEADS.items():
         saved_head = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
         if bool(saved_head) != (name in heads):
-            raise ValueError(f"cannot resume from {path}: {option} was {saved.get(option, getattr(TrainConfig, option))!r}, "
+            was = saved.get(option, getattr(TrainConfig, option))
+            raise ValueError(f"cannot resume from {path}: {option} was {was!r}, "
                              f"now {getattr(config, option)!r}; the {name.replace('_', ' ')} is there in one and "
                              "not the other (use a fresh out_dir)")
         if saved_head:
@@ -603,6 +604,26 @@ def _reports_expected_reward(envs: gym.vector.VectorEnv) -> bool:
     return "p" in infos and "p_mean" in infos
 
 
+def _training_heads(config: TrainConfig, envs: gym.vector.VectorEnv,
+                    policy: RecurrentPolicy) -> dict[str, nn.Module]:
+    """The options' checks against the envs and the policy (ValueError with a reason),
+    and the training-only heads they ask for, by their trainer-state name."""
+    if config.novelty_bonus and not policy.discrete:
+        raise ValueError("novelty_bonus pays for actions not yet taken in the task: it needs discrete "
+                         f"actions, {config.env_id} has {policy.action_spec['type']} ones")
+    if config.expected_reward and not _reports_expected_reward(envs):
+        raise ValueError("expected_reward needs an env whose step info gives the mean reward of the action "
+                         f"taken and of the task (info['p'], info['p_mean']: the bandits); {config.env_id} "
+                         "does not")
+    n_features = policy.policy_head.in_features
+    heads: dict[str, nn.Module] = {}
+    if config.memory_aux_coef:
+        heads["memory_probe"] = nn.Linear(n_features, _num_goals(envs))
+    if config.privileged_critic:
+        heads["critic"] = PrivilegedCritic(n_features, _privileged_size(envs))
+    return heads
+
+
 def train(config: TrainConfig, out_dir: str | os.PathLike,
           progress: Callable[[dict], None] | None = None,
           should_stop: Callable[[], bool] | None = None,
@@ -641,32 +662,11 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     obs_dim = int(np.prod(envs.single_observation_space.shape))
     action_spec = action_spec_from_space(envs.single_action_space)
     policy = build_policy(config.policy, obs_dim, action_spec, config.policy_config)
-    if config.novelty_bonus and not policy.discrete:
+    try:
+        heads = _training_heads(config, envs, policy)
+    except ValueError:
         envs.close()
-        raise ValueError("novelty_bonus pays for actions not yet taken in the task: it needs discrete "
-                         f"actions, {config.env_id} has {policy.action_spec['type']} ones")
-    if config.expected_reward and not _reports_expected_reward(envs):
-        envs.close()
-        raise ValueError("expected_reward needs an env whose step info gives the mean reward of the action "
-                         f"taken and of the task (info['p'], info['p_mean']: the bandits); {config.env_id} "
-                         "does not")
-    critic = None
-    if config.privileged_critic:
-        try:
-            n_privileged = _privileged_size(envs)
-        except ValueError:
-            envs.close()
-            raise
-        critic = PrivilegedCritic(policy.policy_head.in_features, n_privileged)
-    memory_probe = None
-    if config.memory_aux_coef:
-        try:
-            n_goals = _num_goals(envs)
-        except ValueError:
-            envs.close()
-            raise
-        memory_probe = nn.Linear(policy.policy_head.in_features, n_goals)
-    heads = {name: head for name, head in (("memory_probe", memory_probe), ("critic", critic)) if head is not None}
+        raise
     trained = list(policy.parameters()) + [p for head in heads.values() for p in head.parameters()]
     optimizer = torch.optim.Adam(trained, lr=config.lr, eps=1e-5)
     out.mkdir(parents=True, exist_ok=True)  # after the checks above, so a refused run leaves nothing
