@@ -90,6 +90,42 @@ def test_exploration_bonus_pays_once_per_cell_per_task(imaze):
     assert again == pytest.approx(rewards, abs=1e-9)  # a new task forgets the visited cells
 
 
+def _follow(env, waypoints, max_steps=200):
+    """Drive through waypoints on odometry; the rewards of every step, up to a trial's end."""
+    rewards = []
+    for tx, ty in waypoints:
+        for _ in range(max_steps):
+            x, y, yaw, _, _ = env.sim.odometry()
+            if math.hypot(tx - x, ty - y) < 0.06:
+                break
+            err = (math.atan2(ty - y, tx - x) - yaw + math.pi) % (2 * math.pi) - math.pi
+            _, reward, _, _, info = env.step(0 if abs(err) < 0.2 else (1 if err > 0 else 2))
+            rewards.append(reward)
+            if info["trial_end"]:
+                return rewards
+        else:
+            raise AssertionError(f"never reached waypoint {(tx, ty)}")
+    return rewards
+
+
+def test_revisit_penalty_charges_second_entries_of_searched_alcoves_only():
+    env = IMazeEnv(revisit_penalty=0.5, explore_bonus=0.0, collision_penalty=0.0)
+    g = env.sim.geometry
+    s, h, inside = g.stem_half_length, g.crossbar_half_length, g.stem_half_length + g.corridor_width / 2 + 0.1
+    env.reset(seed=5, options={"goal": 2, "heading": math.pi / 2})  # alcove 0 (north-east) is not the goal
+    rewards = _follow(env, [(0.0, s), (h, s), (h, inside)])
+    assert min(rewards) == 0.0  # the first entry is a search, not a revisit
+    rewards = _follow(env, [(h, s)])  # out again...
+    assert min(rewards) == 0.0
+    rewards = _follow(env, [(h, inside)])  # ...and back in: charged once
+    assert sorted(rewards)[:2] == [-0.5, 0.0]
+    env.reset(seed=5, options={"goal": 0, "heading": math.pi / 2})  # a new task, alcove 0 is the goal
+    rewards = _follow(env, [(0.0, s), (h, s), (h, inside)])
+    assert min(rewards) == 0.0 and rewards[-1] == 1.0  # the goal is never charged
+    with pytest.raises(ValueError, match="revisit_penalty"):
+        IMazeEnv(revisit_penalty=float("nan"))
+
+
 def test_goal_fixed_within_task_and_varies_across_tasks(imaze):
     goals = set()
     for seed in range(8):

@@ -387,7 +387,11 @@ class IMazeEnv(gym.Env):
         ``explore_cell`` x ``explore_cell`` m grid cell (default 0.15 m). It names no
         goal, so it leaks nothing the policy must discover, and it stops paying once the
         maze is known: exploiting a found goal beats wandering. Without it a random
-        policy never reaches an alcove (0 goals in 30 tasks) and PPO has nothing to learn from.
+        policy never reaches an alcove (0 goals in 30 tasks) and PPO has nothing to learn from;
+      * -``revisit_penalty`` (default 0) each time the base enters an alcove that is not
+        the goal and that it already entered earlier in the task (training shaping
+        against searching the same alcoves over and over). It names no goal either:
+        which alcoves were searched in vain is in the policy's own history.
 
     ``goal_weights`` (default None: uniform, the task family of every evaluation) draws
     the goal alcove with these relative weights instead, for training curricula
@@ -413,7 +417,8 @@ class IMazeEnv(gym.Env):
                  collision_penalty: float = 0.005, step_cost: float = 0.0,
                  explore_bonus: float = 0.05, explore_cell: float = 0.15,
                  goal_weights: tuple[float, float, float, float] | None = None,
-                 random_start: float = 0.0, render_mode: str | None = None):
+                 random_start: float = 0.0, revisit_penalty: float = 0.0,
+                 render_mode: str | None = None):
         if render_mode is not None:
             raise ValueError("IMazeEnv has no render modes")
         self.sim = IMazeSim(geometry or IMazeGeometry(), control_period, physics_timestep)
@@ -427,7 +432,12 @@ class IMazeEnv(gym.Env):
         if not 0.0 <= float(random_start) <= 1.0:
             raise ValueError(f"random_start is a probability in [0, 1], got {random_start!r}")
         self.random_start = float(random_start)
+        if not (math.isfinite(float(revisit_penalty)) and float(revisit_penalty) >= 0.0):
+            raise ValueError(f"revisit_penalty must be finite and >= 0, got {revisit_penalty!r}")
+        self.revisit_penalty = float(revisit_penalty)
         self._visited: set[tuple[int, int]] = set()
+        self._searched: set[int] = set()  # non-goal alcoves entered in this task
+        self._alcove: int | None = None  # the alcove the base is in now
         self.render_mode = None
         self.action_space = gym.spaces.Discrete(len(IMAZE_ACTIONS))
         inf = np.inf
@@ -442,6 +452,18 @@ class IMazeEnv(gym.Env):
         new = cell not in self._visited
         self._visited.add(cell)
         return new
+
+    def _enter_alcove(self, x: float, y: float) -> bool:
+        """Track alcove entries; True if this step entered a non-goal alcove searched before."""
+        geometry = self.sim.geometry
+        alcove = next((a for a in range(self.num_goals) if geometry.in_goal(a, x, y)), None)
+        entered = alcove is not None and alcove != self._alcove and alcove != self.sim.goal
+        self._alcove = alcove
+        if not entered:
+            return False
+        repeated = alcove in self._searched
+        self._searched.add(alcove)
+        return repeated
 
     def _start(self) -> tuple[float, float]:
         # No draw at random_start == 0, so the default family's seeds keep their tasks.
@@ -468,6 +490,7 @@ class IMazeEnv(gym.Env):
         self.sim.new_task(goal, self.np_random, heading=options.get("heading"), position=self._start())
         self._visited = set()
         self._visit(*self.sim.pose()[:2])
+        self._searched, self._alcove = set(), None
         self._steps = 0
         return self._obs(), self._info(False, False, False)
 
@@ -491,9 +514,12 @@ class IMazeEnv(gym.Env):
         pose = self.sim.pose()
         if self._visit(pose[0], pose[1]):
             reward += self.explore_bonus
+        if self._enter_alcove(pose[0], pose[1]):
+            reward -= self.revisit_penalty
         if res.reached_goal:
             reward += 1.0
             self.sim.restart_trial(self.np_random, position=self._start())
+            self._alcove = None
         self._steps += 1
         truncated = self._steps >= self.task_steps
         info = self._info(res.reached_goal, res.collided, res.reached_goal)
