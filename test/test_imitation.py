@@ -9,7 +9,7 @@ import torch
 from l2l_ros.meta.checkpoint import load_checkpoint
 from l2l_ros.meta.imitation import GittinsTeacher, make_teacher, teacher_share
 from l2l_ros.meta.policies import build_policy
-from l2l_ros.meta.ppo import TrainConfig, collect_tasks, evaluate, train
+from l2l_ros.meta.ppo import TrainConfig, collect_tasks, evaluate, train, trial_ends_by_goal
 from l2l_ros.tasks.bandit import MetaBanditVectorEnv
 from l2l_ros.tasks.bandit_baselines import gittins_index_table
 
@@ -113,6 +113,29 @@ def test_searcher_teacher_drives_the_imaze_envs_to_their_goals(name):
     assert int(sizes.max()) == (1 if name == "searcher" else 2) and int(sizes.min()) == 1
     with pytest.raises(ValueError, match="I-maze family"):
         make_teacher("searcher", ENV, {"k": 2, "n": 10})
+
+
+def test_trial_ends_by_goal_splits_the_goals_per_task_by_alcove():
+    """The log's per-alcove goals: each task's goal entries, grouped by its goal alcove."""
+    from l2l_ros.tasks import IMAZE_ID
+    from l2l_ros.tasks.imaze import IMazeEnv
+    from l2l_ros.tasks.imaze_vector import MetaIMazeVectorEnv
+
+    seeds = [7, 8, 9, 10, 11, 12]
+    goals = [IMazeEnv().reset(seed=s)[1]["goal"] for s in seeds]
+    assert len(set(goals)) >= 2
+    envs = MetaIMazeVectorEnv(len(seeds), nthread=1, task_steps=200)
+    policy = build_policy("lstm", envs.single_observation_space.shape[0], {"type": "discrete", "n": 3})
+    roll = collect_tasks(envs, policy, seeds, deterministic=True, teacher=make_teacher("searcher", IMAZE_ID, {}),
+                         teacher_share=1.0, rng=np.random.default_rng(0))
+    ends = roll["trial_ends"]
+    assert len(set(ends.tolist())) >= 2  # the grouping has something to tell apart
+    expected = {str(g): float(np.mean([e for e, h in zip(ends, goals) if h == g])) for g in set(goals)}
+    assert trial_ends_by_goal(roll) == {"trial_ends_by_goal": expected}
+    benvs = MetaBanditVectorEnv(2, k=2, n=5)
+    bandits = collect_tasks(benvs, build_policy("lstm", benvs.single_observation_space.shape[0],
+                                                {"type": "discrete", "n": 2}), [0, 1])
+    assert trial_ends_by_goal(bandits) == {}  # no goals, no entry in the log
 
 
 def test_cli_imitation_run_with_network_constants(tmp_path):

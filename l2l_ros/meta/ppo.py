@@ -206,6 +206,8 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
     (``[T,B,D]``), ``actions`` (raw samples), ``logprobs``, ``values``, ``rewards``,
     ``valid`` (False after an env's task ended), ``trial_ends[B]`` and, with
     ``record_infos``, per-env lists of ``trial_end`` / ``goal`` info values per step.
+    Envs with goals and trial ends (the I-maze) also give ``task_goals[B]``, each task's
+    reset ``info["goal"]``, for the log's ``trial_ends_by_goal``.
 
     With a ``teacher`` (``l2l_ros.meta.imitation.Teacher``, discrete actions) every step
     also records the teacher's ``targets`` ``[T, B, A]`` and ``agree`` (the policy's
@@ -238,6 +240,7 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
     trial_ends = np.zeros(B, dtype=np.int64)
     infos_out = [{"trial_end": [], "goal": []} for _ in range(B)]
     goal_known = np.zeros(B, dtype=bool)
+    reports_trial_ends = False
     if goal_labels:
         buf["goal_known"] = []
     if expected_rewards:
@@ -275,6 +278,7 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
         te = infos.get("trial_end")
         entered = np.zeros(B, dtype=bool)  # a goal entry ended this step's trial
         if te is not None:
+            reports_trial_ends = True
             entered = np.asarray(te, dtype=bool) & np.asarray(infos.get("_trial_end", valid)) & valid
             trial_ends += entered
         if goal_labels:
@@ -292,6 +296,8 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
         raise RuntimeError(f"tasks did not end within {max_steps} steps")
     out = {k: torch.stack(v) for k, v in buf.items()}
     out["trial_ends"] = trial_ends
+    if "goal" in reset_infos and reports_trial_ends:  # goal entries to count (not the bandits)
+        out["task_goals"] = np.asarray(reset_infos["goal"], dtype=np.int64)
     if goal_labels:
         out["goal"] = torch.as_tensor(np.asarray(reset_infos["goal"], dtype=np.int64))
     if privileged:
@@ -376,6 +382,18 @@ def memory_loss(probe: nn.Module, feats: torch.Tensor, goal: torch.Tensor,
 
 
 # ----------------------------------------------------------------------------- resume state
+def trial_ends_by_goal(roll: dict) -> dict:
+    """Goals reached per task for each goal the update's tasks had (the I-maze's alcoves).
+
+    The mean over all tasks hides a policy that searches only some alcoves; this shows it.
+    """
+    goals = roll.get("task_goals")
+    if goals is None:
+        return {}
+    ends = np.asarray(roll["trial_ends"])
+    return {"trial_ends_by_goal": {str(g): float(ends[goals == g].mean()) for g in np.unique(goals)}}
+
+
 def _update_seeds(seed: int, update: int, n: int) -> tuple[list[int], int]:
     """Task seeds and a torch seed for update ``update``, from (seed, update) alone."""
     ss = np.random.SeedSequence([int(seed), int(update)])
@@ -728,6 +746,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
                 "mean_reward_per_step": float(rewards.sum() / valid.sum().clamp(min=1)),
                 **({"reset_options": options} if options else {}),
                 "mean_trial_ends": float(np.mean(roll["trial_ends"])),
+                **trial_ends_by_goal(roll),
                 "task_steps": int(valid.shape[0]),
                 **{k: float(np.mean(v)) for k, v in stats.items() if v},
                 "update_seconds": time.perf_counter() - t0,
