@@ -381,7 +381,6 @@ def memory_loss(probe: nn.Module, feats: torch.Tensor, goal: torch.Tensor,
     return _masked_mean(ce, known), accuracy
 
 
-# ----------------------------------------------------------------------------- resume state
 def trial_ends_by_goal(roll: dict) -> dict:
     """Goals reached per task for each goal the update's tasks had (the I-maze's alcoves).
 
@@ -394,6 +393,7 @@ def trial_ends_by_goal(roll: dict) -> dict:
     return {"trial_ends_by_goal": {str(g): float(ends[goals == g].mean()) for g in np.unique(goals)}}
 
 
+# ----------------------------------------------------------------------------- resume state
 def _update_seeds(seed: int, update: int, n: int) -> tuple[list[int], int]:
     """Task seeds and a torch seed for update ``update``, from (seed, update) alone."""
     ss = np.random.SeedSequence([int(seed), int(update)])
