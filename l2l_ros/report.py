@@ -195,9 +195,26 @@ def _running_mean(y: np.ndarray, w: int) -> np.ndarray:
     return np.convolve(y, np.ones(w) / w, mode="valid")
 
 
+def goals_by_alcove(rows: list[dict], w: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per goal alcove, (updates, running mean over ``w`` of its goals per task) from the
+    log's ``trial_ends_by_goal``; an update only counts for the alcoves its tasks drew."""
+    points: dict[str, list[tuple[int, float]]] = {}
+    for r in rows:
+        for goal, value in (r.get("trial_ends_by_goal") or {}).items():
+            points.setdefault(goal, []).append((r["update"], value))
+    series = {}
+    for goal, pts in sorted(points.items()):
+        x = np.array([p[0] for p in pts])
+        y = np.array([p[1] for p in pts], dtype=float)
+        k = max(1, min(w, len(y)))
+        series[goal] = (x[k - 1:], _running_mean(y, k))
+    return series
+
+
 def plot_learning_curve(log_path: Path, path: Path, title: str) -> Path:
     """Mean task return and goals per task against updates, from train_log.jsonl (for
-    imitation runs also the teacher's share of the executed actions, dashed)."""
+    imitation runs also the teacher's share of the executed actions, dashed; for logs
+    with ``trial_ends_by_goal`` a second panel with the goals per task by goal alcove)."""
     import json
 
     plt = _pyplot()
@@ -214,7 +231,16 @@ def plot_learning_curve(log_path: Path, path: Path, title: str) -> Path:
         axis.plot(updates[w - 1:], _running_mean(y, w), color=color, lw=1.5, label=label)
 
     kind = "imitation" if "teacher_share" in rows[0] else "PPO"
-    fig, ax = plt.subplots(figsize=(6, 3.4))
+    by_alcove = goals_by_alcove(rows, w)
+    if by_alcove:
+        fig, (ax, ax3) = plt.subplots(2, 1, figsize=(6, 6), sharex=True)
+        for goal, (x, y) in by_alcove.items():
+            ax3.plot(x, y, lw=1.2, label=f"goal in alcove {goal}")
+        ax3.set_xlabel(f"{kind} update (running mean over {w} updates that drew the alcove)")
+        ax3.set_ylabel("goals per task")
+        ax3.legend(fontsize=7)
+    else:
+        fig, ax = plt.subplots(figsize=(6, 3.4))
     faint_and_smooth(ax, [r["mean_return"] for r in rows], "tab:blue", "mean task return")
     if kind == "imitation":
         top = max(r["mean_return"] for r in rows)
@@ -222,6 +248,8 @@ def plot_learning_curve(log_path: Path, path: Path, title: str) -> Path:
                 label="teacher share of the actions (1 at the top)")
         ax.legend(fontsize=7, loc="lower right")
     ax.set_xlabel(f"{kind} update (faint: per update; bold: running mean over {w})")
+    if by_alcove:
+        ax.xaxis.set_tick_params(labelbottom=True)
     ax.set_ylabel("return", color="tab:blue")
     ax2 = ax.twinx()
     faint_and_smooth(ax2, [r["mean_trial_ends"] for r in rows], "tab:orange", "goals reached per task")

@@ -50,3 +50,31 @@ def test_per_goal_figures_show_a_search_that_skips_alcoves():
     assert "goal alcove 2: 1 task, 0.00 goals/task, trial 1 found it in 0%, no later trial reached it" in text
     assert "goal alcove 1: 1 task, 3.00 goals/task, trial 1 found it in 100%, later trials 35.0 steps" in text
     assert "per_goal" not in summarize([_trial(0, 0, 80, True)])  # records without goals
+
+
+def test_learning_curve_splits_goals_by_alcove(tmp_path):
+    """A run that stops finding alcove 2 shows it in the per-alcove series (and panel)."""
+    import json
+
+    from l2l_ros.report import goals_by_alcove, plot_learning_curve
+
+    rows = []
+    for u in range(1, 41):
+        by_goal = {"0": 2.0, "1": 1.0 + u / 40}
+        if u % 2:  # alcove 2 is drawn every other update only
+            by_goal["2"] = 1.0 if u <= 20 else 0.0
+        rows.append({"update": u, "mean_return": 1.0, "mean_trial_ends": 1.0, "trial_ends_by_goal": by_goal})
+    series = goals_by_alcove(rows, 5)
+    assert set(series) == {"0", "1", "2"}
+    x2, y2 = series["2"]
+    assert x2[0] == 9 and x2[-1] == 39  # the 5th update that drew alcove 2, and its last
+    assert y2[0] == 1.0 and y2[-1] == 0.0
+    assert series["0"][1] == pytest.approx([2.0] * 36) and series["1"][1][-1] == pytest.approx(1.0 + 38 / 40)
+    log = tmp_path / "train_log.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with_panel = plot_learning_curve(log, tmp_path / "curve.png", "test")
+    log.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "trial_ends_by_goal"}) + "\n" for r in rows))
+    without = plot_learning_curve(log, tmp_path / "plain.png", "test")
+    from PIL import Image
+
+    assert Image.open(with_panel).size[1] > Image.open(without).size[1]  # the extra panel
