@@ -514,7 +514,7 @@ class IMazeEnv(gym.Env):
         pose = self.sim.pose()
         if self._visit(pose[0], pose[1]):
             reward += self.explore_bonus
-        if self._enter_alcove(pose[0], pose[1]):
+        if self.revisit_penalty and self._enter_alcove(pose[0], pose[1]):  # off by default: no work per step
             reward -= self.revisit_penalty
         if res.reached_goal:
             reward += 1.0
