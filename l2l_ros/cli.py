@@ -81,6 +81,7 @@ def cmd_train(args, argv) -> int:
                        memory_aux_coef=args.memory_aux_coef, novelty_bonus=args.novelty_bonus,
                        expected_reward=args.expected_reward, privileged_critic=args.privileged_critic,
                        imitation_after_goal=args.imitation_after_goal,
+                       goal_hint_updates=args.goal_hint_updates,
                        policy_config=json.loads(args.policy_config) if args.policy_config else None)
     path = train(cfg, Path(args.out), command=_command_line(argv))
     print(f"checkpoint: {path}")
@@ -347,6 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--privileged-critic", action="store_true",
                    help="PPO: the value comes from a training-only critic that reads the network's features "
                         "and the task itself (bandit arm probabilities, I-maze goal); the policy does not")
+    p.add_argument("--goal-hint-updates", type=int, default=None, metavar="N",
+                   help="I-maze, PPO, LSNN: after a task's first goal entry a training-only head feeds the "
+                        "goal alcove into the network's input currents, at a strength falling from 1 to 0 "
+                        "over the first N updates (a curriculum for the returns; default 0: off)")
     p.add_argument("--arms", type=int, default=5, help="bandit: number of arms k")
     p.add_argument("--horizons", default="",
                    help="bandit: comma-separated pulls per task, one drawn per update (default 10,100,500)")

@@ -119,6 +119,9 @@ class RecurrentPolicy(nn.Module):
     through :meth:`initial_state` and :meth:`features_sequence`."""
 
     kind: str = ""
+    # Input currents a training-only hint may add to the network's (``input_hint`` of
+    # ``features_sequence``, the trainer's ``goal_hint_updates``); 0: no such input.
+    hint_size: int = 0
 
     def __init__(self, obs_dim: int, action_spec: dict, n_features: int, log_std_init: float = -0.5):
         super().__init__()

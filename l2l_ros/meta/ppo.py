@@ -134,6 +134,15 @@ class TrainConfig(DictConfig):
     # heading for the true goal). The actor sees only its observations, as before. The
     # critic is a training-only head kept in the trainer state, not in the policy. False: off.
     privileged_critic: bool = False
+    # Goal hint, a curriculum for learning to return to a found goal (PPO, I-maze,
+    # LSNN; training only). On the steps after a task's first goal entry, which is when
+    # the policy has seen where the goal is, a training-only head adds the task's goal
+    # (one-hot, through learned weights) to the network's input currents, at a strength
+    # that falls linearly from 1 at the first update to 0 at this update. PPO first
+    # learns the returns with the goal given, then has to carry it in the network's own
+    # state as the hint fades (hint annealing; the evaluated and deployed policy never
+    # has it). 0: off.
+    goal_hint_updates: int = 0
 
 
 # ----------------------------------------------------------------------------- envs
@@ -184,12 +193,12 @@ def _info_column(infos: dict, key: str, i: int):
     return v.tolist() if hasattr(v, "tolist") else v
 
 
-def _num_goals(envs: gym.vector.VectorEnv) -> int:
+def _num_goals(envs: gym.vector.VectorEnv, option: str = "memory_aux_coef") -> int:
     """How many goals the envs' tasks have (``num_goals`` of the unwrapped env)."""
     first = envs.envs[0].unwrapped if hasattr(envs, "envs") else None
     n = getattr(first, "num_goals", None)
     if n is None:
-        raise ValueError("memory_aux_coef needs an env with goals to remember (num_goals and info['goal']: "
+        raise ValueError(f"{option} needs an env with goals to remember (num_goals and info['goal']: "
                          "the I-maze)")
     return int(n)
 
@@ -201,7 +210,7 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
                   record_infos: bool = False, options: dict | None = None,
                   teacher=None, teacher_share: float = 0.0, rng: np.random.Generator | None = None,
                   goal_labels: bool = False, expected_rewards: bool = False,
-                  privileged: bool = False) -> dict:
+                  privileged: bool = False, goal_hint: tuple[GoalHint, float] | None = None) -> dict:
     """Run one whole task in every env. Returns ``[T, B]`` tensors ``obs``
     (``[T,B,D]``), ``actions`` (raw samples), ``logprobs``, ``values``, ``rewards``,
     ``valid`` (False after an env's task ended), ``trial_ends[B]`` and, with
@@ -224,11 +233,17 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
     info["p_mean"]``, which the bandits report), for ``TrainConfig.expected_reward``.
 
     With ``privileged`` it also returns ``privileged`` ``[B, P]``: each task's reset
-    ``info["privileged"]``, for ``TrainConfig.privileged_critic``."""
+    ``info["privileged"]``, for ``TrainConfig.privileged_critic``.
+
+    With ``goal_hint`` (the head and its strength, ``TrainConfig.goal_hint_updates``) the
+    network also gets the task's goal as input currents once the goal is known; this
+    implies ``goal_labels``, which the hint is recomputed from in the update."""
+    goal_labels = goal_labels or goal_hint is not None
     B = envs.num_envs
     obs, reset_infos = envs.reset(seed=[int(s) for s in seeds], options=options)
     if goal_labels and "goal" not in reset_infos:
         raise ValueError("goal labels need an env whose info names the task's goal (info['goal'])")
+    task_goal = torch.as_tensor(np.asarray(reset_infos["goal"], dtype=np.int64)) if goal_labels else None
     if privileged and "privileged" not in reset_infos:
         raise ValueError("a privileged critic needs an env whose reset info describes the task (info['privileged'])")
     state = policy.initial_state(B)
@@ -247,7 +262,13 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
         buf["expected_rewards"] = []
     for _ in range(max_steps):
         obs_t = torch.as_tensor(obs, dtype=torch.float32)
-        params, value, state = policy.forward_sequence(obs_t[None], state)
+        if goal_hint is not None:
+            head, strength = goal_hint
+            hint = head(task_goal, torch.as_tensor(goal_known)[None], strength)
+            feats, state = policy.features_sequence(obs_t[None], state, input_hint=hint)
+            params, value = policy.heads(feats)
+        else:
+            params, value, state = policy.forward_sequence(obs_t[None], state)
         dist = policy.distribution(params[0])
         raw = policy.deterministic_action(params[0]) if deterministic else dist.sample()
         if teacher is not None:
@@ -299,7 +320,7 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
     if "goal" in reset_infos and reports_trial_ends:  # goal entries to count (not the bandits)
         out["task_goals"] = np.asarray(reset_infos["goal"], dtype=np.int64)
     if goal_labels:
-        out["goal"] = torch.as_tensor(np.asarray(reset_infos["goal"], dtype=np.int64))
+        out["goal"] = task_goal
     if privileged:
         out["privileged"] = torch.as_tensor(np.asarray(reset_infos["privileged"], dtype=np.float32).reshape(B, -1))
     if record_infos:
@@ -353,6 +374,28 @@ class PrivilegedCritic(nn.Module):
         """``feats [T, B, F]``, ``privileged [B, P]`` -> values ``[T, B]``."""
         task = privileged.to(feats.dtype).unsqueeze(0).expand(feats.shape[0], -1, -1)
         return self.net(torch.cat([feats, task], dim=-1)).squeeze(-1)
+
+
+class GoalHint(nn.Module):
+    """The task's goal as input currents (``TrainConfig.goal_hint_updates``)."""
+
+    def __init__(self, n_goals: int, hint_size: int):
+        super().__init__()
+        self.n_goals = int(n_goals)
+        self.weight = nn.Parameter(torch.randn(self.n_goals, int(hint_size)))
+
+    def forward(self, goal: torch.Tensor, known: torch.Tensor, strength: float) -> torch.Tensor:
+        """``goal [B]``, ``known [T, B]`` (the goal was found earlier in the task) ->
+        currents ``[T, B, hint_size]``, zero where the goal is not yet known."""
+        rows = self.weight[goal.long()]
+        return (strength * known.to(rows.dtype)).unsqueeze(-1) * rows.unsqueeze(0)
+
+
+def goal_hint_strength(config: TrainConfig, update: int) -> float:
+    """The goal hint's strength in update ``update`` (0-based): 1 -> 0 over ``goal_hint_updates``."""
+    if not config.goal_hint_updates:
+        return 0.0
+    return max(0.0, 1.0 - update / config.goal_hint_updates)
 
 
 def _privileged_size(envs: gym.vector.VectorEnv) -> int:
@@ -418,7 +461,8 @@ def _update_options(config: TrainConfig, update: int) -> dict | None:
 
 
 # The training-only heads a trainer state may hold, and the option that makes each.
-TRAINING_HEADS = {"memory_probe": "memory_aux_coef", "critic": "privileged_critic"}
+TRAINING_HEADS = {"memory_probe": "memory_aux_coef", "critic": "privileged_critic",
+                  "goal_hint": "goal_hint_updates"}
 
 
 def _save_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.optim.Optimizer,
@@ -510,11 +554,13 @@ def _truncate_log(log_path: Path, last_update: int) -> None:
 def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: RecurrentPolicy,
                optimizer: torch.optim.Optimizer, task_seeds: list[int], options: dict | None,
                update: int, memory_probe: nn.Module | None = None,
-               critic: PrivilegedCritic | None = None) -> tuple[dict[str, list[float]], dict]:
+               critic: PrivilegedCritic | None = None,
+               goal_hint: GoalHint | None = None) -> tuple[dict[str, list[float]], dict]:
     """One PPO update: collect a task per env, GAE, clipped-surrogate epochs. Returns
     the per-minibatch statistics and the rollout. ``memory_probe``: the linear goal
     probe of ``config.memory_aux_coef``; ``critic``: the privileged critic of
-    ``config.privileged_critic`` (both trained here with the policy)."""
+    ``config.privileged_critic``; ``goal_hint``: the head of
+    ``config.goal_hint_updates`` (all trained here with the policy)."""
     mb_size = max(1, config.num_envs // max(1, config.minibatches))
     # 1. Collect one whole task per env (hidden state reset at task start).
     policy.eval()
@@ -522,15 +568,24 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
     if config.teacher:
         from l2l_ros.meta.imitation import _teacher  # imitation imports this module
         teacher = _teacher(config.teacher, config.env_id, config.env_kwargs)
+    strength = goal_hint_strength(config, update) if goal_hint is not None else 0.0
+    hinted = strength > 0
     roll = collect_tasks(envs, policy, task_seeds, max_steps=config.max_task_steps,
                          options=options, teacher=teacher,
                          goal_labels=memory_probe is not None or config.imitation_after_goal,
-                         expected_rewards=config.expected_reward, privileged=critic is not None)
+                         expected_rewards=config.expected_reward, privileged=critic is not None,
+                         goal_hint=(goal_hint, strength) if hinted else None)
     obs, actions, old_logp = roll["obs"], roll["actions"], roll["logprobs"]
     values, rewards, valid = roll["values"], roll["rewards"], roll["valid"]
+
+    def features(mb) -> torch.Tensor:
+        """The features of the rollout's tasks ``mb`` (replayed from each task's start)."""
+        kwargs = {"input_hint": goal_hint(roll["goal"][mb], roll["goal_known"][:, mb], strength)} if hinted else {}
+        return policy.features_sequence(obs[:, mb], policy.initial_state(len(mb)), **kwargs)[0]
+
     if critic is not None:  # the critic's values replace the policy's own value head's
         with torch.no_grad():
-            feats, _ = policy.features_sequence(obs, policy.initial_state(obs.shape[1]))
+            feats = features(torch.arange(obs.shape[1]))
             values = critic(feats, roll["privileged"]) * valid
         roll["values"] = values
 
@@ -546,6 +601,8 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
     # 3. PPO epochs over minibatches of whole sequences, full BPTT from the task start.
     policy.train()
     stats = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [], "clipfrac": []}
+    if hinted:
+        stats["goal_hint_strength"] = [strength]
     if teacher is not None:
         stats["imitation_loss"] = []
     if memory_probe is not None:
@@ -558,7 +615,7 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
         for start in range(0, config.num_envs, mb_size):
             mb = perm[start:start + mb_size]
             m = valid[:, mb]
-            feats, _ = policy.features_sequence(obs[:, mb], policy.initial_state(len(mb)))
+            feats = features(mb)
             params, new_values = policy.heads(feats)
             if critic is not None:
                 new_values = critic(feats, roll["privileged"][mb])
@@ -639,6 +696,11 @@ def _training_heads(config: TrainConfig, envs: gym.vector.VectorEnv,
         heads["memory_probe"] = nn.Linear(n_features, _num_goals(envs))
     if config.privileged_critic:
         heads["critic"] = PrivilegedCritic(n_features, _privileged_size(envs))
+    if config.goal_hint_updates:
+        if not policy.hint_size:
+            raise ValueError(f"goal_hint_updates feeds the goal into the network's input currents: the "
+                             f"{policy.kind} policy has no such input (use --policy lsnn)")
+        heads["goal_hint"] = GoalHint(_num_goals(envs, "goal_hint_updates"), policy.hint_size)
     return heads
 
 
@@ -666,6 +728,11 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
                          "imitation_coef) has none")
     if config.privileged_critic and plain_imitation:
         raise ValueError("privileged_critic gives PPO its values; plain imitation (teacher without "
+                         "imitation_coef) has none")
+    if not isinstance(config.goal_hint_updates, int) or config.goal_hint_updates < 0:
+        raise ValueError(f"goal_hint_updates must be an integer >= 0, got {config.goal_hint_updates!r}")
+    if config.goal_hint_updates and plain_imitation:
+        raise ValueError("goal_hint_updates is a curriculum for PPO; plain imitation (teacher without "
                          "imitation_coef) has none")
     if config.memory_aux_coef and plain_imitation:
         raise ValueError("memory_aux_coef joins PPO's loss; plain imitation (teacher without imitation_coef) "
