@@ -14,7 +14,9 @@ def _policy(**cfg) -> LSNNPolicy:
 
 
 @pytest.mark.parametrize("cfg", [{}, {"refractory": 0}, {"refractory": 3}, {"detach_reset": True},
-                                 {"tau_out": 0.0}, {"tau_a": 20.0, "beta": 3.0}, {"input_population": 5}])
+                                 {"tau_out": 0.0}, {"tau_a": 20.0, "beta": 3.0}, {"input_population": 5},
+                                 {"tau_a": 5.0, "tau_a_max": 50.0, "beta": 3.0},
+                                 {"input_products": [[0, 1], [2, 5]]}])
 def test_fused_sequence_matches_stepwise_reference(cfg):
     pol = _policy(**cfg)
     obs = torch.rand(40, 3, 6, dtype=torch.float64) * 2
@@ -123,3 +125,50 @@ def test_ticks_per_step_holds_each_observation_and_averages_the_trace():
     torch.testing.assert_close(with_restart[:, :1], feats[:, :1])
     with pytest.raises(ValueError, match="ticks_per_step"):
         _policy(ticks_per_step=0)
+
+
+def test_spread_adaptation_time_constants(tmp_path):
+    """``tau_a_max``: the ALIF neurons' tau_a run geometrically from tau_a to tau_a_max
+    (LIF neurons keep no adaptation), and a saved policy comes back with the same decays."""
+    from l2l_ros.meta.checkpoint import load_checkpoint, save_checkpoint
+
+    pol = _policy(tau_a=10.0, tau_a_max=1000.0)
+    taus = -1.0 / torch.log(pol.neurons.rho.double())
+    torch.testing.assert_close(taus[8:], torch.logspace(1, 3, 8, dtype=torch.float64), rtol=1e-4, atol=0)
+    assert torch.all(pol.neurons.beta[:8] == 0) and torch.all(pol.neurons.beta[8:] > 0)
+    # After 100 silent steps a fast neuron's raised threshold is gone, a slow one's kept.
+    left = pol.neurons.rho.double() ** 100
+    assert left[8] < 1e-4 and left[15] > 0.9
+    save_checkpoint(tmp_path / "p", pol.float(), {"env_id": "x"})
+    loaded, _ = load_checkpoint(tmp_path / "p.json")
+    assert torch.equal(loaded.neurons.rho, pol.neurons.rho)
+    assert _policy(tau_a=10.0).neurons.rho.unique().numel() == 1  # default: one tau_a
+    with pytest.raises(ValueError, match="tau_a_max"):
+        _policy(tau_a=10.0, tau_a_max=5.0)
+
+
+def test_input_products_add_conjunction_channels(tmp_path):
+    """``input_products [[i, j]]``: the channel obs[i] * obs[j] is read beside the raw
+    values (a bandit's "this arm was pulled" times "it paid"), through its own weights."""
+    from l2l_ros.meta.checkpoint import load_checkpoint, save_checkpoint
+
+    pol = _policy(input_products=[[0, 3], [1, 3]])
+    assert pol.w_in.shape == (6 + 2, 16)
+    with torch.no_grad():
+        pol.w_in.zero_()
+        pol.b_in.zero_()
+        pol.w_in[6, 0] = 1.0  # obs[0] * obs[3] -> neuron 0
+        pol.w_in[7, 1] = 1.0  # obs[1] * obs[3] -> neuron 1
+        pol.w_in[3, 2] = 1.0  # obs[3] alone -> neuron 2
+        obs = torch.tensor([[[1.0, 0.0, 0.0, 1.0, 0.0, 0.0]], [[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]],
+                            [[0.0, 1.0, 0.0, 0.5, 0.0, 0.0]]], dtype=torch.float64)
+        inp, _ = pol._currents(obs)
+    scale = (pol.neurons.threshold * (1.0 - pol.neurons.alpha))[:3]
+    expected = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.5, 0.5]], dtype=torch.float64)
+    torch.testing.assert_close(inp[:, 0, :3] / scale, expected)
+    save_checkpoint(tmp_path / "p", pol.float(), {"env_id": "x"})
+    loaded, _ = load_checkpoint(tmp_path / "p.json")
+    assert loaded.products == [(0, 3), (1, 3)] and torch.equal(loaded.w_in, pol.w_in)
+    for bad in ([[0, 6]], [[1]], [3]):
+        with pytest.raises(ValueError, match="input_products"):
+            _policy(input_products=bad)

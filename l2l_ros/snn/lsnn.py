@@ -75,6 +75,16 @@ class LSNNConfig(DictConfig):
     # ticks, not one tick's spikes, drives the action (Bellec et al. ran several ms of
     # network time per environment step). The time constants above are in ticks.
     ticks_per_step: int = 1
+    # Adaptation time constants spread over the ALIF neurons: > tau_a gives them
+    # time constants spaced geometrically from tau_a to tau_a_max (Bellec et al. used
+    # several tau_a in one network), so one network holds memories of a few steps
+    # and of a whole 500-step task. 0: every ALIF neuron has tau_a.
+    tau_a_max: float = 0.0
+    # Conjunctive input channels: each pair [i, j] of observation indices adds the
+    # channel obs[i] * obs[j] beside the raw values, e.g. "this arm was pulled" times
+    # "it paid" for a bandit, so evidence per arm arrives as its own input current
+    # instead of being computed by coincidence of two inputs inside the network.
+    input_products: list = field(default_factory=list)
 
     @property
     def n_rec(self) -> int:
@@ -107,10 +117,11 @@ class LSNNPolicy(RecurrentPolicy):
         super().__init__(obs_dim, action_spec, n, config.log_std_init)
         beta = torch.cat([torch.zeros(config.n_lif), torch.full((config.n_alif,), float(config.beta))])
         # Neurons 0..n_lif-1 are LIF (beta = 0), the rest ALIF.
-        self.neurons = ALIF(n, thr=config.thr, beta=beta, tau_m=config.tau_m, tau_a=config.tau_a,
+        self.neurons = ALIF(n, thr=config.thr, beta=beta, tau_m=config.tau_m, tau_a=self._adaptation_taus(config),
                             dt=config.dt, refractory=config.refractory,
                             dampening=config.dampening, detach_reset=config.detach_reset)
-        n_in = obs_dim * (1 + max(0, config.input_population))
+        self.products = self._product_pairs(config.input_products, obs_dim)
+        n_in = (obs_dim + len(self.products)) * (1 + max(0, config.input_population))
         self.w_in = nn.Parameter(torch.randn(n_in, n) * (config.input_gain / math.sqrt(max(n_in, 1))))
         P = max(0, config.input_population)
         self.register_buffer("tuning_centres", torch.linspace(-1.0, 1.0, P) if P > 1 else torch.zeros(P),
@@ -128,6 +139,28 @@ class LSNNPolicy(RecurrentPolicy):
         with torch.no_grad():
             self.w_rec.mul_(self.rec_mask)
         self.kappa = math.exp(-config.dt / config.tau_out) if config.tau_out > 0 else 0.0
+
+    @staticmethod
+    def _adaptation_taus(config: LSNNConfig) -> float | torch.Tensor:
+        lo, hi = float(config.tau_a), float(config.tau_a_max)
+        if hi <= 0 or hi == lo or config.n_alif == 0:
+            return lo
+        if hi < lo:
+            raise ValueError(f"tau_a_max ({hi}) must be 0 or >= tau_a ({lo})")
+        taus = torch.logspace(math.log10(lo), math.log10(hi), config.n_alif, dtype=torch.float64)
+        return torch.cat([torch.full((config.n_lif,), lo, dtype=torch.float64), taus]).float()
+
+    @staticmethod
+    def _product_pairs(pairs: list, obs_dim: int) -> list[tuple[int, int]]:
+        out = []
+        for pair in pairs:
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise ValueError(f"input_products needs [i, j] index pairs, got {pair!r}")
+            i, j = int(pair[0]), int(pair[1])
+            if not (0 <= i < obs_dim and 0 <= j < obs_dim):
+                raise ValueError(f"input_products pair {[i, j]} out of range for {obs_dim} observation values")
+            out.append((i, j))
+        return out
 
     def config_dict(self) -> dict:
         return self.config.to_dict()
@@ -148,6 +181,9 @@ class LSNNPolicy(RecurrentPolicy):
         units as ``x W_in`` (the trainer's goal hint)."""
         if self.config.ignore_inputs:
             obs = obs * self.input_keep
+        if self.products:
+            i, j = zip(*self.products)
+            obs = torch.cat([obs, obs[..., list(i)] * obs[..., list(j)]], dim=-1)
         if self.config.input_population > 0:
             tuned = torch.exp(-0.5 * ((obs[..., None] - self.tuning_centres) / self.tuning_width) ** 2)
             obs = torch.cat([obs, tuned.flatten(-2)], dim=-1)
