@@ -143,8 +143,9 @@ def test_spread_adaptation_time_constants(tmp_path):
     loaded, _ = load_checkpoint(tmp_path / "p.json")
     assert torch.equal(loaded.neurons.rho, pol.neurons.rho)
     assert _policy(tau_a=10.0).neurons.rho.unique().numel() == 1  # default: one tau_a
-    with pytest.raises(ValueError, match="tau_a_max"):
-        _policy(tau_a=10.0, tau_a_max=5.0)
+    for bad in (5.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="tau_a_max"):
+            _policy(tau_a=10.0, tau_a_max=bad)
 
 
 def test_input_products_add_conjunction_channels(tmp_path):

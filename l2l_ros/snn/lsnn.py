@@ -143,7 +143,9 @@ class LSNNPolicy(RecurrentPolicy):
     @staticmethod
     def _adaptation_taus(config: LSNNConfig) -> float | torch.Tensor:
         lo, hi = float(config.tau_a), float(config.tau_a_max)
-        if hi <= 0 or hi == lo or config.n_alif == 0:
+        if not hi >= 0:
+            raise ValueError(f"tau_a_max must be 0 (off) or >= tau_a, got {hi}")
+        if hi == 0 or hi == lo or config.n_alif == 0:
             return lo
         if hi < lo:
             raise ValueError(f"tau_a_max ({hi}) must be 0 or >= tau_a ({lo})")
