@@ -169,7 +169,7 @@ def test_input_products_add_conjunction_channels(tmp_path):
     torch.testing.assert_close(inp[:, 0, :3] / scale, expected)
     save_checkpoint(tmp_path / "p", pol.float(), {"env_id": "x"})
     loaded, _ = load_checkpoint(tmp_path / "p.json")
-    assert loaded.products == [(0, 3), (1, 3)] and torch.equal(loaded.w_in, pol.w_in)
+    assert loaded.product_pairs.tolist() == [[0, 3], [1, 3]] and torch.equal(loaded.w_in, pol.w_in)
     for bad in ([[0, 6]], [[1]], [3]):
         with pytest.raises(ValueError, match="input_products"):
             _policy(input_products=bad)

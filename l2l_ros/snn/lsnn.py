@@ -120,8 +120,10 @@ class LSNNPolicy(RecurrentPolicy):
         self.neurons = ALIF(n, thr=config.thr, beta=beta, tau_m=config.tau_m, tau_a=self._adaptation_taus(config),
                             dt=config.dt, refractory=config.refractory,
                             dampening=config.dampening, detach_reset=config.detach_reset)
-        self.products = self._product_pairs(config.input_products, obs_dim)
-        n_in = (obs_dim + len(self.products)) * (1 + max(0, config.input_population))
+        # Index tensors of the product pairs, built once (``_currents`` runs every control tick).
+        pairs = torch.tensor(self._product_pairs(config.input_products, obs_dim), dtype=torch.long).view(-1, 2)
+        self.register_buffer("product_pairs", pairs, persistent=False)
+        n_in = (obs_dim + len(pairs)) * (1 + max(0, config.input_population))
         self.w_in = nn.Parameter(torch.randn(n_in, n) * (config.input_gain / math.sqrt(max(n_in, 1))))
         P = max(0, config.input_population)
         self.register_buffer("tuning_centres", torch.linspace(-1.0, 1.0, P) if P > 1 else torch.zeros(P),
@@ -183,9 +185,9 @@ class LSNNPolicy(RecurrentPolicy):
         units as ``x W_in`` (the trainer's goal hint)."""
         if self.config.ignore_inputs:
             obs = obs * self.input_keep
-        if self.products:
-            i, j = zip(*self.products)
-            obs = torch.cat([obs, obs[..., list(i)] * obs[..., list(j)]], dim=-1)
+        if len(self.product_pairs):
+            left, right = self.product_pairs.unbind(1)
+            obs = torch.cat([obs, obs[..., left] * obs[..., right]], dim=-1)
         if self.config.input_population > 0:
             tuned = torch.exp(-0.5 * ((obs[..., None] - self.tuning_centres) / self.tuning_width) ** 2)
             obs = torch.cat([obs, tuned.flatten(-2)], dim=-1)
