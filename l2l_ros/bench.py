@@ -86,12 +86,32 @@ def bench_imaze_vector(seconds: float, physics_steps_per_s: float, num_envs: int
                     "physics bound = raw mj_step/s / substeps on one thread"}
 
 
+def bundled_bandit_recipe() -> dict:
+    """The bundled k = 5 spiking model's training options, read from its ``policy.json``,
+    so that the bench times the recipe users retrain with rather than a stale copy.
+
+    Both networks get ``expected_reward``; only the LSNN takes ``policy_config`` (its
+    neuron options and arm-and-reward input channels have no LSTM counterpart).
+    """
+    import json
+
+    from l2l_ros.resources import share_path
+
+    meta = json.loads(share_path("models", "bandit_k5_lsnn", "policy.json").read_text())
+    tc = meta["train_config"]
+    return {"expected_reward": bool(tc.get("expected_reward", False)),
+            "policy_config": dict(tc.get("policy_config") or {})}
+
+
 def _bandit_config(kind: str, updates: int, horizons: str, seed: int = 0, **overrides):
-    """The settings the bundled bandit models were trained with (k = 5)."""
+    """The settings the bundled k = 5 bandit spiking model was trained with."""
     from l2l_ros.cli import train_config
 
+    recipe = bundled_bandit_recipe()
+    if kind != "lsnn":
+        recipe.pop("policy_config")
     return train_config("bandit", kind, updates, 128, seed, arms=5, horizons=horizons,
-                        **{"minibatches": 2, "lr": 3e-3, **overrides})
+                        **{"minibatches": 2, "lr": 3e-3, **recipe, **overrides})
 
 
 def timed_training(cfg) -> dict:
@@ -148,7 +168,9 @@ def bench_time_to_criterion(kind: str, criterion: float, budget_s: float, every:
             "train_seconds_to_criterion": done["reached"]["train_seconds"] if done["reached"] else None,
             "budget_s": budget_s, "best_score": max((c["score"] for c in curve), default=None),
             "curve": curve,
-            "settings": "l2l train bandit --arms 5 --horizons 10 --num-envs 128 --minibatches 2 --lr 0.003; "
+            "settings": "l2l train bandit --arms 5 --horizons 10 --num-envs 128 --minibatches 2 --lr 0.003 "
+                        f"with the bundled k = 5 spiking model's recipe {bundled_bandit_recipe()} "
+                        "(policy_config for the LSNN only); "
                         "score = max(sampled, argmax) mean total reward on 1000 bandits, seed 0"}
 
 
@@ -168,7 +190,9 @@ def bench_train(task: str, seconds: float) -> dict:
     p = out["policies"]
     out["lsnn_to_lstm_throughput_ratio"] = p["lsnn"]["agent_steps_per_s"] / p["lstm"]["agent_steps_per_s"]
     out["settings"] = ("30 PPO updates, 128 tasks each, horizons drawn from 10/100/500 (the same "
-                       "sequence for both), 4 epochs x 2 minibatches, 1 torch thread")
+                       "sequence for both), 4 epochs x 2 minibatches, 1 torch thread, the bundled "
+                       f"k = 5 spiking model's recipe {bundled_bandit_recipe()} (policy_config for "
+                       "the LSNN only)")
     out["time_to_6.6_on_n10_k5"] = {kind: bench_time_to_criterion(kind, 6.6, seconds)
                                     for kind in ("lsnn", "lstm")}
     return out

@@ -47,3 +47,18 @@ def test_bundled_model_goes_back_to_the_arm_that_paid(k, name):
     # policy would have: the same choice whatever arm paid before, so back == elsewhere.
     first = forgetful[1]
     assert all(torch.allclose(q, first) for q in forgetful.values())
+
+
+def test_bandit_bench_times_the_bundled_spiking_recipe():
+    """``l2l bench train --task bandit`` must time what the bundled k = 5 model was trained
+    with: its network options for the LSNN, the same reward targets for both networks."""
+    import json
+
+    from l2l_ros.bench import _bandit_config
+
+    meta = json.loads(share_path("models", "bandit_k5_lsnn", "policy.json").read_text())
+    lsnn, lstm = _bandit_config("lsnn", 3, "10"), _bandit_config("lstm", 3, "10")
+    assert lsnn.policy_config == meta["train_config"]["policy_config"]
+    assert lsnn.expected_reward == lstm.expected_reward == meta["train_config"]["expected_reward"]
+    assert not lstm.policy_config
+    assert (lsnn.env_kwargs["k"], lsnn.num_envs, lsnn.minibatches) == (5, 128, 2)
