@@ -145,12 +145,10 @@ class LSNNPolicy(RecurrentPolicy):
     @staticmethod
     def _adaptation_taus(config: LSNNConfig) -> float | torch.Tensor:
         lo, hi = float(config.tau_a), float(config.tau_a_max)
-        if not hi >= 0:
-            raise ValueError(f"tau_a_max must be 0 (off) or >= tau_a, got {hi}")
-        if hi == 0 or hi == lo or config.n_alif == 0:
+        if not (hi == 0 or hi >= lo):  # also refuses NaN
+            raise ValueError(f"tau_a_max ({hi}) must be 0 (off) or >= tau_a ({lo})")
+        if hi in (0, lo) or config.n_alif == 0:
             return lo
-        if hi < lo:
-            raise ValueError(f"tau_a_max ({hi}) must be 0 or >= tau_a ({lo})")
         taus = torch.logspace(math.log10(lo), math.log10(hi), config.n_alif, dtype=torch.float64)
         return torch.cat([torch.full((config.n_lif,), lo, dtype=torch.float64), taus]).float()
 
