@@ -78,3 +78,35 @@ def test_lstm_also_carries_state():
         pa, _, _ = p.forward_sequence(a, p.initial_state(4))
         pb, _, _ = p.forward_sequence(b, p.initial_state(4))
     assert not torch.allclose(pa[-1], pb[-1])
+
+
+def test_lstm_input_products_feed_the_conjunction(tmp_path):
+    """The LSTM's ``input_products`` (the LSNN option, so both networks can be trained
+    on the same inputs): the product channel has its own input weights and reaches the
+    features; it survives a checkpoint; bad pairs are refused; an old config without
+    the field loads as before."""
+    import pytest
+
+    from l2l_ros.meta.checkpoint import load_checkpoint, save_checkpoint
+    from l2l_ros.meta.policies import LSTMConfig
+
+    torch.manual_seed(0)
+    pol = build_policy("lstm", 5, {"type": "discrete", "n": 3}, {"input_products": [[0, 3]]})
+    assert pol.lstm.weight_ih_l0.shape[1] == 5 + 1
+    with torch.no_grad():
+        pol.lstm.weight_ih_l0[:, :5] = 0.0  # only the product channel reaches the cell
+        one = torch.tensor([[[1.0, 0, 0, 1.0, 0]]])  # obs[0] * obs[3] = 1
+        half = torch.tensor([[[1.0, 0, 0, 0.0, 0]]])  # product 0: same as no input
+        f_one, _ = pol.features_sequence(one, pol.initial_state(1))
+        f_none, _ = pol.features_sequence(half, pol.initial_state(1))
+        f_zero, _ = pol.features_sequence(torch.zeros(1, 1, 5), pol.initial_state(1))
+    assert not torch.allclose(f_one, f_none)
+    torch.testing.assert_close(f_none, f_zero)
+    save_checkpoint(tmp_path / "p", pol, {"env_id": "x"})
+    loaded, _ = load_checkpoint(tmp_path / "p.json")
+    assert loaded.product_pairs.tolist() == [[0, 3]]
+    assert torch.equal(loaded.lstm.weight_ih_l0, pol.lstm.weight_ih_l0)
+    for bad in ([[0, 5]], [[1]], [3]):
+        with pytest.raises(ValueError, match="input_products"):
+            build_policy("lstm", 5, {"type": "discrete", "n": 3}, {"input_products": bad})
+    assert LSTMConfig.from_dict({"hidden": 8, "log_std_init": -0.5}).input_products == []

@@ -36,7 +36,7 @@ from torch.distributions import Categorical, Distribution, Normal
 __all__ = [
     "RecurrentPolicy", "LSTMPolicy", "LSTMConfig", "DictConfig", "build_policy", "config_from_dict",
     "action_spec_from_space", "normalize_action_spec", "space_from_action_spec",
-    "select_state", "POLICY_KINDS",
+    "select_state", "POLICY_KINDS", "product_pairs", "append_products",
 ]
 
 POLICY_KINDS = ("lsnn", "lstm")
@@ -228,6 +228,29 @@ class RecurrentPolicy(nn.Module):
                 "config": self.config_dict()}
 
 
+# --------------------------------------------------------------------------- inputs
+def product_pairs(pairs: list, obs_dim: int) -> torch.Tensor:
+    """Checked ``[P, 2]`` index tensor of conjunctive input channels (``input_products``
+    of either network): each pair ``[i, j]`` adds the input ``obs[i] * obs[j]``."""
+    out = []
+    for pair in pairs:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ValueError(f"input_products needs [i, j] index pairs, got {pair!r}")
+        i, j = int(pair[0]), int(pair[1])
+        if not (0 <= i < obs_dim and 0 <= j < obs_dim):
+            raise ValueError(f"input_products pair {[i, j]} out of range for {obs_dim} observation values")
+        out.append((i, j))
+    return torch.tensor(out, dtype=torch.long).view(-1, 2)
+
+
+def append_products(obs: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """``obs [..., D]`` -> ``[..., D + P]``: the raw values, then one product per pair."""
+    if not len(pairs):
+        return obs
+    left, right = pairs.unbind(1)
+    return torch.cat([obs, obs[..., left] * obs[..., right]], dim=-1)
+
+
 # --------------------------------------------------------------------------- LSTM
 class DictConfig:
     """``to_dict``/``from_dict`` for the config dataclasses (policies, trainer), which
@@ -254,6 +277,9 @@ class LSTMConfig(DictConfig):
 
     hidden: int = 128
     log_std_init: float = -0.5
+    # The LSNN's conjunctive input channels (``LSNNConfig.input_products``), so the two
+    # networks can be trained on the same inputs.
+    input_products: list = dataclasses.field(default_factory=list)
 
 
 class LSTMPolicy(RecurrentPolicy):
@@ -264,7 +290,8 @@ class LSTMPolicy(RecurrentPolicy):
             config = LSTMConfig.from_dict(config or {})
         self.config = config
         super().__init__(obs_dim, action_spec, config.hidden, config.log_std_init)
-        self.lstm = nn.LSTM(obs_dim, config.hidden)
+        self.register_buffer("product_pairs", product_pairs(config.input_products, obs_dim), persistent=False)
+        self.lstm = nn.LSTM(obs_dim + len(self.product_pairs), config.hidden)
         for name, p in self.lstm.named_parameters():
             if "bias" in name:
                 nn.init.zeros_(p)
@@ -280,6 +307,7 @@ class LSTMPolicy(RecurrentPolicy):
 
     def features_sequence(self, obs, state, done_mask=None):
         h, c = state
+        obs = append_products(obs, self.product_pairs)
         if done_mask is None or not bool(done_mask.any()):
             out, (h, c) = self.lstm(obs, (h[None].contiguous(), c[None].contiguous()))
             return out, (h[0], c[0])

@@ -37,7 +37,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from l2l_ros.meta.policies import DictConfig, RecurrentPolicy, _reset_where
+from l2l_ros.meta.policies import DictConfig, RecurrentPolicy, _reset_where, append_products, product_pairs
 from l2l_ros.snn.neurons import ALIF, NeuronState
 from l2l_ros.snn.sequence import lsnn_sequence
 
@@ -121,7 +121,7 @@ class LSNNPolicy(RecurrentPolicy):
                             dt=config.dt, refractory=config.refractory,
                             dampening=config.dampening, detach_reset=config.detach_reset)
         # Index tensors of the product pairs, built once (``_currents`` runs every control tick).
-        pairs = torch.tensor(self._product_pairs(config.input_products, obs_dim), dtype=torch.long).view(-1, 2)
+        pairs = product_pairs(config.input_products, obs_dim)
         self.register_buffer("product_pairs", pairs, persistent=False)
         n_in = (obs_dim + len(pairs)) * (1 + max(0, config.input_population))
         self.w_in = nn.Parameter(torch.randn(n_in, n) * (config.input_gain / math.sqrt(max(n_in, 1))))
@@ -152,18 +152,6 @@ class LSNNPolicy(RecurrentPolicy):
         taus = torch.logspace(math.log10(lo), math.log10(hi), config.n_alif, dtype=torch.float64)
         return torch.cat([torch.full((config.n_lif,), lo, dtype=torch.float64), taus]).float()
 
-    @staticmethod
-    def _product_pairs(pairs: list, obs_dim: int) -> list[tuple[int, int]]:
-        out = []
-        for pair in pairs:
-            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-                raise ValueError(f"input_products needs [i, j] index pairs, got {pair!r}")
-            i, j = int(pair[0]), int(pair[1])
-            if not (0 <= i < obs_dim and 0 <= j < obs_dim):
-                raise ValueError(f"input_products pair {[i, j]} out of range for {obs_dim} observation values")
-            out.append((i, j))
-        return out
-
     def config_dict(self) -> dict:
         return self.config.to_dict()
 
@@ -183,9 +171,7 @@ class LSNNPolicy(RecurrentPolicy):
         units as ``x W_in`` (the trainer's goal hint)."""
         if self.config.ignore_inputs:
             obs = obs * self.input_keep
-        if len(self.product_pairs):
-            left, right = self.product_pairs.unbind(1)
-            obs = torch.cat([obs, obs[..., left] * obs[..., right]], dim=-1)
+        obs = append_products(obs, self.product_pairs)
         if self.config.input_population > 0:
             tuned = torch.exp(-0.5 * ((obs[..., None] - self.tuning_centres) / self.tuning_width) ** 2)
             obs = torch.cat([obs, tuned.flatten(-2)], dim=-1)
