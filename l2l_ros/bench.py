@@ -90,8 +90,8 @@ def bundled_bandit_recipe() -> dict:
     """The bundled k = 5 spiking model's training options, read from its ``policy.json``,
     so that the bench times the recipe users retrain with rather than a stale copy.
 
-    Both networks get ``expected_reward``; only the LSNN takes ``policy_config`` (its
-    neuron options and arm-and-reward input channels have no LSTM counterpart).
+    Both networks get ``expected_reward`` and the arm-and-reward input channels
+    (``input_products``); the other ``policy_config`` fields are LSNN neuron options.
     """
     import json
 
@@ -108,8 +108,10 @@ def _bandit_config(kind: str, updates: int, horizons: str, seed: int = 0, **over
     from l2l_ros.cli import train_config
 
     recipe = bundled_bandit_recipe()
-    if kind != "lsnn":
-        recipe.pop("policy_config")
+    if kind != "lsnn":  # the same inputs; the neuron options have no LSTM counterpart
+        products = recipe.pop("policy_config").get("input_products")
+        if products:
+            recipe["policy_config"] = {"input_products": products}
     return train_config("bandit", kind, updates, 128, seed, arms=5, horizons=horizons,
                         **{"minibatches": 2, "lr": 3e-3, **recipe, **overrides})
 
@@ -170,7 +172,7 @@ def bench_time_to_criterion(kind: str, criterion: float, budget_s: float, every:
             "curve": curve,
             "settings": "l2l train bandit --arms 5 --horizons 10 --num-envs 128 --minibatches 2 --lr 0.003 "
                         f"with the bundled k = 5 spiking model's recipe {bundled_bandit_recipe()} "
-                        "(policy_config for the LSNN only); "
+                        "(the LSTM takes only its input_products); "
                         "score = max(sampled, argmax) mean total reward on 1000 bandits, seed 0"}
 
 
@@ -191,8 +193,8 @@ def bench_train(task: str, seconds: float) -> dict:
     out["lsnn_to_lstm_throughput_ratio"] = p["lsnn"]["agent_steps_per_s"] / p["lstm"]["agent_steps_per_s"]
     out["settings"] = ("30 PPO updates, 128 tasks each, horizons drawn from 10/100/500 (the same "
                        "sequence for both), 4 epochs x 2 minibatches, 1 torch thread, the bundled "
-                       f"k = 5 spiking model's recipe {bundled_bandit_recipe()} (policy_config for "
-                       "the LSNN only)")
+                       f"k = 5 spiking model's recipe {bundled_bandit_recipe()} (the LSTM takes "
+                       "only its input_products)")
     out["time_to_6.6_on_n10_k5"] = {kind: bench_time_to_criterion(kind, 6.6, seconds)
                                     for kind in ("lsnn", "lstm")}
     return out

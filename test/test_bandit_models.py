@@ -51,7 +51,7 @@ def test_bundled_model_goes_back_to_the_arm_that_paid(k, name):
 
 def test_bandit_bench_times_the_bundled_spiking_recipe():
     """``l2l bench train --task bandit`` must time what the bundled k = 5 model was trained
-    with: its network options for the LSNN, the same reward targets for both networks."""
+    with: its network options for the LSNN, the same inputs and reward targets for both."""
     import json
 
     from l2l_ros.bench import _bandit_config
@@ -60,5 +60,5 @@ def test_bandit_bench_times_the_bundled_spiking_recipe():
     lsnn, lstm = _bandit_config("lsnn", 3, "10"), _bandit_config("lstm", 3, "10")
     assert lsnn.policy_config == meta["train_config"]["policy_config"]
     assert lsnn.expected_reward == lstm.expected_reward == meta["train_config"]["expected_reward"]
-    assert not lstm.policy_config
+    assert lstm.policy_config == {"input_products": meta["train_config"]["policy_config"]["input_products"]}
     assert (lsnn.env_kwargs["k"], lsnn.num_envs, lsnn.minibatches) == (5, 128, 2)
