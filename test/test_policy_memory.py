@@ -96,9 +96,9 @@ def test_lstm_input_products_feed_the_conjunction(tmp_path):
     with torch.no_grad():
         pol.lstm.weight_ih_l0[:, :5] = 0.0  # only the product channel reaches the cell
         one = torch.tensor([[[1.0, 0, 0, 1.0, 0]]])  # obs[0] * obs[3] = 1
-        half = torch.tensor([[[1.0, 0, 0, 0.0, 0]]])  # product 0: same as no input
+        no_product = torch.tensor([[[1.0, 0, 0, 0.0, 0]]])  # obs[0] * obs[3] = 0
         f_one, _ = pol.features_sequence(one, pol.initial_state(1))
-        f_none, _ = pol.features_sequence(half, pol.initial_state(1))
+        f_none, _ = pol.features_sequence(no_product, pol.initial_state(1))
         f_zero, _ = pol.features_sequence(torch.zeros(1, 1, 5), pol.initial_state(1))
     assert not torch.allclose(f_one, f_none)
     torch.testing.assert_close(f_none, f_zero)
