@@ -62,3 +62,20 @@ def test_bandit_bench_times_the_bundled_spiking_recipe():
     assert lsnn.expected_reward == lstm.expected_reward == meta["train_config"]["expected_reward"]
     assert lstm.policy_config == {"input_products": meta["train_config"]["policy_config"]["input_products"]}
     assert (lsnn.env_kwargs["k"], lsnn.num_envs, lsnn.minibatches) == (5, 128, 2)
+
+
+def test_bundled_k5_lstm_was_trained_with_the_spiking_models_settings():
+    """Issue 3's side-by-side: at k = 5 the LSTM comes from the spiking model's own
+    training settings; only the network and the spiking-only options differ."""
+    import json
+
+    from l2l_ros.snn.lsnn import LSNNConfig
+
+    spiking, lstm = (json.loads(share_path("models", f"bandit_k5_{name}", "policy.json").read_text())["train_config"]
+                     for name in ("lsnn", "lstm"))
+    differing = {key for key in spiking.keys() | lstm.keys() if spiking.get(key) != lstm.get(key)}
+    assert differing <= {"policy", "policy_config"}
+    assert (spiking["policy"], lstm["policy"]) == ("lsnn", "lstm")
+    lsnn_only = set(LSNNConfig.__dataclass_fields__) - {"input_products"}
+    shared = {key: value for key, value in spiking["policy_config"].items() if key not in lsnn_only}
+    assert lstm["policy_config"] == shared
