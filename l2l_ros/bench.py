@@ -106,12 +106,10 @@ def bundled_bandit_recipe() -> dict:
 def _bandit_config(kind: str, updates: int, horizons: str, seed: int = 0, **overrides):
     """The settings the bundled k = 5 bandit spiking model was trained with."""
     from l2l_ros.cli import train_config
+    from l2l_ros.meta.policies import shared_policy_config
 
     recipe = bundled_bandit_recipe()
-    if kind != "lsnn":  # the same inputs; the neuron options have no LSTM counterpart
-        products = recipe.pop("policy_config").get("input_products")
-        if products:
-            recipe["policy_config"] = {"input_products": products}
+    recipe["policy_config"] = shared_policy_config(recipe["policy_config"], kind)
     return train_config("bandit", kind, updates, 128, seed, arms=5, horizons=horizons,
                         **{"minibatches": 2, "lr": 3e-3, **recipe, **overrides})
 

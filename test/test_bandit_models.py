@@ -69,13 +69,12 @@ def test_bundled_k5_lstm_was_trained_with_the_spiking_models_settings():
     training settings; only the network and the spiking-only options differ."""
     import json
 
-    from l2l_ros.snn.lsnn import LSNNConfig
+    from l2l_ros.meta.policies import shared_policy_config
 
     spiking, lstm = (json.loads(share_path("models", f"bandit_k5_{name}", "policy.json").read_text())["train_config"]
                      for name in ("lsnn", "lstm"))
     differing = {key for key in spiking.keys() | lstm.keys() if spiking.get(key) != lstm.get(key)}
     assert differing <= {"policy", "policy_config"}
     assert (spiking["policy"], lstm["policy"]) == ("lsnn", "lstm")
-    lsnn_only = set(LSNNConfig.__dataclass_fields__) - {"input_products"}
-    shared = {key: value for key, value in spiking["policy_config"].items() if key not in lsnn_only}
-    assert lstm["policy_config"] == shared
+    assert lstm["policy_config"] == shared_policy_config(spiking["policy_config"], "lstm")
+    assert lstm["policy_config"]["input_products"]  # the input channels both networks have

@@ -36,7 +36,7 @@ from torch.distributions import Categorical, Distribution, Normal
 __all__ = [
     "RecurrentPolicy", "LSTMPolicy", "LSTMConfig", "DictConfig", "build_policy", "config_from_dict",
     "action_spec_from_space", "normalize_action_spec", "space_from_action_spec",
-    "select_state", "POLICY_KINDS", "product_pairs", "append_products",
+    "select_state", "POLICY_KINDS", "product_pairs", "append_products", "shared_policy_config",
 ]
 
 POLICY_KINDS = ("lsnn", "lstm")
@@ -322,15 +322,28 @@ class LSTMPolicy(RecurrentPolicy):
 
 
 # --------------------------------------------------------------------------- factory
-def config_from_dict(kind: str, config: Any):
-    """Policy config object for ``kind`` from a dataclass, dict or None."""
+def _config_class(kind: str) -> type:
     if kind == "lsnn":
         from l2l_ros.snn.lsnn import LSNNConfig
 
-        return config if isinstance(config, LSNNConfig) else LSNNConfig.from_dict(config or {})
+        return LSNNConfig
     if kind == "lstm":
-        return config if isinstance(config, LSTMConfig) else LSTMConfig.from_dict(config or {})
+        return LSTMConfig
     raise ValueError(f"unknown policy kind {kind!r} (expected one of {POLICY_KINDS})")
+
+
+def config_from_dict(kind: str, config: Any):
+    """Policy config object for ``kind`` from a dataclass, dict or None."""
+    cls = _config_class(kind)
+    return config if isinstance(config, cls) else cls.from_dict(config or {})
+
+
+def shared_policy_config(policy_config: dict | None, kind: str) -> dict:
+    """The options of ``policy_config`` that a ``kind`` network also has, so that another
+    network can be trained with a model's recipe (e.g. the LSTM beside a spiking model:
+    the same input channels; the neuron options have no LSTM counterpart)."""
+    fields = {f.name for f in dataclasses.fields(_config_class(kind))}
+    return {key: value for key, value in (policy_config or {}).items() if key in fields}
 
 
 def build_policy(kind: str, obs_dim: int, action_space_spec: dict, config: Any = None) -> RecurrentPolicy:
