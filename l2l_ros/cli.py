@@ -83,7 +83,11 @@ def cmd_train(args, argv) -> int:
                        imitation_after_goal=args.imitation_after_goal,
                        goal_hint_updates=args.goal_hint_updates,
                        policy_config=json.loads(args.policy_config) if args.policy_config else None)
-    path = train(cfg, Path(args.out), command=_command_line(argv))
+    try:
+        path = train(cfg, Path(args.out), command=_command_line(argv))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {_resume_hint(Path(args.out))}", file=sys.stderr)
+        return 130
     print(f"checkpoint: {path}")
     from l2l_ros.report import plot_learning_curve
 
@@ -95,6 +99,17 @@ def cmd_train(args, argv) -> int:
         _attach_evaluation(path, figures)
         print(json.dumps(figures, indent=2))
     return 0
+
+
+def _resume_hint(out: Path) -> str:
+    """What a Ctrl-C left behind: the trainer checkpoints every few updates and resumes
+    exactly from the last one, so the user needs the update and the way back."""
+    try:
+        saved = json.loads((out / "policy.json").read_text())["evaluation"]["updates"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"no checkpoint in {out} yet; the same command starts the run afresh"
+    return (f"{out} holds the checkpoint of update {saved}; the same command resumes from there "
+            f"(the log's later lines are dropped on resume)")
 
 
 def _attach_evaluation(path: Path, figures: dict) -> None:

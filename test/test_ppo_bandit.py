@@ -194,3 +194,41 @@ def test_init_from_starts_a_fresh_run_from_saved_weights(tmp_path):
     other.init_from = str(tmp_path / "source")
     with pytest.raises(CheckpointError, match="cannot start from"):
         train(other, tmp_path / "other")
+
+
+def test_ctrl_c_on_l2l_train_says_where_to_resume(tmp_path):
+    """A real SIGINT to `l2l train`: no traceback, exit 130, the saved update named, and
+    the same command resumes from it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "l2l_ros.cli", "train", "bandit", "--arms", "2", "--horizons", "5",
+           "--updates", "100000", "--num-envs", "4", "--minibatches", "1", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "policy.json").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    saved = json.loads((out / "policy.json").read_text())["evaluation"]["updates"]
+    assert f"checkpoint of update {saved}; the same command resumes" in err
+    # The same command with a near budget resumes from that update.
+    resumed = subprocess.run(cmd[:cmd.index("--updates") + 1] + [str(saved + 2)] + cmd[cmd.index("--updates") + 2:],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    log = [json.loads(x)["update"] for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert log == list(range(1, saved + 3))
