@@ -104,10 +104,15 @@ def cmd_train(args, argv) -> int:
 def _resume_hint(out: Path) -> str:
     """What a Ctrl-C left behind: the trainer checkpoints every few updates and resumes
     exactly from the last one, so the user needs the update and the way back."""
-    try:
-        saved = json.loads((out / "policy.json").read_text())["evaluation"]["updates"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"no checkpoint in {out} yet; the same command starts the run afresh"
+    from safetensors import safe_open
+
+    from l2l_ros.meta.ppo import TRAINER_STATE
+
+    try:  # the trainer state, not policy.json: it is what a resume reads, and it is saved first
+        with safe_open(str(out / TRAINER_STATE), "pt") as f:
+            saved = int((f.metadata() or {})["update"])
+    except Exception:  # missing or unreadable: a resume would start afresh or refuse it clearly
+        return f"no readable checkpoint in {out}; the same command starts the run afresh if there is none"
     return (f"{out} holds the checkpoint of update {saved}; the same command resumes from there "
             f"(the log's later lines are dropped on resume)")
 

@@ -224,7 +224,11 @@ def test_ctrl_c_on_l2l_train_says_where_to_resume(tmp_path):
             proc.kill()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    saved = json.loads((out / "policy.json").read_text())["evaluation"]["updates"]
+    from safetensors import safe_open
+
+    with safe_open(str(out / TRAINER_STATE), "pt") as f:
+        saved = int(f.metadata()["update"])
+    assert saved >= 10
     assert f"checkpoint of update {saved}; the same command resumes" in err
     # The same command with a near budget resumes from that update.
     resumed = subprocess.run(cmd[:cmd.index("--updates") + 1] + [str(saved + 2)] + cmd[cmd.index("--updates") + 2:],
