@@ -5,7 +5,9 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -83,10 +85,21 @@ def cmd_train(args, argv) -> int:
                        imitation_after_goal=args.imitation_after_goal,
                        goal_hint_updates=args.goal_hint_updates,
                        policy_config=json.loads(args.policy_config) if args.policy_config else None)
+    previous_handler = signal.getsignal(signal.SIGINT)
+    stop_requested = _stop_on_first_ctrl_c()
     try:
-        path = train(cfg, Path(args.out), command=_command_line(argv))
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: {_resume_hint(Path(args.out))}", file=sys.stderr)
+        path = train(cfg, Path(args.out), command=_command_line(argv), should_stop=stop_requested.is_set)
+    except KeyboardInterrupt:  # the second Ctrl-C: the last periodic checkpoint stays
+        print(f"\ninterrupted mid-update: the same command resumes {args.out} from its last checkpoint, if any "
+              f"(one every {cfg.checkpoint_every} updates)", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    if stop_requested.is_set():
+        from l2l_ros.meta.checkpoint import checkpoint_paths
+
+        saved = json.loads(checkpoint_paths(path)[1].read_text())["evaluation"]["updates"]
+        print(f"stopped: {args.out} holds update {saved}; the same command resumes from there", file=sys.stderr)
         return 130
     print(f"checkpoint: {path}")
     from l2l_ros.report import plot_learning_curve
@@ -101,20 +114,18 @@ def cmd_train(args, argv) -> int:
     return 0
 
 
-def _resume_hint(out: Path) -> str:
-    """What a Ctrl-C left behind: the trainer checkpoints every few updates and resumes
-    exactly from the last one, so the user needs the update and the way back."""
-    from safetensors import safe_open
+def _stop_on_first_ctrl_c() -> threading.Event:
+    """The first Ctrl-C asks the trainer to stop after the current update and save it
+    (``train``'s ``should_stop``, as the trainer node does); a second one interrupts at once."""
+    requested = threading.Event()
 
-    from l2l_ros.meta.ppo import TRAINER_STATE
+    def request_stop(signum, frame):
+        requested.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nstopping after this update (Ctrl-C again to stop now)", file=sys.stderr)
 
-    try:  # the trainer state, not policy.json: it is what a resume reads, and it is saved first
-        with safe_open(str(out / TRAINER_STATE), "pt") as f:
-            saved = int((f.metadata() or {})["update"])
-    except Exception:  # missing or unreadable: a resume would start afresh or refuse it clearly
-        return f"no readable checkpoint in {out}; the same command starts the run afresh if there is none"
-    return (f"{out} holds the checkpoint of update {saved}; the same command resumes from there "
-            f"(the log's later lines are dropped on resume)")
+    signal.signal(signal.SIGINT, request_stop)
+    return requested
 
 
 def _attach_evaluation(path: Path, figures: dict) -> None:

@@ -197,8 +197,8 @@ def test_init_from_starts_a_fresh_run_from_saved_weights(tmp_path):
 
 
 def test_ctrl_c_on_l2l_train_says_where_to_resume(tmp_path):
-    """A real SIGINT to `l2l train`: no traceback, exit 130, the saved update named, and
-    the same command resumes from it."""
+    """A real SIGINT to `l2l train`: it finishes and saves the current update (nothing
+    lost), exits 130 without a traceback, names the update, and the same command resumes."""
     import os
     import signal
     import subprocess
@@ -229,7 +229,9 @@ def test_ctrl_c_on_l2l_train_says_where_to_resume(tmp_path):
     with safe_open(str(out / TRAINER_STATE), "pt") as f:
         saved = int(f.metadata()["update"])
     assert saved >= 10
-    assert f"checkpoint of update {saved}; the same command resumes" in err
+    assert f"holds update {saved}; the same command resumes" in err
+    log = [json.loads(x)["update"] for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert log == list(range(1, saved + 1))  # saved where it stopped, not at the last multiple of 10
     # The same command with a near budget resumes from that update.
     resumed = subprocess.run(cmd[:cmd.index("--updates") + 1] + [str(saved + 2)] + cmd[cmd.index("--updates") + 2:],
                              capture_output=True, text=True, env=env, timeout=120)
