@@ -80,6 +80,7 @@ def cmd_train(args, argv) -> int:
                        anneal_lr_after=args.anneal_lr_after, init_from=args.init_from,
                        teacher=args.teacher, teacher_mix_updates=args.teacher_mix_updates,
                        imitation_coef=args.imitation_coef, teacher_replay=args.teacher_replay,
+                       teacher_soft=args.teacher_soft or None,
                        memory_aux_coef=args.memory_aux_coef, novelty_bonus=args.novelty_bonus,
                        expected_reward=args.expected_reward, privileged_critic=args.privileged_critic,
                        imitation_after_goal=args.imitation_after_goal,
@@ -361,6 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --teacher: train by PPO (the policy's own samples drive) and add C times the "
                         "imitation loss (minus the log-probability of the teacher's actions) to its loss, "
                         "instead of pure imitation")
+    p.add_argument("--teacher-soft", action="store_true",
+                   help="with --teacher CHECKPOINT: the target is the teacher's whole action distribution "
+                        "(cross-entropy to it) instead of its greedy action, and plain imitation executes "
+                        "the student's samples (for policies scored by their samples, as the bandit models)")
     p.add_argument("--imitation-after-goal", action="store_true",
                    help="with --imitation-coef: count the imitation term only after the task's first goal "
                         "entry (the teacher shapes the returns, the reward alone the search)")

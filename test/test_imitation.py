@@ -205,3 +205,60 @@ def test_teacher_replay_adds_one_earlier_update_of_the_same_length():
     assert other[0].shape == (7, 2, 3)  # a task of another length is not mixed in
     assert float(_with_replay(opt, 2, batch(5, 4), rng)[0][0, 2, 0]) == 2.0  # the only one of length 5
     assert float(_with_replay(opt, 2, batch(5, 5), rng)[0][0, 2, 0]) == 4.0  # 2 has left a buffer of 2
+
+
+def test_teacher_cross_entropy_is_least_where_the_student_matches_the_teacher():
+    from l2l_ros.meta.ppo import imitation_loss, teacher_cross_entropy
+
+    teacher = torch.tensor([[0.7, 0.2, 0.1]])
+    entropy = float(-(teacher * teacher.log()).sum())
+    assert float(teacher_cross_entropy(teacher.log(), teacher)) == pytest.approx(entropy, abs=1e-6)
+    for logits in (torch.zeros(1, 3), torch.tensor([[5.0, 0.0, 0.0]]), torch.tensor([[0.0, 1.0, 2.0]])):
+        assert float(teacher_cross_entropy(logits, teacher)) > entropy + 1e-3  # the KL is > 0
+    one_hot = torch.tensor([[0.0, 1.0, 0.0]])  # a set of one action: both losses are the cross-entropy
+    logits = torch.tensor([[0.3, -1.0, 2.0]])
+    assert float(imitation_loss(logits, one_hot, soft=True)) == pytest.approx(
+        float(imitation_loss(logits, one_hot, soft=False)), abs=1e-6)
+
+
+def test_soft_policy_teacher_targets_its_action_distribution():
+    """`--teacher CHECKPOINT --teacher-soft`: the saved policy's softmax, step by step
+    with its own recurrent state; without it, the greedy arm."""
+    path = "models/bandit_k5_lstm/policy.json"
+    soft, greedy = make_teacher(path, ENV, {}, soft=True), make_teacher(path, ENV, {})
+    envs = MetaBanditVectorEnv(8, k=5, n=20)
+    student = build_policy("lstm", 10, {"type": "discrete", "n": 5})
+    roll = collect_tasks(envs, student, list(range(8)), teacher=soft)
+    with torch.no_grad():
+        logits, _, _ = soft.policy.forward_sequence(roll["obs"], soft.policy.initial_state(8))
+    expected = torch.softmax(logits, -1)
+    np.testing.assert_allclose(roll["targets"].numpy(), expected.numpy(), atol=1e-5)
+    assert 0.2 < float(expected.max(-1).values.mean()) < 1.0  # a distribution, not one arm
+    agree = roll["actions"] == expected.argmax(-1)
+    assert torch.equal(roll["agree"], agree)  # agreement: the student pulled the teacher's likeliest arm
+    greedy.reset(envs)
+    first = greedy.target(roll["obs"][0].numpy())
+    assert first.sum(1).tolist() == [1.0] * 8 and (first.argmax(1) == expected[0].argmax(-1).numpy()).all()
+    with pytest.raises(ValueError, match="saved policy"):
+        make_teacher("gittins", ENV, {"k": 5, "n": 20}, soft=True)
+
+
+def test_soft_distillation_brings_a_fresh_student_towards_the_bundled_lstm(tmp_path):
+    """Plain imitation with soft targets, the student's own samples driving: the
+    cross-entropy to the teacher falls and the student earns more than random."""
+    teacher = "models/bandit_k5_lstm/policy.json"
+    cfg = TrainConfig(env_id=ENV, env_kwargs={"k": 5, "n": 10}, policy="lsnn", num_envs=32, updates=60,
+                      lr=3e-3, epochs=2, minibatches=2, seed=0, checkpoint_every=30,
+                      teacher=teacher, teacher_soft=True)
+    weights = train(cfg, tmp_path, command="pytest")
+    lines = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    first, last = (np.mean([x["imitation_loss"] for x in part]) for part in (lines[:10], lines[-10:]))
+    assert last < first - 0.2, (first, last)
+    policy, meta = load_checkpoint(weights)
+    assert meta["train_config"]["teacher_soft"] is True
+    results = evaluate(policy, ENV, {"k": 5, "n": 10}, tasks=1000, seed=10_000, deterministic=False, num_envs=100)
+    mean = float(np.mean([r["return"] for r in results]))
+    assert mean > 5.0 + 0.4, mean  # random: 5.0 (s.e. ~0.06); the teacher 6.6
+    with pytest.raises(ValueError, match="needs teacher"):
+        train(TrainConfig(env_id=ENV, env_kwargs={"k": 5, "n": 10}, num_envs=4, updates=1, teacher_soft=True),
+              tmp_path / "refused")

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from l2l_ros.meta.policies import RecurrentPolicy
-from l2l_ros.meta.ppo import _masked_mean, collect_tasks, teacher_nll
+from l2l_ros.meta.ppo import _masked_mean, collect_tasks, imitation_loss
 from l2l_ros.tasks.encoding import IMAZE_ACTIONS
 
 __all__ = ["TEACHERS", "Teacher", "GittinsTeacher", "IMazeSearchTeacher", "PolicyTeacher", "make_teacher",
@@ -156,13 +156,15 @@ class IMazeSearchTeacher:
 class PolicyTeacher:
     """A saved recurrent policy as the teacher (policy distillation, Rusu et al. 2016):
     it reads the student's observation stream with its own recurrent state, and its
-    greedy action (how it is deployed and evaluated) is the target."""
+    greedy action is the target, or with ``soft`` its whole action distribution (for a
+    policy that is deployed and scored by its samples, as the bandit models are)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, soft: bool = False):
         from l2l_ros.meta.checkpoint import load_checkpoint
 
         self.policy, self.doc = load_checkpoint(path)
         self.policy.eval()
+        self.soft = bool(soft)
         if not self.policy.discrete:
             raise ValueError(f"teacher {path} has a continuous action space; imitation needs a discrete one")
 
@@ -173,6 +175,8 @@ class PolicyTeacher:
     def target(self, obs: np.ndarray) -> np.ndarray:
         params, _, self.state = self.policy.forward_sequence(torch.as_tensor(obs, dtype=torch.float32)[None],
                                                              self.state)
+        if self.soft:
+            return torch.softmax(params[0], dim=-1).double().numpy()
         best = params[0].argmax(-1).numpy()
         out = np.zeros((best.shape[0], self.policy.action_dim))
         out[np.arange(best.shape[0]), best] = 1.0
@@ -182,14 +186,16 @@ class PolicyTeacher:
         pass  # the next observation carries them
 
 
-def make_teacher(name: str, env_id: str, env_kwargs: dict) -> Teacher:
+def make_teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False) -> Teacher:
     """``"gittins"`` (bandits), ``"searcher"`` or ``"searcher-lenient"`` (I-maze), or the path of
-    a saved policy for the same env."""
+    a saved policy for the same env (``soft``: its action distribution is the target)."""
     from pathlib import Path
 
     from l2l_ros.tasks import IMAZE_ID
     from l2l_ros.tasks.bandit import BANDIT_ENV_ID
 
+    if soft and (name in TEACHERS):
+        raise ValueError(f"soft targets need a saved policy as the teacher, not {name!r}")
     if name == "gittins":
         if env_id != BANDIT_ENV_ID:
             raise ValueError(f"the gittins teacher plays the bandit family, not {env_id}")
@@ -199,7 +205,7 @@ def make_teacher(name: str, env_id: str, env_kwargs: dict) -> Teacher:
             raise ValueError(f"the searcher teacher plays the I-maze family, not {env_id}")
         return IMazeSearchTeacher(lenient=name == "searcher-lenient")
     if Path(name).exists():
-        teacher = PolicyTeacher(name)
+        teacher = PolicyTeacher(name, soft=soft)
         if teacher.doc.get("env_id") != env_id:
             raise ValueError(f"teacher {name} was trained on {teacher.doc.get('env_id')}, not {env_id}")
         return teacher
@@ -207,13 +213,13 @@ def make_teacher(name: str, env_id: str, env_kwargs: dict) -> Teacher:
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_teacher(name: str, env_id: str, env_kwargs_json: str) -> Teacher:
-    return make_teacher(name, env_id, json.loads(env_kwargs_json))
+def _cached_teacher(name: str, env_id: str, env_kwargs_json: str, soft: bool) -> Teacher:
+    return make_teacher(name, env_id, json.loads(env_kwargs_json), soft=soft)
 
 
-def _teacher(name: str, env_id: str, env_kwargs: dict) -> Teacher:
+def _teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False) -> Teacher:
     """One teacher per run (loading a checkpoint or a Gittins table once)."""
-    return _cached_teacher(name, env_id, json.dumps(env_kwargs, sort_keys=True))
+    return _cached_teacher(name, env_id, json.dumps(env_kwargs, sort_keys=True), bool(soft))
 
 
 def teacher_share(mix_updates: int, update: int) -> float:
@@ -247,13 +253,14 @@ def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy
     """One DAgger update (see the module docstring); same contract as ``ppo.ppo_update``."""
     if not policy.discrete:
         raise ValueError("imitation needs a discrete action space (the teacher's actions)")
-    teacher = _teacher(config.teacher, config.env_id, config.env_kwargs)
+    teacher = _teacher(config.teacher, config.env_id, config.env_kwargs, soft=config.teacher_soft)
     beta = teacher_share(config.teacher_mix_updates, update)
     rng = np.random.default_rng([int(config.seed), int(update), 2])
 
     # 1. Collect, labelling every step with the teacher's action distribution.
     policy.eval()
-    roll = collect_tasks(envs, policy, task_seeds, deterministic=True, max_steps=config.max_task_steps,
+    roll = collect_tasks(envs, policy, task_seeds, deterministic=not config.teacher_soft,
+                         max_steps=config.max_task_steps,
                          options=options, teacher=teacher, teacher_share=beta, rng=rng)
     obs, targets, valid = roll["obs"], roll["targets"], roll["valid"]
     if config.teacher_replay > 0:
@@ -271,7 +278,7 @@ def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy
             mb = perm[start:start + mb_size]
             m = valid[:, mb]
             params, _, _ = policy.forward_sequence(obs[:, mb], policy.initial_state(len(mb)))
-            ce = _masked_mean(teacher_nll(params, targets[:, mb]), m)
+            ce = _masked_mean(imitation_loss(params, targets[:, mb], config.teacher_soft), m)
             ent = _masked_mean(policy.entropy(policy.distribution(params)), m)
             optimizer.zero_grad(set_to_none=True)
             ce.backward()

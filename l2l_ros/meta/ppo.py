@@ -105,6 +105,12 @@ class TrainConfig(DictConfig):
     # Plain imitation only: also learn, each update, from the labelled tasks of one of
     # the last ``teacher_replay`` updates (DAgger's aggregated dataset, bounded). 0: off.
     teacher_replay: int = 0
+    # With a saved policy as the teacher: its whole action distribution is the target
+    # (the imitation loss is the cross-entropy to it, i.e. the KL divergence up to a
+    # constant) instead of its greedy action, and plain imitation executes the
+    # student's samples. Why: a policy scored by its samples is matched where it is
+    # unsure too, and near-tied actions cost the student little.
+    teacher_soft: bool = False
     # Auxiliary memory loss (PPO only): a linear probe on the policy's features learns
     # the task's goal (the env's ``info["goal"]``, I-maze alcove) on every step after
     # the first goal entry of the task, and ``memory_aux_coef`` times its cross-entropy
@@ -275,7 +281,8 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
             target = teacher.target(obs)
             own = raw.numpy()
             buf["targets"].append(torch.as_tensor(target, dtype=torch.float32))
-            buf["agree"].append(torch.as_tensor(target[np.arange(B), own] > 0))
+            # the policy's action is one of the teacher's most likely (its set, for set targets)
+            buf["agree"].append(torch.as_tensor(target[np.arange(B), own] >= target.max(axis=1) - 1e-6))
             if teacher_share > 0:
                 taught = np.minimum((target.cumsum(axis=1) < rng.random((B, 1))).sum(axis=1), target.shape[1] - 1)
                 raw = torch.as_tensor(np.where(rng.random(B) < teacher_share, taught, own))
@@ -346,6 +353,17 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, valid: torch.Tensor
         last = (delta + gamma * lam * next_nonterminal * last) * validf[t]
         adv[t] = last
     return adv, adv + values * validf
+
+
+def teacher_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy from the teacher's action distribution ``targets`` (soft targets) to
+    the policy's: the KL divergence between them plus the teacher's entropy."""
+    return -(targets * torch.log_softmax(logits, dim=-1)).sum(-1)
+
+
+def imitation_loss(logits: torch.Tensor, targets: torch.Tensor, soft: bool) -> torch.Tensor:
+    """``teacher_cross_entropy`` for a soft teacher, ``teacher_nll`` for a set of actions."""
+    return teacher_cross_entropy(logits, targets) if soft else teacher_nll(logits, targets)
 
 
 def teacher_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -567,7 +585,7 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
     teacher = None
     if config.teacher:
         from l2l_ros.meta.imitation import _teacher  # imitation imports this module
-        teacher = _teacher(config.teacher, config.env_id, config.env_kwargs)
+        teacher = _teacher(config.teacher, config.env_id, config.env_kwargs, soft=config.teacher_soft)
     strength = goal_hint_strength(config, update) if goal_hint is not None else 0.0
     hinted = strength > 0
     roll = collect_tasks(envs, policy, task_seeds, max_steps=config.max_task_steps,
@@ -645,7 +663,7 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
             loss = pg_loss - config.ent_coef * ent + config.vf_coef * v_loss
             if teacher is not None:
                 taught = m & roll["goal_known"][:, mb] if config.imitation_after_goal else m
-                ce = _masked_mean(teacher_nll(params, roll["targets"][:, mb]), taught)
+                ce = _masked_mean(imitation_loss(params, roll["targets"][:, mb], config.teacher_soft), taught)
                 loss = loss + config.imitation_coef * ce
                 stats["imitation_loss"].append(float(ce.detach()))
             if memory_probe is not None:
@@ -715,6 +733,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
                          "the policy's own samples")
     if config.memory_aux_coef < 0 or not np.isfinite(config.memory_aux_coef):
         raise ValueError(f"memory_aux_coef must be a finite number >= 0, got {config.memory_aux_coef!r}")
+    if config.teacher_soft and not config.teacher:
+        raise ValueError("teacher_soft makes a teacher's action distribution the target: it needs teacher")
     if config.imitation_after_goal and not (config.teacher and config.imitation_coef):
         raise ValueError("imitation_after_goal restricts the imitation term of PPO: it needs teacher and "
                          "imitation_coef")
