@@ -56,6 +56,27 @@ def test_metadata_contents(tmp_path):
     json.dumps(meta)
 
 
+def test_git_source_modified_tells_a_tree_with_uncommitted_changes(tmp_path):
+    import subprocess
+
+    from l2l_ros.meta.checkpoint import git_commit, git_source_modified
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    assert git_source_modified(tmp_path) is None  # not a repository
+    git("init", "-q")
+    (tmp_path / "ppo.py").write_text("lr = 0.003\n")
+    git("add", "ppo.py")
+    git("commit", "-qm", "first")
+    assert git_source_modified(tmp_path) is False and len(git_commit(tmp_path)) == 40
+    (tmp_path / "notes.txt").write_text("untracked files are not the trained code\n")
+    assert git_source_modified(tmp_path) is False
+    (tmp_path / "ppo.py").write_text("lr = 0.001\n")
+    assert git_source_modified(tmp_path) is True
+
+
 def test_directory_form(tmp_path):
     p = _policy()
     save_checkpoint(tmp_path, p, {})

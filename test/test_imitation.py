@@ -184,6 +184,7 @@ def test_cli_ppo_with_an_imitation_term(tmp_path):
                  "--minibatches", "1", "--teacher", "gittins", "--imitation-coef", "0.5", "--out", str(out)]) == 0
     _, meta = load_checkpoint(out / "policy.json")
     assert meta["train_config"]["imitation_coef"] == 0.5
+    assert isinstance(meta["git_modified"], bool)  # the trainer says whether it ran uncommitted code
     rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert all({"approx_kl", "imitation_loss", "teacher_agreement"} <= set(r) for r in rows)
 

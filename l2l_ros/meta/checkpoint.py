@@ -7,7 +7,8 @@ running node can refuse a bad file and keep its current weights.
 
 JSON keys (``FORMAT_VERSION`` 1): ``format_version``, ``policy_kind``,
 ``policy_config``, ``obs_dim``, ``action_space``, ``env_id``, ``task_family``,
-``env_kwargs``, ``command``, ``git_commit``, ``seed``, ``evaluation``, ``created``,
+``env_kwargs``, ``command``, ``git_commit`` (and, from the trainer, ``git_modified``:
+the package's tracked files differed from that commit), ``seed``, ``evaluation``, ``created``,
 ``weights_file``, ``weights_sha256``, ``tensors`` (name -> shape), plus any other
 metadata the caller passes. Files are written to a temporary name and moved into
 place with ``os.replace`` (weights first, then JSON).
@@ -31,7 +32,7 @@ from safetensors.torch import save as st_save
 from l2l_ros.meta.policies import POLICY_KINDS, RecurrentPolicy, build_policy
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "checkpoint_paths",
-           "git_commit", "atomic_write_bytes", "FORMAT_VERSION"]
+           "git_commit", "git_source_modified", "atomic_write_bytes", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "policy_kind", "policy_config", "obs_dim", "action_space")
@@ -59,6 +60,20 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def git_source_modified(cwd: str | os.PathLike | None = None) -> bool | None:
+    """Whether tracked files of the source tree differ from ``git_commit`` (None: no git).
+
+    Why: a checkpoint names the commit that trained it; a run started with uncommitted
+    changes would otherwise claim code it did not run."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+                             cwd=cwd or Path(__file__).resolve().parent, capture_output=True, text=True,
+                             timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -40,7 +40,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 from tqdm.auto import tqdm
 
-from l2l_ros.meta.checkpoint import atomic_write_bytes, git_commit, save_checkpoint
+from l2l_ros.meta.checkpoint import atomic_write_bytes, git_commit, git_source_modified, save_checkpoint
 from l2l_ros.meta.policies import DictConfig, RecurrentPolicy, action_spec_from_space, build_policy
 from l2l_ros.tasks.meta_wrapper import MetaWrapper
 
@@ -777,6 +777,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     out.mkdir(parents=True, exist_ok=True)  # after the checks above, so a refused run leaves nothing
 
     commit = git_commit()  # the code that trains, not the code present when a checkpoint is saved
+    modified = git_source_modified(Path(__file__).resolve().parents[1])  # the l2l_ros package
     start_update, env_steps, init_sha256 = 0, 0, None
     if state_path.exists():
         start_update, env_steps, init_sha256 = _load_trainer_state(state_path, policy, optimizer, config, heads)
@@ -792,7 +793,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
         weights, _ = save_checkpoint(out / "policy", policy, {
             "env_id": config.env_id, "env_kwargs": config.env_kwargs, "command": command,
             "seed": config.seed, "evaluation": evaluation, "train_config": config.to_dict(),
-            "git_commit": commit, **({"init_sha256": init_sha256} if init_sha256 else {})})
+            "git_commit": commit, **({"git_modified": modified} if modified is not None else {}),
+            **({"init_sha256": init_sha256} if init_sha256 else {})})
         return weights
 
     update_fn = ppo_update
