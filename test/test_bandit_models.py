@@ -66,15 +66,36 @@ def test_bandit_bench_times_the_bundled_spiking_recipe():
 
 def test_bundled_k5_lstm_was_trained_with_the_spiking_models_settings():
     """Issue 3's side-by-side: at k = 5 the LSTM comes from the spiking model's own
-    training settings; only the network and the spiking-only options differ."""
+    (stage 1) training settings; only the network and the spiking-only options differ."""
     import json
 
     from l2l_ros.meta.policies import shared_policy_config
 
-    spiking, lstm = (json.loads(share_path("models", f"bandit_k5_{name}", "policy.json").read_text())["train_config"]
-                     for name in ("lsnn", "lstm"))
+    spiking, lstm = (json.loads(share_path("models", *folder.split("/"), "policy.json").read_text())["train_config"]
+                     for folder in ("bandit_k5_lsnn/stage1", "bandit_k5_lstm"))
     differing = {key for key in spiking.keys() | lstm.keys() if spiking.get(key) != lstm.get(key)}
     assert differing <= {"policy", "policy_config"}
     assert (spiking["policy"], lstm["policy"]) == ("lsnn", "lstm")
     assert lstm["policy_config"] == shared_policy_config(spiking["policy_config"], "lstm")
     assert lstm["policy_config"]["input_products"]  # the input channels both networks have
+
+
+def test_bundled_k5_spiking_model_is_stage_1_distilled_from_the_bundled_lstm():
+    """Stage 2 started from the shipped stage-1 weights and learned from the shipped LSTM,
+    by PPO with the soft distillation term: the model card's claims, checked on the files."""
+    import hashlib
+    import json
+
+    folder = share_path("models", "bandit_k5_lsnn")
+    stage2 = json.loads((folder / "policy.json").read_text())
+    stage1 = json.loads((folder / "stage1" / "policy.json").read_text())
+    weights1 = (folder / "stage1" / "policy.safetensors").read_bytes()
+    assert stage2["init_sha256"] == stage1["weights_sha256"] == hashlib.sha256(weights1).hexdigest()
+    cfg = stage2["train_config"]
+    assert cfg["teacher"] == "models/bandit_k5_lstm/policy.json" and cfg["teacher_soft"] is True
+    assert cfg["imitation_coef"] > 0 and cfg["expected_reward"]  # PPO with the term, not plain imitation
+    assert cfg["policy_config"] == stage1["train_config"]["policy_config"]
+    same = {key for key in cfg if cfg[key] == stage1["train_config"].get(key)}
+    assert {"env_id", "env_kwargs", "num_envs", "minibatches", "gamma", "reset_options"} <= same
+    _, doc = load_checkpoint(folder / "stage1" / "policy.json")  # the stage-1 model loads on its own
+    assert doc["git_commit"] == stage1["git_commit"]
