@@ -80,20 +80,25 @@ def test_bundled_k5_lstm_was_trained_with_the_spiking_models_settings():
     assert lstm["policy_config"]["input_products"]  # the input channels both networks have
 
 
-def test_bundled_k5_spiking_model_is_stage_1_distilled_from_the_bundled_lstm():
-    """Stage 2 started from the shipped stage-1 weights and learned from the shipped LSTM,
-    by PPO with the soft distillation term: the model card's claims, checked on the files."""
+@pytest.mark.parametrize("k", [5, 10])
+def test_bundled_spiking_model_is_stage_1_distilled_from_the_bundled_lstm(k):
+    """Stage 2 started from the shipped stage-1 weights and learned the shipped LSTM's
+    action distribution (k = 5: as a term of PPO's loss; k = 10: plain imitation): the
+    model cards' claims, checked on the files."""
     import hashlib
     import json
 
-    folder = share_path("models", "bandit_k5_lsnn")
+    folder = share_path("models", f"bandit_k{k}_lsnn")
     stage2 = json.loads((folder / "policy.json").read_text())
     stage1 = json.loads((folder / "stage1" / "policy.json").read_text())
     weights1 = (folder / "stage1" / "policy.safetensors").read_bytes()
     assert stage2["init_sha256"] == stage1["weights_sha256"] == hashlib.sha256(weights1).hexdigest()
     cfg = stage2["train_config"]
-    assert cfg["teacher"] == "models/bandit_k5_lstm/policy.json" and cfg["teacher_soft"] is True
-    assert cfg["imitation_coef"] > 0 and cfg["expected_reward"]  # PPO with the term, not plain imitation
+    assert cfg["teacher"] == f"models/bandit_k{k}_lstm/policy.json" and cfg["teacher_soft"] is True
+    if k == 5:
+        assert cfg["imitation_coef"] > 0 and cfg["expected_reward"]  # PPO with the term
+    else:
+        assert cfg["imitation_coef"] == 0 and not cfg["expected_reward"]  # plain imitation
     assert cfg["policy_config"] == stage1["train_config"]["policy_config"]
     same = {key for key in cfg if cfg[key] == stage1["train_config"].get(key)}
     assert {"env_id", "env_kwargs", "num_envs", "minibatches", "gamma", "reset_options"} <= same
