@@ -80,7 +80,7 @@ def cmd_train(args, argv) -> int:
                        anneal_lr_after=args.anneal_lr_after, init_from=args.init_from,
                        teacher=args.teacher, teacher_mix_updates=args.teacher_mix_updates,
                        imitation_coef=args.imitation_coef, teacher_replay=args.teacher_replay,
-                       teacher_soft=args.teacher_soft or None,
+                       teacher_soft=args.teacher_soft,
                        memory_aux_coef=args.memory_aux_coef, novelty_bonus=args.novelty_bonus,
                        expected_reward=args.expected_reward, privileged_critic=args.privileged_critic,
                        imitation_after_goal=args.imitation_after_goal,

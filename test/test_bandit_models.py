@@ -102,5 +102,4 @@ def test_bundled_spiking_model_is_stage_1_distilled_from_the_bundled_lstm(k):
     assert cfg["policy_config"] == stage1["train_config"]["policy_config"]
     same = {key for key in cfg if cfg[key] == stage1["train_config"].get(key)}
     assert {"env_id", "env_kwargs", "num_envs", "minibatches", "gamma", "reset_options"} <= same
-    _, doc = load_checkpoint(folder / "stage1" / "policy.json")  # the stage-1 model loads on its own
-    assert doc["git_commit"] == stage1["git_commit"]
+    load_checkpoint(folder / "stage1" / "policy.json")  # the stage-1 model loads on its own (raises if not)

@@ -52,28 +52,32 @@ def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
-def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
-    """``git rev-parse HEAD`` of the source tree, or None."""
+_PACKAGE = Path(__file__).resolve().parents[1]  # l2l_ros: the code a checkpoint was trained with
+
+
+def _git(*args: str, cwd: str | os.PathLike | None) -> str | None:
+    """Stdout of ``git ARGS`` in ``cwd`` (default: the package), or None without git."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", *args], cwd=cwd or _PACKAGE, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
+    """``git rev-parse HEAD`` of the source tree, or None."""
+    out = _git("rev-parse", "HEAD", cwd=cwd)
+    return out.strip() or None if out is not None else None
 
 
 def git_source_modified(cwd: str | os.PathLike | None = None) -> bool | None:
-    """Whether tracked files of the source tree differ from ``git_commit`` (None: no git).
+    """Whether tracked files under ``cwd`` (default: the package) differ from
+    ``git_commit`` (None: no git).
 
     Why: a checkpoint names the commit that trained it; a run started with uncommitted
     changes would otherwise claim code it did not run."""
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
-                             cwd=cwd or Path(__file__).resolve().parent, capture_output=True, text=True,
-                             timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return bool(out.stdout.strip()) if out.returncode == 0 else None
+    out = _git("status", "--porcelain", "--untracked-files=no", "--", ".", cwd=cwd)
+    return bool(out.strip()) if out is not None else None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -26,13 +26,17 @@ One update (``imitation_update``, plugged into ``ppo.train`` when
    Not a sample from the policy: a first run that executed samples collapsed. Once the
    teacher stopped driving, the near-uniform samples of a half-trained network made
    histories with nothing to learn from, and the cross-entropy rose back to uniform
-   (k = 5: 1.6 nats, agreement with the teacher 0.95 -> 0.30 at n = 500).
+   (k = 5: 1.6 nats, agreement with the teacher 0.95 -> 0.30 at n = 500). With
+   ``teacher_soft`` (a saved policy's whole action distribution as the target) the
+   policy's samples are executed instead: distilling a trained policy that is scored by
+   its samples, from a network that already plays (the bundled bandit models' stage 2).
 2. **Learn**: ``epochs`` passes over minibatches of whole tasks, full BPTT from the
    task start, minimising ``ppo.teacher_nll``: minus the log of the probability the
    policy gives to the teacher's set (the cross-entropy when the set has one action;
    before this loss, runs minimised the cross-entropy to the uniform distribution on
-   the set, which also pushed a student to spread over tied arms). The value head is
-   not trained (nothing here uses it).
+   the set, which also pushed a student to spread over tied arms); with
+   ``teacher_soft``, ``ppo.teacher_cross_entropy`` to the teacher's distribution. The
+   value head is not trained (nothing here uses it).
 """
 from __future__ import annotations
 
@@ -194,7 +198,7 @@ def make_teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False) -
     from l2l_ros.tasks import IMAZE_ID
     from l2l_ros.tasks.bandit import BANDIT_ENV_ID
 
-    if soft and (name in TEACHERS):
+    if soft and name in TEACHERS:
         raise ValueError(f"soft targets need a saved policy as the teacher, not {name!r}")
     if name == "gittins":
         if env_id != BANDIT_ENV_ID:

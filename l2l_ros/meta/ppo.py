@@ -777,7 +777,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     out.mkdir(parents=True, exist_ok=True)  # after the checks above, so a refused run leaves nothing
 
     commit = git_commit()  # the code that trains, not the code present when a checkpoint is saved
-    modified = git_source_modified(Path(__file__).resolve().parents[1])  # the l2l_ros package
+    modified = git_source_modified()
     start_update, env_steps, init_sha256 = 0, 0, None
     if state_path.exists():
         start_update, env_steps, init_sha256 = _load_trainer_state(state_path, policy, optimizer, config, heads)
