@@ -365,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-soft", action="store_true",
                    help="with --teacher CHECKPOINT: the target is the teacher's whole action distribution "
                         "(cross-entropy to it) instead of its greedy action, and plain imitation executes "
-                        "the student's samples (for policies scored by their samples, as the bandit models)")
+                        "the student's samples (for policies scored by their samples, as the bandit models); "
+                        "with --teacher gittins: softmax(index / 0.01) instead of the tied-best arms")
     p.add_argument("--imitation-after-goal", action="store_true",
                    help="with --imitation-coef: count the imitation term only after the task's first goal "
                         "entry (the teacher shapes the returns, the reward alone the search)")

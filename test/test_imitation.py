@@ -42,6 +42,33 @@ def test_gittins_teacher_targets_the_arms_of_highest_index():
         np.testing.assert_allclose(teacher.target(), best / best.sum(axis=1, keepdims=True))
 
 
+def test_soft_gittins_teacher_targets_the_tempered_index():
+    """`--teacher gittins --teacher-soft`: softmax(index / 0.01) over the counts the
+    teacher tracked, so tied arms share and a clearly worse arm gets almost nothing."""
+    envs = MetaBanditVectorEnv(3, k=3, n=10)
+    envs.reset(seed=[0, 1, 2])
+    teacher = make_teacher("gittins", ENV, {"k": 3, "n": 10}, soft=True)
+    assert isinstance(teacher, GittinsTeacher) and teacher.soft
+    teacher.reset(envs)
+    np.testing.assert_allclose(teacher.target(), 1 / 3)
+    teacher.observe(np.array([0, 1, 2]), np.array([1.0, 0.0, 1.0]))
+    target = teacher.target()
+    np.testing.assert_allclose(target.sum(axis=1), 1.0)
+    assert target[0, 0] > 0.9 and target[2, 2] > 0.9  # the winner, far ahead in index
+    assert target[1, 0] == pytest.approx(target[1, 2]) and target[1, 1] < 0.01  # the loser is dropped
+    table, rng = gittins_index_table(10), np.random.default_rng(1)
+    for _ in range(20):
+        teacher.reset(envs)
+        steps = int(rng.integers(0, 9))
+        for _ in range(steps):
+            teacher.observe(rng.integers(0, 3, size=3), rng.integers(0, 2, size=3).astype(float))
+        index = table(teacher.s, teacher.f, 10 - steps)
+        np.testing.assert_allclose(teacher.target(), torch.softmax(torch.as_tensor(index / 0.01), -1).numpy(),
+                                   atol=1e-9)
+    with pytest.raises(ValueError, match="positive temperature"):
+        GittinsTeacher(3, 10, soft=True, temperature=0.0)
+
+
 def test_teacher_refuses_what_it_cannot_play():
     with pytest.raises(ValueError, match="bandit family"):
         make_teacher("gittins", "l2l_ros/IMaze-v0", {})
@@ -240,8 +267,8 @@ def test_soft_policy_teacher_targets_its_action_distribution():
     greedy.reset(envs)
     first = greedy.target(roll["obs"][0].numpy())
     assert first.sum(1).tolist() == [1.0] * 8 and (first.argmax(1) == expected[0].argmax(-1).numpy()).all()
-    with pytest.raises(ValueError, match="saved policy"):
-        make_teacher("gittins", ENV, {"k": 5, "n": 20}, soft=True)
+    with pytest.raises(ValueError, match="saved policy or gittins"):
+        make_teacher("searcher", "l2l_ros/IMaze-v0", {}, soft=True)
 
 
 def test_soft_distillation_brings_a_fresh_student_towards_the_bundled_lstm(tmp_path):

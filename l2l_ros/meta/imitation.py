@@ -27,9 +27,10 @@ One update (``imitation_update``, plugged into ``ppo.train`` when
    teacher stopped driving, the near-uniform samples of a half-trained network made
    histories with nothing to learn from, and the cross-entropy rose back to uniform
    (k = 5: 1.6 nats, agreement with the teacher 0.95 -> 0.30 at n = 500). With
-   ``teacher_soft`` (a saved policy's whole action distribution as the target) the
-   policy's samples are executed instead: distilling a trained policy that is scored by
-   its samples, from a network that already plays (the bundled bandit models' stage 2).
+   ``teacher_soft`` (a saved policy's whole action distribution, or the tempered
+   Gittins policy's, as the target) the policy's samples are executed instead:
+   distilling a trained policy that is scored by its samples, from a network that
+   already plays (the bundled bandit models' stage 2).
 2. **Learn**: ``epochs`` passes over minibatches of whole tasks, full BPTT from the
    task start, minimising ``ppo.teacher_nll``: minus the log of the probability the
    policy gives to the teacher's set (the cross-entropy when the set has one action;
@@ -81,12 +82,21 @@ class GittinsTeacher:
     arm depends only on its counts and the pulls left, so one table for the longest
     horizon serves every task. The target is uniform over the arms of highest index
     (the baseline breaks those ties uniformly at random).
+
+    ``soft``: the target is ``softmax(index / temperature)`` instead. Why: matching the
+    tied-best set pull by pull asks a network to resolve index differences far smaller
+    than what they cost in reward, and set targets made the networks worse (the bandit
+    log). At the default temperature, 0.01, the tempered policy itself scored 83.74
+    (Gittins: 83.78) on 1000 bandits of (100, 10) and tries more arms (6.6 against 6.1).
     """
 
-    def __init__(self, k: int, max_pulls: int):
+    def __init__(self, k: int, max_pulls: int, soft: bool = False, temperature: float = 0.01):
         from l2l_ros.tasks.bandit_baselines import gittins_index_table
 
+        if soft and not temperature > 0:
+            raise ValueError(f"a soft Gittins teacher needs a positive temperature, got {temperature}")
         self.k = int(k)
+        self.soft, self.temperature = bool(soft), float(temperature)
         self.table = gittins_index_table(int(max_pulls))
 
     def reset(self, envs: gym.vector.VectorEnv) -> None:
@@ -108,6 +118,10 @@ class GittinsTeacher:
         for h in np.unique(left[left >= 1]):
             rows = np.flatnonzero(left == h)
             index = self.table(self.s[rows], self.f[rows], int(h))
+            if self.soft:
+                z = np.exp((index - index.max(axis=1, keepdims=True)) / self.temperature)
+                out[rows] = z / z.sum(axis=1, keepdims=True)
+                continue
             best = index >= index.max(axis=1, keepdims=True) - 1e-12
             out[rows] = best / best.sum(axis=1, keepdims=True)
         return out
@@ -192,18 +206,19 @@ class PolicyTeacher:
 
 def make_teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False) -> Teacher:
     """``"gittins"`` (bandits), ``"searcher"`` or ``"searcher-lenient"`` (I-maze), or the path of
-    a saved policy for the same env (``soft``: its action distribution is the target)."""
+    a saved policy for the same env (``soft``: its action distribution, or the tempered
+    Gittins policy's, is the target)."""
     from pathlib import Path
 
     from l2l_ros.tasks import IMAZE_ID
     from l2l_ros.tasks.bandit import BANDIT_ENV_ID
 
-    if soft and name in TEACHERS:
-        raise ValueError(f"soft targets need a saved policy as the teacher, not {name!r}")
+    if soft and name in ("searcher", "searcher-lenient"):
+        raise ValueError(f"soft targets need a saved policy or gittins as the teacher, not {name!r}")
     if name == "gittins":
         if env_id != BANDIT_ENV_ID:
             raise ValueError(f"the gittins teacher plays the bandit family, not {env_id}")
-        return GittinsTeacher(int(env_kwargs.get("k", 5)), int(env_kwargs.get("n", 100)))
+        return GittinsTeacher(int(env_kwargs.get("k", 5)), int(env_kwargs.get("n", 100)), soft=soft)
     if name in ("searcher", "searcher-lenient"):
         if env_id != IMAZE_ID:
             raise ValueError(f"the searcher teacher plays the I-maze family, not {env_id}")

@@ -109,7 +109,8 @@ class TrainConfig(DictConfig):
     # (the imitation loss is the cross-entropy to it, i.e. the KL divergence up to a
     # constant) instead of its greedy action, and plain imitation executes the
     # student's samples. Why: a policy scored by its samples is matched where it is
-    # unsure too, and near-tied actions cost the student little.
+    # unsure too, and near-tied actions cost the student little. With the gittins
+    # teacher: the tempered index policy, softmax(index / 0.01), is the target.
     teacher_soft: bool = False
     # Auxiliary memory loss (PPO only): a linear probe on the policy's features learns
     # the task's goal (the env's ``info["goal"]``, I-maze alcove) on every step after
