@@ -65,6 +65,16 @@ def test_soft_gittins_teacher_targets_the_tempered_index():
         index = table(teacher.s, teacher.f, 10 - steps)
         np.testing.assert_allclose(teacher.target(), torch.softmax(torch.as_tensor(index / 0.01), -1).numpy(),
                                    atol=1e-9)
+    # Arms with equal counts are interchangeable: their share follows the student's.
+    teacher.reset(envs)
+    student = np.array([[0.7, 0.2, 0.1]] * 3)
+    np.testing.assert_allclose(teacher.target(student=student), student)  # one group: the student's own
+    teacher.observe(np.array([0, 1, 2]), np.array([1.0, 0.0, 1.0]))
+    plain, shared = teacher.target(), teacher.target(student=student)
+    np.testing.assert_allclose(shared.sum(axis=1), 1.0)
+    np.testing.assert_allclose(shared[1, [0, 2]], (plain[1, 0] + plain[1, 2]) * np.array([0.7, 0.1]) / 0.8)
+    assert shared[1, 1] == pytest.approx(plain[1, 1])  # the loser is alone in its group
+    np.testing.assert_allclose(shared[0, 1:], plain[0, 1:].sum() * np.array([0.2, 0.1]) / 0.3)
     with pytest.raises(ValueError, match="positive temperature"):
         GittinsTeacher(3, 10, soft=True, temperature=0.0)
 

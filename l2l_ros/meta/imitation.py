@@ -67,9 +67,11 @@ class Teacher(Protocol):
     def reset(self, envs: gym.vector.VectorEnv) -> None:
         """New tasks have just started in every env (after ``envs.reset``)."""
 
-    def target(self, obs: np.ndarray) -> np.ndarray:
+    def target(self, obs: np.ndarray, student: np.ndarray | None = None) -> np.ndarray:
         """``[B, A]`` probabilities of the teacher's action at the current step, whose
-        observations (what the student sees) are ``obs[B, D]``."""
+        observations (what the student sees) are ``obs[B, D]``; ``student`` ``[B, A]``:
+        the student's own action probabilities there (a teacher may use them to choose
+        among actions it values equally)."""
 
     def observe(self, actions: np.ndarray, rewards: np.ndarray) -> None:
         """The actions executed in every env and the rewards they earned."""
@@ -88,6 +90,10 @@ class GittinsTeacher:
     than what they cost in reward, and set targets made the networks worse (the bandit
     log). At the default temperature, 0.01, the tempered policy itself scored 83.74
     (Gittins: 83.78) on 1000 bandits of (100, 10) and tries more arms (6.6 against 6.1).
+    Arms with the same counts are interchangeable (same index, same future), so, given
+    the ``student``'s probabilities, the mass of each such group is shared in the
+    student's own proportions: the student is taught how much to explore, not to spread
+    over arms it cannot tell apart (uniform shares drove the students to uniform play).
     """
 
     def __init__(self, k: int, max_pulls: int, soft: bool = False, temperature: float = 0.01):
@@ -111,7 +117,7 @@ class GittinsTeacher:
         self.s = np.zeros((B, self.k), dtype=np.int64)
         self.f = np.zeros((B, self.k), dtype=np.int64)
 
-    def target(self, obs: np.ndarray | None = None) -> np.ndarray:
+    def target(self, obs: np.ndarray | None = None, student: np.ndarray | None = None) -> np.ndarray:
         B = self.s.shape[0]
         out = np.full((B, self.k), 1.0 / self.k)  # tasks already over: anything
         left = self.n - self.t
@@ -124,7 +130,18 @@ class GittinsTeacher:
                 continue
             best = index >= index.max(axis=1, keepdims=True) - 1e-12
             out[rows] = best / best.sum(axis=1, keepdims=True)
+        if self.soft and student is not None:
+            out = self._share_like(out, np.asarray(student, dtype=np.float64))
         return out
+
+    def _share_like(self, target: np.ndarray, student: np.ndarray) -> np.ndarray:
+        """Within each group of arms with equal counts, the group's target mass split in
+        the student's proportions (evenly where the student gives the group nothing)."""
+        same = (self.s[:, :, None] == self.s[:, None, :]) & (self.f[:, :, None] == self.f[:, None, :])
+        group_mass = np.einsum("bij,bj->bi", same, target)
+        student = student + 1e-12
+        group_student = np.einsum("bij,bj->bi", same, student)
+        return group_mass * student / group_student
 
     def observe(self, actions: np.ndarray, rewards: np.ndarray) -> None:
         rows = np.arange(self.s.shape[0])
@@ -155,7 +172,7 @@ class IMazeSearchTeacher:
         self.sims = sims
         self.experts = [IMazeExpert(sim.geometry) for sim in sims]
 
-    def target(self, obs: np.ndarray | None = None) -> np.ndarray:
+    def target(self, obs: np.ndarray | None = None, student: np.ndarray | None = None) -> np.ndarray:
         out = np.zeros((len(self.sims), len(IMAZE_ACTIONS)))
         for i, (sim, expert) in enumerate(zip(self.sims, self.experts)):
             if sim.trial > 0 and expert.goal is None:  # a trial ended at the goal: now it is known
@@ -190,7 +207,7 @@ class PolicyTeacher:
         self.state = self.policy.initial_state(envs.num_envs)
 
     @torch.no_grad()
-    def target(self, obs: np.ndarray) -> np.ndarray:
+    def target(self, obs: np.ndarray, student: np.ndarray | None = None) -> np.ndarray:
         params, _, self.state = self.policy.forward_sequence(torch.as_tensor(obs, dtype=torch.float32)[None],
                                                              self.state)
         if self.soft:

@@ -279,7 +279,7 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
         dist = policy.distribution(params[0])
         raw = policy.deterministic_action(params[0]) if deterministic else dist.sample()
         if teacher is not None:
-            target = teacher.target(obs)
+            target = teacher.target(obs, student=dist.probs.double().numpy())
             own = raw.numpy()
             buf["targets"].append(torch.as_tensor(target, dtype=torch.float32))
             # the policy's action is one of the teacher's most likely (its set, for set targets)
