@@ -93,7 +93,8 @@ class GittinsTeacher:
     Arms with the same counts are interchangeable (same index, same future), so, given
     the ``student``'s probabilities, the mass of each such group is shared in the
     student's own proportions: the student is taught how much to explore, not to spread
-    over arms it cannot tell apart (uniform shares drove the students to uniform play).
+    over arms it cannot tell apart. Neither version helped: the networks drifted towards
+    uniform play on their own histories ("Soft Gittins targets" in the bandit log).
     """
 
     def __init__(self, k: int, max_pulls: int, soft: bool = False, temperature: float = 0.01):
