@@ -44,6 +44,11 @@ def _stats(x: np.ndarray) -> dict:
     return {"mean": float(x.mean()), "sem": sem}
 
 
+def _exploration(behaviour: dict) -> dict:
+    return {"arms_tried": float(behaviour["arms_tried"].mean()),
+            "best_arm_share": float(behaviour["best_arm_share"].mean())}
+
+
 def run_checkpoint_on_bandits(policy, k: int, n: int, probs: np.ndarray, uniforms: np.ndarray,
                               deterministic: bool, seed: int = 0, behaviour: dict | None = None) -> np.ndarray:
     """Total reward of a recurrent policy on each bandit ``probs[E, k]`` (batched).
@@ -90,7 +95,7 @@ def evaluate_bandits(k: int, n: int, episodes: int, seed: int,
 
     Returns ``{"k", "n", "episodes", "seed", "policies": {name: {"mean", "sem",
     "seconds"}}, "paper": {...} (RL² Table 1 row, or {} when (n, k) is not in it)}``;
-    checkpoints also get "arms_tried" and "best_arm_share" (means over the bandits).
+    every policy also gets "arms_tried" and "best_arm_share" (means over the bandits).
     """
     from l2l_ros.meta.checkpoint import load_checkpoint
 
@@ -104,8 +109,10 @@ def evaluate_bandits(k: int, n: int, episodes: int, seed: int,
     for name in baselines:
         t0 = time.perf_counter()
         rng = np.random.default_rng([int(seed), 1, zlib.crc32(name.encode())])  # per-policy stream
-        totals = run_baseline(name, k, n, probs, rng, uniforms)
-        out["policies"][name] = {**_stats(totals), "seconds": round(time.perf_counter() - t0, 3)}
+        behaviour: dict = {}
+        totals = run_baseline(name, k, n, probs, rng, uniforms, behaviour=behaviour)
+        out["policies"][name] = {**_stats(totals), "seconds": round(time.perf_counter() - t0, 3),
+                                 **_exploration(behaviour)}
     for name, path in (checkpoints or {}).items():
         policy, _ = load_checkpoint(path)
         for suffix, det in (("", False), ("/argmax", True)):
@@ -114,9 +121,7 @@ def evaluate_bandits(k: int, n: int, episodes: int, seed: int,
             totals = run_checkpoint_on_bandits(policy, k, n, probs, uniforms, det, seed=int(seed),
                                                behaviour=behaviour)
             out["policies"][name + suffix] = {
-                **_stats(totals), "seconds": round(time.perf_counter() - t0, 3),
-                "arms_tried": float(behaviour["arms_tried"].mean()),
-                "best_arm_share": float(behaviour["best_arm_share"].mean())}
+                **_stats(totals), "seconds": round(time.perf_counter() - t0, 3), **_exploration(behaviour)}
     out["paper"] = dict(PAPER_TABLE1.get((n, k), {}))
     if out["paper"]:
         out["paper"]["source"] = "Duan et al. 2016 (RL^2), Table 1"

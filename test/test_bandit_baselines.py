@@ -137,6 +137,11 @@ def test_run_baseline_common_stream_and_errors():
     assert run_baseline("gittins", 3, 6, probs, rng, u).min() >= 4  # finds the sure arm fast
     for name in BASELINES:
         assert run_baseline(name, 3, 6, probs, rng, u).shape == (4,)
+    seen: dict = {}
+    run_baseline("ucb1", 3, 6, probs, rng, u, behaviour=seen)  # initialisation pulls every arm once
+    assert seen["arms_tried"].tolist() == [3] * 4 and seen["best_arm_share"].tolist() == [4 / 6] * 4
+    run_baseline("oracle", 3, 6, probs, rng, u, behaviour=seen)
+    assert seen["arms_tried"].tolist() == [1] * 4 and seen["best_arm_share"].tolist() == [1.0] * 4
     with pytest.raises(ValueError):
         run_baseline("nope", 3, 6, probs, rng, u)
     with pytest.raises(ValueError):

@@ -278,12 +278,14 @@ def choose_arms(name: str, s: np.ndarray, f: np.ndarray, t: int, n: int,
 
 
 def run_baseline(name: str, k: int, n: int, probs: np.ndarray, rng: np.random.Generator,
-                 uniforms: np.ndarray | None = None) -> np.ndarray:
+                 uniforms: np.ndarray | None = None, behaviour: dict | None = None) -> np.ndarray:
     """Total reward of baseline ``name`` on each bandit ``probs[E, k]`` over n pulls.
 
     The reward of pull t in bandit e is ``uniforms[e, t] < p[e, arm]``; pass the same
     ``uniforms[E, n]`` to several policies for a common random stream (drawn from
     ``rng`` when None). ``rng`` also drives tie-breaks and Thompson samples.
+    ``behaviour``, if given, receives per-bandit ``arms_tried`` and ``best_arm_share``
+    (as ``bandit_eval.run_checkpoint_on_bandits``): how much the baseline explores.
     """
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] != k:
@@ -298,10 +300,16 @@ def run_baseline(name: str, k: int, n: int, probs: np.ndarray, rng: np.random.Ge
     f = np.zeros((E, k), dtype=np.int64)
     rows = np.arange(E)
     total = np.zeros(E)
+    on_best = np.zeros(E)
+    best = probs.argmax(axis=1)
     for t in range(n):
         arm = choose_arms(name, s, f, t, n, rng, probs=probs, table=table)
         r = uniforms[:, t] < probs[rows, arm]
         s[rows, arm] += r
         f[rows, arm] += ~r
         total += r
+        on_best += arm == best
+    if behaviour is not None:
+        behaviour["arms_tried"] = (s + f > 0).sum(axis=1)
+        behaviour["best_arm_share"] = on_best / n
     return total
