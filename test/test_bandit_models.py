@@ -80,26 +80,37 @@ def test_bundled_k5_lstm_was_trained_with_the_spiking_models_settings():
     assert lstm["policy_config"]["input_products"]  # the input channels both networks have
 
 
-@pytest.mark.parametrize("k", [5, 10])
-def test_bundled_spiking_model_is_stage_1_distilled_from_the_bundled_lstm(k):
-    """Stage 2 started from the shipped stage-1 weights and learned the shipped LSTM's
-    action distribution (k = 5: as a term of PPO's loss; k = 10: plain imitation): the
-    model cards' claims, checked on the files."""
-    import hashlib
+def _stages(k: int) -> list[dict]:
+    """The bundled spiking model's stages, first to last (the last is the shipped model)."""
     import json
 
     folder = share_path("models", f"bandit_k{k}_lsnn")
-    stage2 = json.loads((folder / "policy.json").read_text())
-    stage1 = json.loads((folder / "stage1" / "policy.json").read_text())
-    weights1 = (folder / "stage1" / "policy.safetensors").read_bytes()
-    assert stage2["init_sha256"] == stage1["weights_sha256"] == hashlib.sha256(weights1).hexdigest()
-    cfg = stage2["train_config"]
-    assert cfg["teacher"] == f"models/bandit_k{k}_lstm/policy.json" and cfg["teacher_soft"] is True
-    if k == 5:
-        assert cfg["imitation_coef"] > 0 and cfg["expected_reward"]  # PPO with the term
-    else:
-        assert cfg["imitation_coef"] == 0 and not cfg["expected_reward"]  # plain imitation
-    assert cfg["policy_config"] == stage1["train_config"]["policy_config"]
-    same = {key for key in cfg if cfg[key] == stage1["train_config"].get(key)}
-    assert {"env_id", "env_kwargs", "num_envs", "minibatches", "gamma", "reset_options"} <= same
-    load_checkpoint(folder / "stage1" / "policy.json")  # the stage-1 model loads on its own (raises if not)
+    names = ["stage1"] + (["stage2"] if k == 10 else [])
+    return [json.loads((folder / name / "policy.json").read_text()) for name in names] + \
+        [json.loads((folder / "policy.json").read_text())]
+
+
+@pytest.mark.parametrize("k", [5, 10])
+def test_bundled_spiking_model_is_stage_1_then_learns_from_the_bundled_lstm(k):
+    """Each later stage started from the shipped weights of the stage before and learned
+    the shipped LSTM's action distribution: k = 5, stage 2 as a term of PPO's loss; k = 10,
+    stage 2 by plain imitation, then stage 3 as a term of PPO's loss. The model cards'
+    claims, checked on the files."""
+    import hashlib
+
+    folder = share_path("models", f"bandit_k{k}_lsnn")
+    stages = _stages(k)
+    assert len(stages) == (2 if k == 5 else 3)
+    for i, (before, after) in enumerate(zip(stages, stages[1:]), start=1):
+        weights = (folder / f"stage{i}" / "policy.safetensors").read_bytes()
+        assert after["init_sha256"] == before["weights_sha256"] == hashlib.sha256(weights).hexdigest()
+        cfg = after["train_config"]
+        assert cfg["teacher"] == f"models/bandit_k{k}_lstm/policy.json" and cfg["teacher_soft"] is True
+        assert cfg["policy_config"] == before["train_config"]["policy_config"]
+        same = {key for key in cfg if cfg[key] == before["train_config"].get(key)}
+        assert {"env_id", "env_kwargs", "num_envs", "minibatches", "gamma", "reset_options"} <= same
+        load_checkpoint(folder / f"stage{i}" / "policy.json")  # each earlier stage loads on its own (raises if not)
+    plain = [s["train_config"]["imitation_coef"] == 0 and not s["train_config"]["expected_reward"]
+             for s in stages[1:]]
+    assert plain == ([False] if k == 5 else [True, False])  # PPO with the term, or plain imitation
+    assert stages[-1]["train_config"]["imitation_coef"] > 0 and stages[-1]["train_config"]["expected_reward"]
