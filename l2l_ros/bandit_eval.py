@@ -183,12 +183,13 @@ def main_eval_bandit(args: argparse.Namespace) -> int:
         print(json.dumps(res, indent=2))
         return 0
     print(f"{res['k']}-armed Bernoulli bandit, {res['n']} pulls, {res['episodes']} bandits "
-          f"(seed {res['seed']}): total reward, mean ± s.e.")
+          f"(seed {res['seed']}): total reward, mean ± s.e.; arms tried; share of pulls on the best arm")
     paper = res["paper"]
     for name, st in res["policies"].items():
         ref = paper.get(name)
         extra = f"   (RL² Table 1: {ref})" if ref is not None else ""
-        print(f"  {name:<20} {st['mean']:9.2f} ± {st['sem']:.2f}{extra}")
+        print(f"  {name:<20} {st['mean']:9.2f} ± {st['sem']:.2f}   {st['arms_tried']:4.1f} "
+              f"{100 * st['best_arm_share']:4.0f}%{extra}")
     if "rl2_gru" in paper:
         print(f"  RL² (GRU) in the paper: {paper['rl2_gru']}")
     return 0

@@ -229,6 +229,13 @@ def test_main_eval_bandit_json(capsys, tmp_path):
     assert main_eval_bandit(args) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["paper"]["gittins"] == 6.6 and res["episodes"] == 50
+    assert all({"arms_tried", "best_arm_share"} <= set(st) for st in res["policies"].values())
+    # the text table: one row per policy with its mean, arms tried and share on the best arm
+    args = parser.parse_args(["--arms", "5", "--pulls", "10", "--episodes", "50", "--seed", "1", "--no-bundled"])
+    assert main_eval_bandit(args) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["oracle"][4:6] == ["1.0", "100%"] and rows["ucb1"][4] == "5.0"  # UCB1 starts with every arm
+    assert float(rows["gittins"][1]) == pytest.approx(res["policies"]["gittins"]["mean"], abs=0.005)
     args = parser.parse_args(["--arms", "2", "--pulls", "4", "--episodes", "5", "--checkpoint", "oops"])
     assert main_eval_bandit(args) == 2
     args = parser.parse_args(["--arms", "2", "--pulls", "4", "--episodes", "5",
