@@ -85,8 +85,9 @@ def _stages(k: int) -> list[dict]:
     import json
 
     folder = share_path("models", f"bandit_k{k}_lsnn")
-    names = ["stage1"] + (["stage2"] if k == 10 else [])
-    return [json.loads((folder / name / "policy.json").read_text()) for name in names] + \
+    earlier = sorted((p for p in folder.glob("stage*") if p.is_dir()), key=lambda p: int(p.name[len("stage"):]))
+    assert [p.name for p in earlier] == [f"stage{i}" for i in range(1, len(earlier) + 1)]
+    return [json.loads((p / "policy.json").read_text()) for p in earlier] + \
         [json.loads((folder / "policy.json").read_text())]
 
 
