@@ -17,6 +17,18 @@ torch.set_num_threads(1)
 ENV = "l2l_ros/Bandit-v0"
 
 
+def _random_histories(teacher, envs, count: int, seed: int):
+    """Reset ``teacher`` and feed it a random history of 0 to 8 pulls in each of 3-armed,
+    10-pull ``envs``, ``count`` times; yields the Gittins index of every arm afterwards."""
+    rng, table = np.random.default_rng(seed), gittins_index_table(10)
+    for _ in range(count):
+        teacher.reset(envs)
+        steps = int(rng.integers(0, 9))
+        for _ in range(steps):
+            teacher.observe(rng.integers(0, 3, size=3), rng.integers(0, 2, size=3).astype(float))
+        yield table(teacher.s, teacher.f, 10 - steps)
+
+
 def test_gittins_teacher_targets_the_arms_of_highest_index():
     envs = MetaBanditVectorEnv(3, k=3, n=10)
     envs.reset(seed=[0, 1, 2])
@@ -30,14 +42,7 @@ def test_gittins_teacher_targets_the_arms_of_highest_index():
     assert target[1].tolist() == [0.5, 0.0, 0.5]  # the two untried arms tie, the loser is dropped
     assert target[2].tolist() == [0.0, 0.0, 1.0]
     # Against the table on many random histories.
-    rng = np.random.default_rng(0)
-    table = gittins_index_table(10)
-    for _ in range(50):
-        teacher.reset(envs)
-        steps = int(rng.integers(0, 9))
-        for _ in range(steps):
-            teacher.observe(rng.integers(0, 3, size=3), rng.integers(0, 2, size=3).astype(float))
-        index = table(teacher.s, teacher.f, 10 - steps)
+    for index in _random_histories(teacher, envs, 50, seed=0):
         best = index >= index.max(axis=1, keepdims=True) - 1e-12
         np.testing.assert_allclose(teacher.target(), best / best.sum(axis=1, keepdims=True))
 
@@ -56,13 +61,7 @@ def test_soft_gittins_teacher_targets_the_tempered_index():
     np.testing.assert_allclose(target.sum(axis=1), 1.0)
     assert target[0, 0] > 0.9 and target[2, 2] > 0.9  # the winner, far ahead in index
     assert target[1, 0] == pytest.approx(target[1, 2]) and target[1, 1] < 0.01  # the loser is dropped
-    table, rng = gittins_index_table(10), np.random.default_rng(1)
-    for _ in range(20):
-        teacher.reset(envs)
-        steps = int(rng.integers(0, 9))
-        for _ in range(steps):
-            teacher.observe(rng.integers(0, 3, size=3), rng.integers(0, 2, size=3).astype(float))
-        index = table(teacher.s, teacher.f, 10 - steps)
+    for index in _random_histories(teacher, envs, 20, seed=1):
         np.testing.assert_allclose(teacher.target(), torch.softmax(torch.as_tensor(index / 0.01), -1).numpy(),
                                    atol=1e-9)
     # Arms with equal counts are interchangeable: their share follows the student's.
