@@ -300,12 +300,37 @@ def _report_navigation(out: Path, values: dict, wall: float) -> int:
     print()
     print(f"model: {checkpoint}")
     print(f"  trained with: {meta.get('command')} (seed {meta.get('seed')}, commit {meta.get('git_commit')})")
+    for line in offline_evaluation_lines(checkpoint, meta):
+        print(line)
+    return 0
+
+
+def offline_evaluation_lines(checkpoint: str, meta: dict) -> list[str]:
+    """The model's offline figures, so a short run through ROS is read beside them.
+
+    A bundled model's ``evaluation.json`` (``l2l eval imaze --json``, 200 tasks) comes
+    first, if it evaluated this model (its ``checkpoint`` is in this folder: an LSTM's
+    folder holds the spiking model's evaluation beside it); otherwise the end-of-training
+    evaluation in ``policy.json``, if the run had one."""
+    from l2l_ros.report import summary_lines
+
+    saved = Path(checkpoint).parent / "evaluation.json"
+    if saved.is_file():
+        try:
+            ev = json.loads(saved.read_text())
+            if Path(ev["checkpoint"]).parent.name == saved.parent.name:
+                pols = ev["policies"]
+                return ([f"  offline evaluation ({saved.name}: {ev['tasks']} tasks, seed {ev['seed']}):"]
+                        + ["  " + summary_lines(pols[name], label)
+                           for name, label in (("spiking", "model"), ("random", "random policy")) if name in pols])
+        except (ValueError, KeyError, TypeError) as err:
+            return [f"  offline evaluation: {saved} is unreadable ({err!r})"]
     ev = meta.get("evaluation") or {}
     if ev.get("model") and ev.get("random"):
-        print(f"  offline evaluation on {ev['tasks']} held-out tasks (seed {ev['seed']}):")
-        print("  " + summary_lines(ev["model"], "model"))
-        print("  " + summary_lines(ev["random"], "random policy"))
-    return 0
+        return [f"  offline evaluation on {ev['tasks']} held-out tasks (seed {ev['seed']}):",
+                "  " + summary_lines(ev["model"], "model"),
+                "  " + summary_lines(ev["random"], "random policy")]
+    return []
 
 
 # --- bench ---------------------------------------------------------------------------

@@ -1,3 +1,4 @@
+import json
 """The I-maze summary figures from hand-made trial records."""
 import pytest
 
@@ -78,3 +79,33 @@ def test_learning_curve_splits_goals_by_alcove(tmp_path):
     from PIL import Image
 
     assert Image.open(with_panel).size[1] > Image.open(without).size[1]  # the extra panel
+
+
+def _summary(goals: float) -> dict:
+    return {"tasks": 2, "trials": 3, "success_rate": 0.5, "goals_per_task": goals, "trial1_mean_steps": 100.0,
+            "trial1_sem": 5.0, "later_mean_steps": 50.0, "later_sem": 1.0, "oracle_path_steps": 49.0}
+
+
+def test_run_footer_reads_the_models_own_evaluation_json_only(tmp_path):
+    """`l2l run navigation` ends with the offline figures of the model it drove, not of a neighbour."""
+    from l2l_ros.cli import offline_evaluation_lines
+
+    model = tmp_path / "imaze_model"
+    model.mkdir()
+    ckpt = str(model / "policy.json")
+    ev = {"checkpoint": "/elsewhere/imaze_model/policy.json", "tasks": 200, "seed": 777,
+          "policies": {"spiking": _summary(3.56), "random": _summary(0.01)}}
+    (model / "evaluation.json").write_text(json.dumps(ev))
+    lines = offline_evaluation_lines(ckpt, {})
+    assert "200 tasks, seed 777" in lines[0]
+    assert "goals/task 3.56" in lines[1] and lines[2].strip().startswith("random policy")
+
+    # An LSTM's folder holds the evaluation of the spiking model beside it: not this model's figures.
+    ev["checkpoint"] = "/elsewhere/imaze_lsnn/policy.json"
+    (model / "evaluation.json").write_text(json.dumps(ev))
+    assert offline_evaluation_lines(ckpt, {}) == []
+    trained = {"evaluation": {"tasks": 50, "seed": 1003, "model": _summary(2.0), "random": _summary(0.0)}}
+    assert "goals/task 2.00" in offline_evaluation_lines(ckpt, trained)[1]
+
+    (model / "evaluation.json").write_text("{not json")
+    assert "unreadable" in offline_evaluation_lines(ckpt, trained)[0]
