@@ -1,0 +1,48 @@
+"""The bundled I-maze spiking model: its card's training chain, checked on the files."""
+import hashlib
+import json
+
+from l2l_ros.meta.checkpoint import load_checkpoint
+from l2l_ros.resources import share_path
+
+
+def _meta(path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_bundled_imaze_model_is_distilled_from_the_bundled_ppo_lstm_then_ppo():
+    """Stage 1 distilled the shipped PPO LSTM (plain imitation, soft targets); stage 2 started
+    from stage 1's shipped weights and trained by PPO with the same distillation as a term."""
+    folder = share_path("models", "imaze_lsnn")
+    stage1, stage2 = _meta(folder / "stage1" / "policy.json"), _meta(folder / "policy.json")
+    weights1 = (folder / "stage1" / "policy.safetensors").read_bytes()
+    assert stage2["init_sha256"] == stage1["weights_sha256"] == hashlib.sha256(weights1).hexdigest()
+    assert stage2["weights_sha256"] == hashlib.sha256((folder / "policy.safetensors").read_bytes()).hexdigest()
+
+    teacher = share_path("models", "imaze_lstm")
+    assert _meta(teacher / "policy.json")["policy_kind"] == "lstm"
+    for stage in (stage1, stage2):
+        cfg = stage["train_config"]
+        assert stage["policy_kind"] == "lsnn" and stage["task_family"] == "imaze"
+        assert cfg["teacher"] == "models/imaze_lstm/policy.json" and cfg["teacher_soft"] is True
+        assert cfg["policy_config"] == stage1["train_config"]["policy_config"]
+    assert stage1["train_config"]["imitation_coef"] == 0 and stage1["train_config"]["teacher_mix_updates"] > 0
+    assert stage2["train_config"]["imitation_coef"] > 0  # PPO, with the distillation as a term
+    assert not stage1.get("git_modified") and not stage2.get("git_modified")
+    load_checkpoint(folder / "stage1" / "policy.json")  # stage 1 loads on its own (raises if not)
+    load_checkpoint(folder / "policy.json")
+
+
+def test_shipped_imaze_evaluation_is_of_the_bundled_model_and_records_the_targets_met():
+    """The card claims issue 4's targets on the shipped evaluation.json: it must be this
+    model's (200 tasks, seed 777), not a neighbour's, and its figures must say so."""
+    from pathlib import Path
+
+    ev = _meta(share_path("models", "imaze_lsnn") / "evaluation.json")
+    assert ev["tasks"] == 200 and ev["seed"] == 777
+    assert Path(ev["checkpoint"]).parent.name == "imaze_lsnn"
+    spiking = ev["policies"]["spiking"]
+    targets = ev["oracle"]["targets"]
+    assert spiking["success_rate_uncut"] >= targets["success_rate_min"]
+    assert spiking["trial1_mean_steps"] <= targets["trial1_mean_steps_max"]
+    assert spiking["later_mean_steps"] <= targets["later_mean_steps_max"]
