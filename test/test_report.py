@@ -1,5 +1,6 @@
+"""The I-maze summary figures from hand-made trial records, and the run's closing lines."""
 import json
-"""The I-maze summary figures from hand-made trial records."""
+
 import pytest
 
 from l2l_ros.report import summarize, summary_lines
