@@ -198,21 +198,58 @@ def bench_train(task: str, seconds: float) -> dict:
     return out
 
 
+def bundled_imaze_recipe() -> dict:
+    """The bundled spiking I-maze model's network options (``policy_config`` of its
+    ``policy.json``), so that the bench times the network users deploy and retrain."""
+    import json
+
+    from l2l_ros.resources import share_path
+
+    meta = json.loads(share_path("models", "imaze_lsnn", "policy.json").read_text())
+    return dict(meta["train_config"].get("policy_config") or {})
+
+
+def bundled_imaze_training_seconds() -> dict:
+    """Wall clock of the training updates that produced the bundled spiking I-maze model,
+    summed over its stages' logs (``update_seconds``; evaluations not included)."""
+    import json
+
+    from l2l_ros.resources import share_path
+
+    folder = share_path("models", "imaze_lsnn")
+    stages = {}
+    for name in ("train_log_stage1.jsonl", "train_log.jsonl"):
+        path = folder / name
+        if path.is_file():
+            recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            stages[name] = {"updates": len(recs), "seconds": sum(r["update_seconds"] for r in recs)}
+    return {"stages": stages, "seconds": sum(v["seconds"] for v in stages.values())}
+
+
 def bench_train_imaze(updates: int = 3) -> dict:
     """Outer-loop agent steps/s on the I-maze (batched env + forward + backward), LSNN
-    and LSTM, under the bundled spiking model's settings (16 tasks, 2 minibatches)."""
+    and LSTM, under the bundled spiking model's settings (its network options, 16 tasks,
+    2 minibatches; the LSTM gets the options it shares, such as none of the neuron ones)."""
     import torch
 
     from l2l_ros.cli import train_config
+    from l2l_ros.meta.policies import shared_policy_config
 
     torch.set_num_threads(1)
-    out: dict = {"task": "imaze", "machine": _machine(), "policies": {}}
+    recipe = bundled_imaze_recipe()
+    out: dict = {"task": "imaze", "machine": _machine(), "policies": {},
+                 "lsnn_policy_config": recipe}
     for kind in ("lsnn", "lstm"):
-        cfg = train_config("imaze", kind, updates, 16, 0, minibatches=2, lr=1e-3)
+        cfg = train_config("imaze", kind, updates, 16, 0, minibatches=2, lr=1e-3,
+                           policy_config=recipe if kind == "lsnn" else shared_policy_config(recipe, "lstm"))
         out["policies"][kind] = timed_training(cfg)
-    out["time_to_criterion"] = None
-    out["time_to_criterion_note"] = ("not measured: no training run on this machine has reached the "
-                                     "I-maze targets yet (see the README's I-maze table)")
+    out["lsnn_over_lstm"] = (out["policies"]["lsnn"]["agent_steps_per_s"]
+                             / out["policies"]["lstm"]["agent_steps_per_s"])
+    out["time_to_criterion"] = bundled_imaze_training_seconds()
+    out["time_to_criterion_note"] = (
+        "read from the bundled spiking model's training logs, not re-run by the bench (a retrain takes "
+        "as long): the sum of update_seconds of its two stages, measured on this 2-core machine with other "
+        "runs beside it; the model meets issue 4's targets on the 200 evaluation tasks (models/imaze_lsnn)")
     return out
 
 

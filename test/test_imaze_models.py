@@ -46,3 +46,18 @@ def test_shipped_imaze_evaluation_is_of_the_bundled_model_and_records_the_target
     assert spiking["success_rate_uncut"] >= targets["success_rate_min"]
     assert spiking["trial1_mean_steps"] <= targets["trial1_mean_steps_max"]
     assert spiking["later_mean_steps"] <= targets["later_mean_steps_max"]
+
+
+def test_imaze_bench_times_the_bundled_spiking_network_and_reads_its_training_time():
+    """``l2l bench train --task imaze`` must time the bundled model's network (4 ticks per
+    step, population-coded inputs), not the default one, and take the wall clock to the
+    criterion from that model's own stage logs."""
+    from l2l_ros.bench import bundled_imaze_recipe, bundled_imaze_training_seconds
+
+    meta = _meta(share_path("models", "imaze_lsnn") / "policy.json")
+    assert bundled_imaze_recipe() == meta["train_config"]["policy_config"]
+    assert bundled_imaze_recipe()["ticks_per_step"] == 4
+    spent = bundled_imaze_training_seconds()
+    assert set(spent["stages"]) == {"train_log_stage1.jsonl", "train_log.jsonl"}
+    assert spent["stages"]["train_log.jsonl"]["updates"] == meta["train_config"]["updates"]
+    assert spent["seconds"] == sum(v["seconds"] for v in spent["stages"].values()) > 0
