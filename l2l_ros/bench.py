@@ -86,6 +86,14 @@ def bench_imaze_vector(seconds: float, physics_steps_per_s: float, num_envs: int
                     "physics bound = raw mj_step/s / substeps on one thread"}
 
 
+def _bundled_train_config(model: str) -> dict:
+    """``train_config`` of a bundled model's ``policy.json`` (``models/<model>``)."""
+    from l2l_ros.meta.checkpoint import read_metadata
+    from l2l_ros.resources import share_path
+
+    return read_metadata(share_path("models", model, "policy.json"))["train_config"]
+
+
 def bundled_bandit_recipe() -> dict:
     """The bundled k = 5 spiking model's training options, read from its ``policy.json``,
     so that the bench times the recipe users retrain with rather than a stale copy.
@@ -93,12 +101,7 @@ def bundled_bandit_recipe() -> dict:
     Both networks get ``expected_reward`` and the arm-and-reward input channels
     (``input_products``); the other ``policy_config`` fields are LSNN neuron options.
     """
-    import json
-
-    from l2l_ros.resources import share_path
-
-    meta = json.loads(share_path("models", "bandit_k5_lsnn", "policy.json").read_text())
-    tc = meta["train_config"]
+    tc = _bundled_train_config("bandit_k5_lsnn")
     return {"expected_reward": bool(tc.get("expected_reward", False)),
             "policy_config": dict(tc.get("policy_config") or {})}
 
@@ -201,12 +204,7 @@ def bench_train(task: str, seconds: float) -> dict:
 def bundled_imaze_recipe() -> dict:
     """The bundled spiking I-maze model's network options (``policy_config`` of its
     ``policy.json``), so that the bench times the network users deploy and retrain."""
-    import json
-
-    from l2l_ros.resources import share_path
-
-    meta = json.loads(share_path("models", "imaze_lsnn", "policy.json").read_text())
-    return dict(meta["train_config"].get("policy_config") or {})
+    return dict(_bundled_train_config("imaze_lsnn").get("policy_config") or {})
 
 
 def bundled_imaze_training_seconds() -> dict:

@@ -59,5 +59,7 @@ def test_imaze_bench_times_the_bundled_spiking_network_and_reads_its_training_ti
     assert bundled_imaze_recipe()["ticks_per_step"] == 4
     spent = bundled_imaze_training_seconds()
     assert set(spent["stages"]) == {"train_log_stage1.jsonl", "train_log.jsonl"}
+    stage1 = _meta(share_path("models", "imaze_lsnn") / "stage1" / "policy.json")
+    assert spent["stages"]["train_log_stage1.jsonl"]["updates"] == stage1["train_config"]["updates"]
     assert spent["stages"]["train_log.jsonl"]["updates"] == meta["train_config"]["updates"]
     assert spent["seconds"] == sum(v["seconds"] for v in spent["stages"].values()) > 0
