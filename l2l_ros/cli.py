@@ -80,7 +80,7 @@ def cmd_train(args, argv) -> int:
                        anneal_lr_after=args.anneal_lr_after, init_from=args.init_from,
                        teacher=args.teacher, teacher_mix_updates=args.teacher_mix_updates,
                        imitation_coef=args.imitation_coef, teacher_replay=args.teacher_replay,
-                       teacher_soft=args.teacher_soft,
+                       teacher_soft=args.teacher_soft, teacher_index_tau=args.teacher_index_tau,
                        memory_aux_coef=args.memory_aux_coef, novelty_bonus=args.novelty_bonus,
                        expected_reward=args.expected_reward, privileged_critic=args.privileged_critic,
                        imitation_after_goal=args.imitation_after_goal,
@@ -392,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(cross-entropy to it) instead of its greedy action, and plain imitation executes "
                         "the student's samples (for policies scored by their samples, as the bandit models); "
                         "with --teacher gittins: softmax(index / 0.01) instead of the tied-best arms")
+    p.add_argument("--teacher-index-tau", type=float, default=None, metavar="TAU",
+                   help="with --teacher gittins: the target is the Gittins index itself, as logits (each "
+                        "arm's index minus the best arm's, over TAU, floored at -8), learnt by squared "
+                        "error; the policy's samples drive")
     p.add_argument("--imitation-after-goal", action="store_true",
                    help="with --imitation-coef: count the imitation term only after the task's first goal "
                         "entry (the teacher shapes the returns, the reward alone the search)")

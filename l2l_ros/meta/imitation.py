@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from l2l_ros.meta.policies import RecurrentPolicy
-from l2l_ros.meta.ppo import _masked_mean, collect_tasks, imitation_loss
+from l2l_ros.meta.ppo import INDEX_LOGIT_FLOOR, _masked_mean, collect_tasks, imitation_loss
 from l2l_ros.tasks.encoding import IMAZE_ACTIONS
 
 __all__ = ["TEACHERS", "Teacher", "GittinsTeacher", "IMazeSearchTeacher", "PolicyTeacher", "make_teacher",
@@ -97,13 +97,18 @@ class GittinsTeacher:
     uniform play on their own histories ("Soft Gittins targets" in the bandit log).
     """
 
-    def __init__(self, k: int, max_pulls: int, soft: bool = False, temperature: float = 0.01):
+    def __init__(self, k: int, max_pulls: int, soft: bool = False, temperature: float = 0.01,
+                 index_tau: float = 0.0):
         from l2l_ros.tasks.bandit_baselines import gittins_index_table
 
         if soft and not temperature > 0:
             raise ValueError(f"a soft Gittins teacher needs a positive temperature, got {temperature}")
+        if soft and index_tau:
+            raise ValueError("soft targets and index targets are two different targets: choose one")
         self.k = int(k)
         self.soft, self.temperature = bool(soft), float(temperature)
+        self.index_tau = float(index_tau)
+        self.logit_targets = self.index_tau > 0
         self.table = gittins_index_table(int(max_pulls))
 
     def reset(self, envs: gym.vector.VectorEnv) -> None:
@@ -120,11 +125,15 @@ class GittinsTeacher:
 
     def target(self, obs: np.ndarray | None = None, student: np.ndarray | None = None) -> np.ndarray:
         B = self.s.shape[0]
-        out = np.full((B, self.k), 1.0 / self.k)  # tasks already over: anything
+        out = np.full((B, self.k), 0.0 if self.logit_targets else 1.0 / self.k)  # tasks already over: anything
         left = self.n - self.t
         for h in np.unique(left[left >= 1]):
             rows = np.flatnonzero(left == h)
             index = self.table(self.s[rows], self.f[rows], int(h))
+            if self.logit_targets:
+                out[rows] = np.maximum((index - index.max(axis=1, keepdims=True)) / self.index_tau,
+                                       -INDEX_LOGIT_FLOOR)
+                continue
             if self.soft:
                 z = np.exp((index - index.max(axis=1, keepdims=True)) / self.temperature)
                 out[rows] = z / z.sum(axis=1, keepdims=True)
@@ -222,7 +231,7 @@ class PolicyTeacher:
         pass  # the next observation carries them
 
 
-def make_teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False) -> Teacher:
+def make_teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False, index_tau: float = 0.0) -> Teacher:
     """``"gittins"`` (bandits), ``"searcher"`` or ``"searcher-lenient"`` (I-maze), or the path of
     a saved policy for the same env (``soft``: its action distribution, or the tempered
     Gittins policy's, is the target)."""
@@ -236,7 +245,8 @@ def make_teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False) -
     if name == "gittins":
         if env_id != BANDIT_ENV_ID:
             raise ValueError(f"the gittins teacher plays the bandit family, not {env_id}")
-        return GittinsTeacher(int(env_kwargs.get("k", 5)), int(env_kwargs.get("n", 100)), soft=soft)
+        return GittinsTeacher(int(env_kwargs.get("k", 5)), int(env_kwargs.get("n", 100)), soft=soft,
+                              index_tau=index_tau)
     if name in ("searcher", "searcher-lenient"):
         if env_id != IMAZE_ID:
             raise ValueError(f"the searcher teacher plays the I-maze family, not {env_id}")
@@ -250,13 +260,13 @@ def make_teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False) -
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_teacher(name: str, env_id: str, env_kwargs_json: str, soft: bool) -> Teacher:
-    return make_teacher(name, env_id, json.loads(env_kwargs_json), soft=soft)
+def _cached_teacher(name: str, env_id: str, env_kwargs_json: str, soft: bool, index_tau: float) -> Teacher:
+    return make_teacher(name, env_id, json.loads(env_kwargs_json), soft=soft, index_tau=index_tau)
 
 
-def _teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False) -> Teacher:
+def _teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False, index_tau: float = 0.0) -> Teacher:
     """One teacher per run (loading a checkpoint or a Gittins table once)."""
-    return _cached_teacher(name, env_id, json.dumps(env_kwargs, sort_keys=True), bool(soft))
+    return _cached_teacher(name, env_id, json.dumps(env_kwargs, sort_keys=True), bool(soft), float(index_tau))
 
 
 def teacher_share(mix_updates: int, update: int) -> float:
@@ -290,13 +300,15 @@ def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy
     """One DAgger update (see the module docstring); same contract as ``ppo.ppo_update``."""
     if not policy.discrete:
         raise ValueError("imitation needs a discrete action space (the teacher's actions)")
-    teacher = _teacher(config.teacher, config.env_id, config.env_kwargs, soft=config.teacher_soft)
+    teacher = _teacher(config.teacher, config.env_id, config.env_kwargs, soft=config.teacher_soft,
+                       index_tau=config.teacher_index_tau)
+    samples_drive = config.teacher_soft or config.teacher_index_tau > 0
     beta = teacher_share(config.teacher_mix_updates, update)
     rng = np.random.default_rng([int(config.seed), int(update), 2])
 
     # 1. Collect, labelling every step with the teacher's action distribution.
     policy.eval()
-    roll = collect_tasks(envs, policy, task_seeds, deterministic=not config.teacher_soft,
+    roll = collect_tasks(envs, policy, task_seeds, deterministic=not samples_drive,
                          max_steps=config.max_task_steps,
                          options=options, teacher=teacher, teacher_share=beta, rng=rng)
     obs, targets, valid = roll["obs"], roll["targets"], roll["valid"]
@@ -315,7 +327,8 @@ def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy
             mb = perm[start:start + mb_size]
             m = valid[:, mb]
             params, _, _ = policy.forward_sequence(obs[:, mb], policy.initial_state(len(mb)))
-            ce = _masked_mean(imitation_loss(params, targets[:, mb], config.teacher_soft), m)
+            ce = _masked_mean(imitation_loss(params, targets[:, mb], config.teacher_soft,
+                                             index=config.teacher_index_tau > 0), m)
             ent = _masked_mean(policy.entropy(policy.distribution(params)), m)
             optimizer.zero_grad(set_to_none=True)
             ce.backward()
