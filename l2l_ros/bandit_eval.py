@@ -6,7 +6,8 @@ so every policy, baseline or checkpoint, plays the same bandits with the same lu
 Checkpoints run batched over all bandits with the exact observation that
 ``MetaWrapper(BernoulliBanditEnv(k, n))`` gives (``meta_bandit_obs``, shared with the
 vector env). Each checkpoint is reported twice: ``NAME`` (actions sampled from the
-policy, as trained and as ``ppo.evaluate(deterministic=False)``) and ``NAME/argmax``.
+policy, as ``ppo.evaluate(deterministic=False)``) and ``NAME/argmax``; ``action_rules``
+says which of the two is the model's own way to play (``action_rule``).
 
 The CLI owner wires ``l2l eval bandit`` to :func:`main_eval_bandit` with the arguments
 of :func:`add_bandit_eval_arguments`.
@@ -25,7 +26,7 @@ import torch
 from l2l_ros.tasks.bandit import N_TIME_FEATURES, meta_bandit_obs
 from l2l_ros.tasks.bandit_baselines import run_baseline
 
-__all__ = ["PAPER_TABLE1", "evaluate_bandits", "run_checkpoint_on_bandits",
+__all__ = ["PAPER_TABLE1", "action_rule", "evaluate_bandits", "run_checkpoint_on_bandits",
            "add_bandit_eval_arguments", "main_eval_bandit", "TABLE_BASELINES"]
 
 # Duan et al. 2016 (RL²), Table 1: total reward, mean over 1000 bandits, keyed (n, k).
@@ -88,13 +89,22 @@ def run_checkpoint_on_bandits(policy, k: int, n: int, probs: np.ndarray, uniform
     return total
 
 
+def action_rule(meta: dict) -> str:
+    """How a saved bandit policy plays: ``"argmax"`` if it was trained on Gittins index
+    targets (``--teacher-index-tau``: its logits are index estimates, and the index policy
+    plays the highest), else ``"sampled"``, as PPO and distillation train and score it."""
+    cfg = meta.get("train_config") or {}
+    return "argmax" if float(cfg.get("teacher_index_tau") or 0.0) > 0 else "sampled"
+
+
 def evaluate_bandits(k: int, n: int, episodes: int, seed: int,
                      checkpoints: dict[str, str] | None = None,
                      baselines: tuple[str, ...] = TABLE_BASELINES) -> dict:
     """Every baseline and checkpoint on the same ``episodes`` bandits; see the module doc.
 
     Returns ``{"k", "n", "episodes", "seed", "policies": {name: {"mean", "sem",
-    "seconds"}}, "paper": {...} (RL² Table 1 row, or {} when (n, k) is not in it)}``;
+    "seconds"}}, "action_rules": {checkpoint name: "sampled" or "argmax"}, "paper": {...}
+    (RL² Table 1 row, or {} when (n, k) is not in it)}``;
     every policy also gets "arms_tried" and "best_arm_share" (means over the bandits).
     """
     from l2l_ros.meta.checkpoint import load_checkpoint
@@ -105,7 +115,7 @@ def evaluate_bandits(k: int, n: int, episodes: int, seed: int,
     task_rng = np.random.default_rng([int(seed), 0])
     probs = task_rng.uniform(0.0, 1.0, size=(episodes, k))
     uniforms = task_rng.random((episodes, n))
-    out: dict = {"k": k, "n": n, "episodes": episodes, "seed": int(seed), "policies": {}}
+    out: dict = {"k": k, "n": n, "episodes": episodes, "seed": int(seed), "policies": {}, "action_rules": {}}
     for name in baselines:
         t0 = time.perf_counter()
         rng = np.random.default_rng([int(seed), 1, zlib.crc32(name.encode())])  # per-policy stream
@@ -114,7 +124,8 @@ def evaluate_bandits(k: int, n: int, episodes: int, seed: int,
         out["policies"][name] = {**_stats(totals), "seconds": round(time.perf_counter() - t0, 3),
                                  **_exploration(behaviour)}
     for name, path in (checkpoints or {}).items():
-        policy, _ = load_checkpoint(path)
+        policy, meta = load_checkpoint(path)
+        out["action_rules"][name] = action_rule(meta)
         for suffix, det in (("", False), ("/argmax", True)):
             t0 = time.perf_counter()
             behaviour: dict = {}
@@ -185,9 +196,11 @@ def main_eval_bandit(args: argparse.Namespace) -> int:
     print(f"{res['k']}-armed Bernoulli bandit, {res['n']} pulls, {res['episodes']} bandits "
           f"(seed {res['seed']}): total reward, mean ± s.e.; arms tried; share of pulls on the best arm")
     paper = res["paper"]
+    own = {name + ("/argmax" if rule == "argmax" else "") for name, rule in res["action_rules"].items()}
     for name, st in res["policies"].items():
         ref = paper.get(name)
         extra = f"   (RL² Table 1: {ref})" if ref is not None else ""
+        extra += "   <- the model's own rule" if name in own else ""
         print(f"  {name:<20} {st['mean']:9.2f} ± {st['sem']:.2f}   {st['arms_tried']:4.1f} "
               f"{100 * st['best_arm_share']:4.0f}%{extra}")
     if "rl2_gru" in paper:

@@ -217,6 +217,12 @@ def test_evaluate_bandits_with_fresh_checkpoint(tmp_path):
     again = evaluate_bandits(k, n, 300, seed=5, checkpoints={"fresh": str(tmp_path / "fresh")})
     assert again["policies"]["fresh"]["mean"] == pol["fresh"]["mean"]
     assert again["policies"]["gittins"]["mean"] == pol["gittins"]["mean"]
+    assert res["action_rules"] == {"fresh": "sampled"}  # not trained on index targets
+    save_checkpoint(tmp_path / "index", policy, {"env_id": "l2l_ros/Bandit-v0", "env_kwargs": {"k": k, "n": n},
+                                                  "train_config": {"teacher": "gittins", "teacher_index_tau": 0.01}})
+    both = evaluate_bandits(k, n, 20, seed=5, checkpoints={"fresh": str(tmp_path / "fresh"),
+                                                           "index": str(tmp_path / "index")})
+    assert both["action_rules"] == {"fresh": "sampled", "index": "argmax"}
     wrong = build_policy("lstm", N_TIME_FEATURES + 4 + 2, {"type": "discrete", "n": 4}, {"hidden": 8})
     save_checkpoint(tmp_path / "wrong", wrong, {})
     with pytest.raises(ValueError):
@@ -236,6 +242,12 @@ def test_main_eval_bandit_json(capsys, tmp_path):
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
     assert rows["oracle"][4:6] == ["1.0", "100%"] and rows["ucb1"][4] == "5.0"  # UCB1 starts with every arm
     assert float(rows["gittins"][1]) == pytest.approx(res["policies"]["gittins"]["mean"], abs=0.005)
+    # the bundled models' own rules are marked in the text table
+    args = parser.parse_args(["--arms", "5", "--pulls", "10", "--episodes", "20", "--seed", "1"])
+    assert main_eval_bandit(args) == 0
+    marked = [line.split()[0] for line in capsys.readouterr().out.splitlines() if "the model's own rule" in line]
+    assert sorted(marked) == sorted(n + ("/argmax" if r == "argmax" else "") for n, r in res["action_rules"].items())
+    assert len(marked) == len(res["action_rules"]) >= 1
     args = parser.parse_args(["--arms", "2", "--pulls", "4", "--episodes", "5", "--checkpoint", "oops"])
     assert main_eval_bandit(args) == 2
     args = parser.parse_args(["--arms", "2", "--pulls", "4", "--episodes", "5",
