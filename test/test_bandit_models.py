@@ -93,25 +93,33 @@ def _stages(k: int) -> list[dict]:
 
 @pytest.mark.parametrize("k", [5, 10])
 def test_bundled_spiking_model_is_stage_1_then_learns_from_the_bundled_lstm(k):
-    """Each later stage started from the shipped weights of the stage before and learned
-    the shipped LSTM's action distribution: k = 5, stage 2 as a term of PPO's loss; k = 10,
-    stage 2 by plain imitation, then stage 3 as a term of PPO's loss. The model cards'
-    claims, checked on the files."""
+    """Each later stage started from the shipped weights of the stage before. k = 5:
+    stage 2 learned the shipped LSTM's action distribution as a term of PPO's loss. k = 10:
+    stage 2 by plain imitation of it, stage 3 as a term of PPO's loss, then the last
+    stages by plain imitation of the Gittins index (``teacher_index_tau``). The model
+    cards' claims, checked on the files."""
     import hashlib
 
     folder = share_path("models", f"bandit_k{k}_lsnn")
     stages = _stages(k)
-    assert len(stages) == (2 if k == 5 else 3)
+    assert len(stages) == 2 if k == 5 else len(stages) >= 4
     for i, (before, after) in enumerate(zip(stages, stages[1:]), start=1):
         weights = (folder / f"stage{i}" / "policy.safetensors").read_bytes()
         assert after["init_sha256"] == before["weights_sha256"] == hashlib.sha256(weights).hexdigest()
         cfg = after["train_config"]
-        assert cfg["teacher"] == f"models/bandit_k{k}_lstm/policy.json" and cfg["teacher_soft"] is True
         assert cfg["policy_config"] == before["train_config"]["policy_config"]
         same = {key for key in cfg if cfg[key] == before["train_config"].get(key)}
         assert {"env_id", "env_kwargs", "num_envs", "minibatches", "gamma", "reset_options"} <= same
         load_checkpoint(folder / f"stage{i}" / "policy.json")  # each earlier stage loads on its own (raises if not)
+    lstm = [s["train_config"]["teacher"] == f"models/bandit_k{k}_lstm/policy.json"
+            and s["train_config"]["teacher_soft"] is True for s in stages[1:]]
+    index = [s["train_config"]["teacher"] == "gittins" and s["train_config"].get("teacher_index_tau", 0) > 0
+             and s["train_config"]["imitation_coef"] == 0 for s in stages[1:]]
     plain = [s["train_config"]["imitation_coef"] == 0 and not s["train_config"]["expected_reward"]
              for s in stages[1:]]
-    assert plain == ([False] if k == 5 else [True, False])  # PPO with the term, or plain imitation
-    assert stages[-1]["train_config"]["imitation_coef"] > 0 and stages[-1]["train_config"]["expected_reward"]
+    if k == 5:
+        assert lstm == [True] and plain == [False]  # PPO with the LSTM term
+        assert stages[-1]["train_config"]["imitation_coef"] > 0 and stages[-1]["train_config"]["expected_reward"]
+    else:
+        assert lstm[:2] == [True, True] and plain[:2] == [True, False]  # plain, then as PPO's term
+        assert all(index[2:]) and not any(index[:2])  # then the Gittins index, plain imitation
