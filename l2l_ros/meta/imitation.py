@@ -36,8 +36,10 @@ One update (``imitation_update``, plugged into ``ppo.train`` when
    policy gives to the teacher's set (the cross-entropy when the set has one action;
    before this loss, runs minimised the cross-entropy to the uniform distribution on
    the set, which also pushed a student to spread over tied arms); with
-   ``teacher_soft``, ``ppo.teacher_cross_entropy`` to the teacher's distribution. The
-   value head is not trained (nothing here uses it).
+   ``teacher_soft``, ``ppo.teacher_cross_entropy`` to the teacher's distribution; with
+   ``teacher_index_tau`` (Gittins only), ``ppo.index_logit_loss`` to the index gaps read
+   as logits, the policy's samples driving (the bundled k = 10 spiking model's last
+   stages). The value head is not trained (nothing here uses it).
 """
 from __future__ import annotations
 
@@ -68,7 +70,8 @@ class Teacher(Protocol):
         """New tasks have just started in every env (after ``envs.reset``)."""
 
     def target(self, obs: np.ndarray, student: np.ndarray | None = None) -> np.ndarray:
-        """``[B, A]`` probabilities of the teacher's action at the current step, whose
+        """``[B, A]`` probabilities of the teacher's action at the current step (target
+        logits instead for a teacher whose ``logit_targets`` is true), whose
         observations (what the student sees) are ``obs[B, D]``; ``student`` ``[B, A]``:
         the student's own action probabilities there (a teacher may use them to choose
         among actions it values equally)."""

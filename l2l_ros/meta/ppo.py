@@ -116,8 +116,9 @@ class TrainConfig(DictConfig):
     # logits: each arm's index minus the best arm's, over this temperature, floored at
     # -INDEX_LOGIT_FLOOR, learnt by squared error on the policy's logits taken relative
     # to the teacher's best arm (``index_logit_loss``); the policy's samples drive. Why:
-    # a linear probe on the bundled k = 10 networks' features explained only 0.3 to 0.5
-    # of the index variance, so their memory does not hold what Gittins plays on;
+    # a linear probe on the features of the k = 10 networks trained by PPO and
+    # distillation explained 0.3 to 0.5 of the index variance, so their memory does
+    # not hold what Gittins plays on;
     # matching the action distribution gave a network one number per step to learn that
     # from and the networks hedged towards uniform play, while the index gives every arm
     # a target at every step and costs little where arms are nearly tied. 0: off.
