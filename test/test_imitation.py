@@ -127,7 +127,7 @@ def test_index_logit_loss_asks_for_the_target_gaps_and_only_a_ceiling_at_the_flo
     targets = torch.tensor([[0.0, -2.0, -F], [-1.0, 0.0, -0.5], [-F, -F, 0.0], [0.0, 0.0, -3.0]])
     shifted = index_logit_loss(logits + 7.0, targets)
     torch.testing.assert_close(shifted, index_logit_loss(logits, targets))
-    torch.testing.assert_close(imitation_loss(logits, targets, soft=False, index=True), shifted)
+    torch.testing.assert_close(imitation_loss(logits, targets, "index"), shifted)
     logits.requires_grad_(True)
     index_logit_loss(logits, targets).sum().backward()
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
@@ -332,8 +332,10 @@ def test_teacher_cross_entropy_is_least_where_the_student_matches_the_teacher():
         assert float(teacher_cross_entropy(logits, teacher)) > entropy + 1e-3  # the KL is > 0
     one_hot = torch.tensor([[0.0, 1.0, 0.0]])  # a set of one action: both losses are the cross-entropy
     logits = torch.tensor([[0.3, -1.0, 2.0]])
-    assert float(imitation_loss(logits, one_hot, soft=True)) == pytest.approx(
-        float(imitation_loss(logits, one_hot, soft=False)), abs=1e-6)
+    assert float(imitation_loss(logits, one_hot, "soft")) == pytest.approx(
+        float(imitation_loss(logits, one_hot, "set")), abs=1e-6)
+    with pytest.raises(ValueError, match="unknown kind"):
+        imitation_loss(logits, one_hot, "hard")
 
 
 def test_soft_policy_teacher_targets_its_action_distribution():

@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from l2l_ros.meta.policies import RecurrentPolicy
-from l2l_ros.meta.ppo import INDEX_LOGIT_FLOOR, _masked_mean, collect_tasks, imitation_loss
+from l2l_ros.meta.ppo import INDEX_LOGIT_FLOOR, _masked_mean, collect_tasks, imitation_loss, teacher_targets
 from l2l_ros.tasks.encoding import IMAZE_ACTIONS
 
 __all__ = ["TEACHERS", "Teacher", "GittinsTeacher", "IMazeSearchTeacher", "PolicyTeacher", "make_teacher",
@@ -305,13 +305,13 @@ def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy
         raise ValueError("imitation needs a discrete action space (the teacher's actions)")
     teacher = _teacher(config.teacher, config.env_id, config.env_kwargs, soft=config.teacher_soft,
                        index_tau=config.teacher_index_tau)
-    samples_drive = config.teacher_soft or config.teacher_index_tau > 0
+    kind = teacher_targets(config)
     beta = teacher_share(config.teacher_mix_updates, update)
     rng = np.random.default_rng([int(config.seed), int(update), 2])
 
     # 1. Collect, labelling every step with the teacher's action distribution.
     policy.eval()
-    roll = collect_tasks(envs, policy, task_seeds, deterministic=not samples_drive,
+    roll = collect_tasks(envs, policy, task_seeds, deterministic=kind == "set",
                          max_steps=config.max_task_steps,
                          options=options, teacher=teacher, teacher_share=beta, rng=rng)
     obs, targets, valid = roll["obs"], roll["targets"], roll["valid"]
@@ -330,8 +330,7 @@ def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy
             mb = perm[start:start + mb_size]
             m = valid[:, mb]
             params, _, _ = policy.forward_sequence(obs[:, mb], policy.initial_state(len(mb)))
-            ce = _masked_mean(imitation_loss(params, targets[:, mb], config.teacher_soft,
-                                             index=config.teacher_index_tau > 0), m)
+            ce = _masked_mean(imitation_loss(params, targets[:, mb], kind), m)
             ent = _masked_mean(policy.entropy(policy.distribution(params)), m)
             optimizer.zero_grad(set_to_none=True)
             ce.backward()

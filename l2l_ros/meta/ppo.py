@@ -379,12 +379,23 @@ def teacher_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.
     return -(targets * torch.log_softmax(logits, dim=-1)).sum(-1)
 
 
-def imitation_loss(logits: torch.Tensor, targets: torch.Tensor, soft: bool, index: bool = False) -> torch.Tensor:
-    """``teacher_cross_entropy`` for a soft teacher, ``teacher_nll`` for a set of actions,
-    ``index_logit_loss`` for index targets (``TrainConfig.teacher_index_tau``)."""
-    if index:
-        return index_logit_loss(logits, targets)
-    return teacher_cross_entropy(logits, targets) if soft else teacher_nll(logits, targets)
+def teacher_targets(config: TrainConfig) -> str:
+    """What a run's teacher targets are: ``"index"`` (index gaps as logits,
+    ``teacher_index_tau``), ``"soft"`` (an action distribution, ``teacher_soft``) or
+    ``"set"`` (the teacher's equally good actions). The first two are learnt on the
+    policy's own samples, a set on its most likely actions."""
+    if config.teacher_index_tau > 0:
+        return "index"
+    return "soft" if config.teacher_soft else "set"
+
+
+def imitation_loss(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
+    """The loss for targets of ``kind`` (``teacher_targets``): ``index_logit_loss``,
+    ``teacher_cross_entropy`` or ``teacher_nll``."""
+    losses = {"index": index_logit_loss, "soft": teacher_cross_entropy, "set": teacher_nll}
+    if kind not in losses:
+        raise ValueError(f"unknown kind of teacher targets {kind!r} (expected one of {sorted(losses)})")
+    return losses[kind](logits, targets)
 
 
 INDEX_LOGIT_FLOOR = 8.0
@@ -624,6 +635,7 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
         from l2l_ros.meta.imitation import _teacher  # imitation imports this module
         teacher = _teacher(config.teacher, config.env_id, config.env_kwargs, soft=config.teacher_soft,
                            index_tau=config.teacher_index_tau)
+        target_kind = teacher_targets(config)
     strength = goal_hint_strength(config, update) if goal_hint is not None else 0.0
     hinted = strength > 0
     roll = collect_tasks(envs, policy, task_seeds, max_steps=config.max_task_steps,
@@ -701,8 +713,7 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
             loss = pg_loss - config.ent_coef * ent + config.vf_coef * v_loss
             if teacher is not None:
                 taught = m & roll["goal_known"][:, mb] if config.imitation_after_goal else m
-                ce = _masked_mean(imitation_loss(params, roll["targets"][:, mb], config.teacher_soft,
-                                                     index=config.teacher_index_tau > 0), taught)
+                ce = _masked_mean(imitation_loss(params, roll["targets"][:, mb], target_kind), taught)
                 loss = loss + config.imitation_coef * ce
                 stats["imitation_loss"].append(float(ce.detach()))
             if memory_probe is not None:
