@@ -4,8 +4,11 @@ from __future__ import annotations
 import platform
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+
+from l2l_ros.report import read_train_log
 
 
 def _machine() -> dict:
@@ -119,8 +122,6 @@ def _bandit_config(kind: str, updates: int, horizons: str, seed: int = 0, **over
 
 def timed_training(cfg) -> dict:
     """Agent steps/s of training ``cfg`` (rollout + forward + backward + env), no checkpoints."""
-    import json
-
     import torch
 
     from l2l_ros.meta.ppo import train
@@ -131,7 +132,7 @@ def timed_training(cfg) -> dict:
         t0 = time.perf_counter()
         train(cfg, tmp)
         wall = time.perf_counter() - t0
-        log = [json.loads(line) for line in open(f"{tmp}/train_log.jsonl")]
+        log = read_train_log(Path(tmp) / "train_log.jsonl")
     steps = log[-1]["env_steps"]
     return {"updates": cfg.updates, "agent_steps": steps, "wall_s": wall, "agent_steps_per_s": steps / wall}
 
@@ -210,8 +211,6 @@ def bundled_imaze_recipe() -> dict:
 def bundled_imaze_training_seconds() -> dict:
     """Wall clock of the training updates that produced the bundled spiking I-maze model,
     summed over its stages' logs (``update_seconds``; evaluations not included)."""
-    import json
-
     from l2l_ros.resources import share_path
 
     folder = share_path("models", "imaze_lsnn")
@@ -219,7 +218,7 @@ def bundled_imaze_training_seconds() -> dict:
     for name in ("train_log_stage1.jsonl", "train_log.jsonl"):
         path = folder / name
         if path.is_file():
-            recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            recs = read_train_log(path)
             stages[name] = {"updates": len(recs), "seconds": sum(r["update_seconds"] for r in recs)}
     return {"stages": stages, "seconds": sum(v["seconds"] for v in stages.values())}
 

@@ -211,15 +211,20 @@ def goals_by_alcove(rows: list[dict], w: int) -> dict[str, tuple[np.ndarray, np.
     return series
 
 
+def read_train_log(log_path: Path) -> list[dict]:
+    """The records of a ``train_log.jsonl``, one per update (blank lines skipped)."""
+    import json
+
+    return [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+
+
 def plot_learning_curve(log_path: Path, path: Path, title: str) -> Path:
     """Mean task return and goals per task against updates, from train_log.jsonl (for
     imitation runs also the teacher's share of the executed actions, dashed; for logs
     with ``trial_ends_by_goal`` a second panel with the goals per task by goal alcove)."""
-    import json
-
     plt = _pyplot()
 
-    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    rows = read_train_log(log_path)
     if any("reset_options" in r for r in rows):
         return _plot_variant_curve(rows, path, title)
     updates = np.array([r["update"] for r in rows])
