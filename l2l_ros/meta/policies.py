@@ -25,6 +25,8 @@ Action space specs are JSON dicts: ``{"type": "discrete", "n": 3}`` or
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,33 +39,127 @@ __all__ = [
     "RecurrentPolicy", "LSTMPolicy", "LSTMConfig", "DictConfig", "build_policy", "config_from_dict",
     "action_spec_from_space", "normalize_action_spec", "space_from_action_spec",
     "select_state", "POLICY_KINDS", "product_pairs", "append_products", "shared_policy_config",
+    "check_int", "check_real", "check_bool", "check_index_list", "check_index_pairs",
+    "MAX_UNITS", "MAX_PARAMETERS", "MAX_DISCRETE_ACTIONS", "MAX_BOX_SIZE",
 ]
 
 POLICY_KINDS = ("lsnn", "lstm")
 
+# Bounds of every configuration value (a checkpoint's JSON is read from disk, so a
+# crafted or damaged file must be refused before a tensor is allocated; the bounds are
+# generous: the bundled models use at most 256 neurons, 23 inputs and 10 actions).
+MAX_UNITS = 4096                 # neurons per population, LSTM units, observation values
+MAX_PARAMETERS = 64 * 2**20      # weights of one network (256 MiB of float32)
+MAX_DISCRETE_ACTIONS = 1024
+MAX_BOX_DIMS = 4                 # len(shape) of a Box action space
+MAX_BOX_SIZE = 1024              # prod(shape)
+MAX_LIST = 4096                  # entries of ignore_inputs / input_products
+
+
+# --------------------------------------------------------------------------- value checks
+def _show(value: Any) -> str:
+    """``repr`` cut to one short line (a crafted value may be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_int(name: str, value: Any, lo: int, hi: int) -> int:
+    """``value`` as an int in ``[lo, hi]``; bools and floats are refused (``3.0`` is a typo
+    or a crafted file, not a count)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {_show(value)}")
+    return int(value)
+
+
+def check_real(name: str, value: Any, lo: float = -math.inf, hi: float = math.inf,
+               lo_open: bool = False) -> float:
+    """``value`` as a finite float in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``); ints
+    are fine, bools and NaN/inf are not."""
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real)
+    x = float(value) if ok else math.nan
+    if not (math.isfinite(x) and (x > lo if lo_open else x >= lo) and x <= hi):
+        left = "(" if lo_open else "["
+        raise ValueError(f"{name} must be a finite number in {left}{lo}, {hi}], got {_show(value)}")
+    return x
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` must be a real bool (``"false"`` is truthy)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be true or false, got {_show(value)}")
+    return bool(value)
+
+
+def check_index_list(name: str, value: Any) -> list:
+    """A list of at most ``MAX_LIST`` indices in ``[0, MAX_UNITS)`` (the range against the
+    observation is checked where the network is built)."""
+    if not isinstance(value, (list, tuple)) or len(value) > MAX_LIST:
+        raise ValueError(f"{name} must be a list of at most {MAX_LIST} indices, got {_show(value)}")
+    return [check_int(f"{name}[{k}]", i, 0, MAX_UNITS - 1) for k, i in enumerate(value)]
+
+
+def check_index_pairs(name: str, value: Any) -> list:
+    """A list of at most ``MAX_LIST`` ``[i, j]`` index pairs."""
+    if not isinstance(value, (list, tuple)) or len(value) > MAX_LIST:
+        raise ValueError(f"{name} must be a list of at most {MAX_LIST} [i, j] pairs, got {_show(value)}")
+    for k, pair in enumerate(value):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ValueError(f"{name}[{k}] must be an [i, j] index pair, got {_show(pair)}")
+        check_index_list(f"{name}[{k}]", pair)
+    return list(value)
+
+
+def check_parameter_count(kind: str, count: int) -> None:
+    """Refuse a network of more than ``MAX_PARAMETERS`` weights before allocating it
+    (bounded fields can still multiply to gigabytes)."""
+    if count > MAX_PARAMETERS:
+        raise ValueError(f"the {kind} network would have {count} weights, more than {MAX_PARAMETERS}")
+
 
 # --------------------------------------------------------------------------- specs
 def normalize_action_spec(spec: dict) -> dict:
-    """Validate an action space spec and return a canonical JSON-able copy."""
+    """Validate an action space spec and return a canonical JSON-able copy.
+
+    Why strict: the spec comes from checkpoint JSON, and its sizes become tensor shapes."""
     if not isinstance(spec, dict) or "type" not in spec:
-        raise ValueError(f"action space spec must be a dict with a 'type', got {spec!r}")
+        raise ValueError(f"action space spec must be a dict with a 'type', got {_show(spec)}")
     kind = spec["type"]
+    allowed = {"discrete": {"type", "n"}, "box": {"type", "shape", "low", "high"}}.get(kind)
+    if allowed is None:
+        raise ValueError(f"unknown action space type {_show(kind)} (expected 'discrete' or 'box')")
+    unknown = sorted(str(k) for k in set(spec) - allowed)
+    if unknown:
+        raise ValueError(f"unknown action_space fields {unknown}")
     if kind == "discrete":
-        n = int(spec["n"])
-        if n < 1:
-            raise ValueError("discrete action space needs n >= 1")
-        return {"type": "discrete", "n": n}
-    if kind == "box":
-        shape = [int(s) for s in spec["shape"]]
-        dim = int(np.prod(shape))
-        low = np.broadcast_to(np.asarray(spec.get("low", -1.0), dtype=np.float64), (dim,))
-        high = np.broadcast_to(np.asarray(spec.get("high", 1.0), dtype=np.float64), (dim,))
-        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(high > low)):
-            raise ValueError("box action space needs finite low < high")
-        out_low = float(low[0]) if np.all(low == low[0]) else low.tolist()
-        out_high = float(high[0]) if np.all(high == high[0]) else high.tolist()
-        return {"type": "box", "shape": shape, "low": out_low, "high": out_high}
-    raise ValueError(f"unknown action space type {kind!r} (expected 'discrete' or 'box')")
+        return {"type": "discrete", "n": check_int("action_space.n", spec.get("n"), 1, MAX_DISCRETE_ACTIONS)}
+    shape = spec.get("shape")
+    if not isinstance(shape, (list, tuple)) or len(shape) > MAX_BOX_DIMS:
+        raise ValueError(f"action_space.shape must be a list of at most {MAX_BOX_DIMS} sizes, got {_show(shape)}")
+    shape = [check_int(f"action_space.shape[{k}]", s, 1, MAX_BOX_SIZE) for k, s in enumerate(shape)]
+    dim = int(np.prod(shape))
+    if dim > MAX_BOX_SIZE:
+        raise ValueError(f"action_space.shape {shape} has {dim} values, more than {MAX_BOX_SIZE}")
+    low = _box_bound("action_space.low", spec.get("low", -1.0), dim)
+    high = _box_bound("action_space.high", spec.get("high", 1.0), dim)
+    if not np.all(high > low):
+        raise ValueError("box action space needs finite low < high")
+    out_low = float(low[0]) if np.all(low == low[0]) else low.tolist()
+    out_high = float(high[0]) if np.all(high == high[0]) else high.tolist()
+    return {"type": "box", "shape": shape, "low": out_low, "high": out_high}
+
+
+def _box_bound(name: str, value: Any, dim: int) -> np.ndarray:
+    """``low``/``high`` of a Box spec: one finite number, or ``dim`` of them (flat list;
+    numpy arrays from a gymnasium space are fine)."""
+    if isinstance(value, np.ndarray):
+        value = value.ravel().tolist()
+    if isinstance(value, (list, tuple)):
+        if len(value) not in (1, dim):
+            raise ValueError(f"{name} must have 1 or {dim} values, got {len(value)}")
+        values = [check_real(f"{name}[{k}]", v) for k, v in enumerate(value)]
+    else:
+        values = [check_real(name, value)]
+    return np.broadcast_to(np.asarray(values, dtype=np.float64), (dim,))
 
 
 def action_spec_from_space(space) -> dict:
@@ -125,7 +221,7 @@ class RecurrentPolicy(nn.Module):
 
     def __init__(self, obs_dim: int, action_spec: dict, n_features: int, log_std_init: float = -0.5):
         super().__init__()
-        self.obs_dim = int(obs_dim)
+        self.obs_dim = check_int("obs_dim", obs_dim, 1, MAX_UNITS)
         self.action_spec = normalize_action_spec(action_spec)
         self.discrete = self.action_spec["type"] == "discrete"
         if self.discrete:
@@ -267,7 +363,7 @@ class DictConfig:
             raise TypeError(f"{cls.__name__} needs a dict, got {type(d).__name__}")
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+            raise ValueError(f"unknown {cls.__name__} fields: {sorted(str(k) for k in unknown)[:10]}")
         return cls(**d)
 
 
@@ -281,14 +377,27 @@ class LSTMConfig(DictConfig):
     # networks can be trained on the same inputs.
     input_products: list = dataclasses.field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field out of its bounds (see ``MAX_UNITS``)."""
+        check_int("hidden", self.hidden, 1, MAX_UNITS)
+        check_real("log_std_init", self.log_std_init, -20.0, 20.0)
+        check_index_pairs("input_products", self.input_products)
+
 
 class LSTMPolicy(RecurrentPolicy):
     kind = "lstm"
 
     def __init__(self, obs_dim: int, action_spec: dict, config: LSTMConfig | dict | None = None):
         if not isinstance(config, LSTMConfig):
-            config = LSTMConfig.from_dict(config or {})
+            config = LSTMConfig.from_dict(config)
+        config.validate()  # again: a config object may have been changed after it was made
         self.config = config
+        n_in = check_int("obs_dim", obs_dim, 1, MAX_UNITS) + len(config.input_products)
+        h = config.hidden
+        check_parameter_count("lstm", 4 * h * (n_in + h + 2))
         super().__init__(obs_dim, action_spec, config.hidden, config.log_std_init)
         self.register_buffer("product_pairs", product_pairs(config.input_products, obs_dim), persistent=False)
         self.lstm = nn.LSTM(obs_dim + len(self.product_pairs), config.hidden)
@@ -335,7 +444,7 @@ def _config_class(kind: str) -> type:
 def config_from_dict(kind: str, config: Any):
     """Policy config object for ``kind`` from a dataclass, dict or None."""
     cls = _config_class(kind)
-    return config if isinstance(config, cls) else cls.from_dict(config or {})
+    return config if isinstance(config, cls) else cls.from_dict(config)
 
 
 def shared_policy_config(policy_config: dict | None, kind: str) -> dict:

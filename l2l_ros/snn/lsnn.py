@@ -37,11 +37,21 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from l2l_ros.meta.policies import DictConfig, RecurrentPolicy, _reset_where, append_products, product_pairs
+from l2l_ros.meta.policies import (MAX_UNITS, DictConfig, RecurrentPolicy, _reset_where, append_products,
+                                   check_bool, check_index_list, check_index_pairs, check_int,
+                                   check_parameter_count, check_real, product_pairs)
 from l2l_ros.snn.neurons import ALIF, NeuronState
 from l2l_ros.snn.sequence import lsnn_sequence
 
-__all__ = ["LSNNConfig", "LSNNState", "LSNNPolicy"]
+__all__ = ["LSNNConfig", "LSNNState", "LSNNPolicy", "MAX_TICKS_PER_STEP"]
+
+# Network ticks per control step: each tick is one recurrent step per env step, so
+# K ticks make a control tick K times slower (the bundled I-maze model runs 4).
+MAX_TICKS_PER_STEP = 16
+MAX_INPUT_POPULATION = 64  # tuning curves per input
+MAX_REFRACTORY = 1000      # ticks
+MAX_TAU = 1e7              # ticks; time constants beyond this are "never decays"
+MAX_GAIN = 1e6             # |input_gain|, |input_bias|, |rec_gain|, dampening, beta
 
 
 @dataclass
@@ -90,6 +100,35 @@ class LSNNConfig(DictConfig):
     def n_rec(self) -> int:
         return self.n_lif + self.n_alif
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field out of its bounds.
+
+        Why: the config is read from checkpoint JSON; a negative size, a NaN time
+        constant or 20000 ticks per step would crash or stall the node that loads it."""
+        check_int("n_lif", self.n_lif, 0, MAX_UNITS)
+        check_int("n_alif", self.n_alif, 0, MAX_UNITS)
+        if self.n_lif + self.n_alif < 1:
+            raise ValueError("the LSNN needs at least one neuron (n_lif + n_alif >= 1)")
+        check_real("thr", self.thr, 0.0, MAX_GAIN, lo_open=True)
+        check_real("beta", self.beta, 0.0, MAX_GAIN)
+        for name in ("tau_m", "tau_a", "dt"):
+            check_real(name, getattr(self, name), 0.0, MAX_TAU, lo_open=True)
+        check_real("tau_out", self.tau_out, 0.0, MAX_TAU)  # 0: no readout smoothing
+        check_real("tau_a_max", self.tau_a_max, 0.0, MAX_TAU)  # 0: off; else >= tau_a (checked when built)
+        check_int("refractory", self.refractory, 0, MAX_REFRACTORY)
+        check_real("dampening", self.dampening, 0.0, MAX_GAIN)
+        check_bool("detach_reset", self.detach_reset)
+        for name in ("input_gain", "input_bias", "rec_gain"):
+            check_real(name, getattr(self, name), -MAX_GAIN, MAX_GAIN)
+        check_real("log_std_init", self.log_std_init, -20.0, 20.0)
+        check_int("input_population", self.input_population, 0, MAX_INPUT_POPULATION)
+        check_index_list("ignore_inputs", self.ignore_inputs)
+        check_int("ticks_per_step", self.ticks_per_step, 1, MAX_TICKS_PER_STEP)
+        check_index_pairs("input_products", self.input_products)
+
 
 class LSNNState(NamedTuple):
     """Each ``[B, n_rec]``: membrane, adaptation, last spikes, refractory counter,
@@ -108,12 +147,12 @@ class LSNNPolicy(RecurrentPolicy):
     def __init__(self, obs_dim: int, action_spec: dict, config: LSNNConfig | dict | None = None):
         if not isinstance(config, LSNNConfig):
             config = LSNNConfig.from_dict(config)
+        config.validate()  # again: a config object may have been changed after it was made
         self.config = config
         n = config.n_rec
-        if n < 1:
-            raise ValueError("the LSNN needs at least one neuron")
-        if int(config.ticks_per_step) < 1:
-            raise ValueError(f"ticks_per_step must be >= 1, got {config.ticks_per_step!r}")
+        n_in = (check_int("obs_dim", obs_dim, 1, MAX_UNITS) + len(config.input_products)) \
+            * (1 + config.input_population)
+        check_parameter_count("lsnn", n_in * n + n * n + 2 * n)
         super().__init__(obs_dim, action_spec, n, config.log_std_init)
         beta = torch.cat([torch.zeros(config.n_lif), torch.full((config.n_alif,), float(config.beta))])
         # Neurons 0..n_lif-1 are LIF (beta = 0), the rest ALIF.
