@@ -1,4 +1,5 @@
 """Checkpoint round trip and refusal of bad files (never unpickles)."""
+import hashlib
 import json
 
 import pytest
@@ -84,10 +85,29 @@ def test_directory_form(tmp_path):
     load_checkpoint(tmp_path)
 
 
+def _format1(tmp_path, kind="lsnn"):
+    """A format-1 pair (weights without the metadata copy, as the bundled models):
+    the JSON is covered by nothing, so its own checks are what refuses a bad one."""
+    p, st, js = _saved(tmp_path, kind)
+    save_file(load_file(str(st)), str(st), metadata={"format": "pt"})
+    meta = json.loads(js.read_text())
+    meta.update(format_version=1, weights_sha256=hashlib.sha256(st.read_bytes()).hexdigest())
+    js.write_text(json.dumps(meta))
+    load_checkpoint(js)
+    return p, st, js
+
+
+def _rehash(st, js):
+    """Record the weights' sha256 in a format-1 JSON (as a save would)."""
+    meta = json.loads(js.read_text())
+    meta["weights_sha256"] = hashlib.sha256(st.read_bytes()).hexdigest()
+    js.write_text(json.dumps(meta))
+
+
 def _expect(path, *words):
     with pytest.raises(CheckpointError) as e:
         load_checkpoint(path)
-    msg = str(e.value)
+    msg = str(e.value).replace(str(path.parent), "<dir>")  # the test's name is in its tmp_path
     for w in words:
         assert w in msg, msg
     assert isinstance(e.value, ValueError)
@@ -132,26 +152,36 @@ def test_missing_keys(tmp_path):
 
 
 def test_shape_mismatch(tmp_path):
-    _, st, js = _saved(tmp_path)
+    _, st, js = _format1(tmp_path)
     meta = json.loads(js.read_text())
     meta["policy_config"]["n_alif"] = 9  # the metadata now describes a bigger network
     js.write_text(json.dumps(meta))
     _expect(st, "ckpt.safetensors", "shape")
 
 
-def test_shape_mismatch_in_weights(tmp_path):
+def test_edited_format2_metadata_is_refused(tmp_path):
     _, st, js = _saved(tmp_path)
+    meta = json.loads(js.read_text())
+    meta["policy_config"]["n_alif"] = 9  # the hash of the weights covers the JSON too
+    js.write_text(json.dumps(meta))
+    _expect(st, "ckpt.json", "policy_config", "edited, or an interrupted save")
+
+
+def test_shape_mismatch_in_weights(tmp_path):
+    _, st, js = _format1(tmp_path)
     tensors = load_file(str(st))
     tensors["w_in"] = torch.zeros(7, 16)
     save_file(tensors, str(st))
+    _rehash(st, js)
     _expect(js, "w_in", "shape")
 
 
 def test_nan_weights(tmp_path):
-    _, st, js = _saved(tmp_path)
+    _, st, js = _format1(tmp_path)
     tensors = load_file(str(st))
     tensors["w_rec"][0, 1] = float("nan")
     save_file(tensors, str(st))
+    _rehash(st, js)
     _expect(js, "w_rec", "non-finite")
 
 
