@@ -30,7 +30,15 @@ class NodeSpec:
     name: str
     parameters: dict[str, Any] = field(default_factory=dict)
     #: When this node exits (a simulator done with its tasks, a trainer done), the graph ends.
+    #: (Any other node exiting ends it too, as an error: ``ros2 launch`` shuts down.)
     ends_graph: bool = False
+    #: The node's namespace ('' : the root); every topic of the package's nodes is relative.
+    namespace: str = ""
+    #: Topic remappings (from, to), e.g. the simulator's clock into the graph's namespace.
+    remappings: tuple[tuple[str, str], ...] = ()
+    #: Seconds between SIGINT and SIGTERM (then as long again before SIGKILL) when the
+    #: graph stops: the trainer finishes its update and writes a checkpoint.
+    stop_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -62,29 +70,38 @@ def default_model_path() -> str:
 
 
 _COMMON = (
-    LaunchArgument("use_sim_time", "true", "Nodes follow the simulator's /clock."),
+    LaunchArgument("use_sim_time", "true", "Nodes follow the simulator's clock (<namespace>/clock)."),
     LaunchArgument("seed", "0", "Seed of the task sampler (and of stochastic actions)."),
+    LaunchArgument("namespace", "", "Namespace of every node and topic (e.g. robot1); '' : the root."),
 )
+
+#: The sims publish a relative ``clock``; rclpy's time source reads ``/clock``: remapping it
+#: into the graph's namespace keeps two namespaced robots' simulated times apart.
+CLOCK_REMAP = (("/clock", "clock"),)
 
 
 def _sim_and_policy(sim: str, mode: str) -> Callable[[Mapping[str, Any]], list[NodeSpec]]:
     """A simulator node and the spiking_policy node driving it in ``mode``."""
 
     def build(a: Mapping[str, Any]) -> list[NodeSpec]:
+        stamped = {"twist_stamped": a["twist_stamped"]} if mode == "imaze" else {}
         return [
             NodeSpec(sim, sim, {
+                "use_sim_time": a["use_sim_time"],
                 "seed": a["seed"],
                 "max_tasks": a["tasks"],
                 "lockstep": a["lockstep"],
                 "results_file": a["results_file"],
-            }, ends_graph=True),
+                **stamped,
+            }, ends_graph=True, namespace=a["namespace"], remappings=CLOCK_REMAP),
             NodeSpec("spiking_policy", "spiking_policy", {
                 "use_sim_time": a["use_sim_time"],
                 "mode": mode,
                 "checkpoint": a["checkpoint"],
                 "deterministic": a["deterministic"],
                 "seed": a["seed"],
-            }),
+                **stamped,
+            }, namespace=a["namespace"], remappings=CLOCK_REMAP),
         ]
 
     return build
@@ -101,7 +118,7 @@ def _training(a: Mapping[str, Any]) -> list[NodeSpec]:
             "seed": a["seed"],
             "arms": a["arms"],
             "horizons": a["horizons"],
-        }, ends_graph=True),
+        }, ends_graph=True, namespace=a["namespace"], stop_timeout=120.0),
     ]
 
 
@@ -119,6 +136,7 @@ GRAPHS: dict[str, Graph] = {
         "MuJoCo I-maze simulator + spiking policy with the bundled meta-trained model.",
         _COMMON + _SIM_ARGS + (
             LaunchArgument("checkpoint", "", "Policy checkpoint (.json); '' : the bundled I-maze model."),
+            LaunchArgument("twist_stamped", "false", "cmd_vel as geometry_msgs/TwistStamped (both nodes)."),
         ),
         _sim_and_policy("imaze_sim", "imaze"),
     ),
@@ -136,6 +154,7 @@ GRAPHS: dict[str, Graph] = {
         "Outer-loop meta-training node; progress on /l2l/training, checkpoints on /l2l/checkpoint.",
         (
             LaunchArgument("seed", "0", "Training seed."),
+            LaunchArgument("namespace", "", "Namespace of the trainer and its topics; '' : the root."),
             LaunchArgument("family", "imaze", "Task family: imaze, manipulator or bandit."),
             LaunchArgument("policy", "lsnn", "Network: lsnn (spiking) or lstm."),
             LaunchArgument("updates", "100", "PPO updates (one task per env each)."),

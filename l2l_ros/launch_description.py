@@ -17,8 +17,12 @@ def graph_launch_description(graph_name: str) -> LaunchDescription:
     ]
     configs = {a.name: LaunchConfiguration(a.name) for a in graph.arguments}
     for spec in graph.nodes(configs):
-        on_exit = [Shutdown(reason=f"{spec.name} finished")] if spec.ends_graph else None
+        # The graph ends with its simulator or trainer, and with any node that dies
+        # (a policy with a bad checkpoint must not leave the simulator waiting).
+        reason = f"{spec.name} finished" if spec.ends_graph else f"{spec.name} exited"
         actions.append(Node(package="l2l_ros", executable=spec.executable, name=spec.name,
+                            namespace=spec.namespace, remappings=list(spec.remappings),
                             parameters=[spec.parameters], output="screen", emulate_tty=True,
-                            on_exit=on_exit))
+                            sigterm_timeout=str(spec.stop_timeout), sigkill_timeout=str(spec.stop_timeout),
+                            on_exit=[Shutdown(reason=reason)]))
     return LaunchDescription(actions)

@@ -52,11 +52,36 @@ class PolicyRuntime:
         self.state = self.policy.initial_state(1)
         self.prev_action = None
 
+    def state_is_finite(self) -> bool:
+        """False once any hidden-state value is NaN or infinite (the network then repeats
+        one action forever: the caller must stop the robot and reset)."""
+        return all(bool(torch.isfinite(s).all()) for s in self.state)
+
+    def spikes_last_tick(self) -> int | None:
+        """Spikes of the last network tick (LSNN), None for a network without spikes."""
+        z = getattr(self.state, "z", None)
+        return int(z.sum()) if z is not None else None
+
+    def neuron_count(self) -> int:
+        z = getattr(self.state, "z", None)
+        return int(z.shape[-1]) if z is not None else 0
+
+    def ticks_per_step(self) -> int:
+        return int(getattr(getattr(self.policy, "config", None), "ticks_per_step", 1))
+
+    def fan_out(self) -> int:
+        """Synapses each spike drives at deployment: the other recurrent neurons (no
+        self-connections) and the policy readout (the value head is for training only)."""
+        n = self.neuron_count()
+        return max(0, n - 1) + int(self.policy.policy_head.out_features) if n else 0
+
     @torch.no_grad()
     def step(self, encoded_obs: np.ndarray, prev_reward: float, trial_start: bool,
              deterministic: bool = True):
         x = np.concatenate([encoded_obs, meta_features(self.prev_action, prev_reward, trial_start,
                                                        self.action_space)])
+        if not np.isfinite(x).all():  # the encoder checks sensors; this guards every input
+            raise ValueError(f"non-finite network input {x.tolist()}")
         obs = torch.as_tensor(x, dtype=torch.float32).unsqueeze(0)
         action, _, _, self.state = self.policy.act(obs, self.state, deterministic=deterministic)
         a = action[0].cpu().numpy()

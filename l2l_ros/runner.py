@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -40,6 +40,11 @@ def _param_arg(key: str, value) -> str:
 def node_command(spec: NodeSpec) -> list[str]:
     cmd = [sys.executable, "-m", f"l2l_ros.nodes.{spec.executable}", "--ros-args",
            "-r", f"__node:={spec.name}"]
+    namespace = str(spec.namespace).strip("/")
+    if namespace:
+        cmd += ["-r", f"__ns:=/{namespace}"]
+    for source, target in spec.remappings:
+        cmd += ["-r", f"{source}:={target}"]
     for key, value in spec.parameters.items():
         cmd += ["-p", _param_arg(key, value)]
     return cmd
@@ -50,6 +55,7 @@ class RunningGraph:
     processes: dict[str, subprocess.Popen]
     log_dir: Path
     ender: str
+    stop_timeouts: dict[str, float] = field(default_factory=dict)
 
     def check_alive(self) -> bool:
         """True while every node runs; a node that died raises with the tail of its log."""
@@ -77,17 +83,23 @@ class RunningGraph:
             time.sleep(0.1)
         raise TimeoutError(f"{name} did not finish within {timeout:.0f} s; logs in {self.log_dir}")
 
-    def stop(self, grace: float = 10.0) -> None:
+    def stop(self) -> None:
+        """SIGINT every node, then as ``ros2 launch`` escalates: SIGTERM after the node's
+        ``stop_timeout``, SIGKILL after as long again."""
         for proc in self.processes.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + grace
-        for proc in self.processes.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        start = time.monotonic()
+        for name, proc in self.processes.items():
+            grace = self.stop_timeouts.get(name, 10.0)
+            for escalate in (proc.terminate, proc.kill):
+                try:
+                    proc.wait(timeout=max(0.1, start + grace - time.monotonic()))
+                    break
+                except subprocess.TimeoutExpired:
+                    escalate()
+                    start += grace
+            proc.wait()
 
 
 def start_graph(graph_name: str, values: Mapping[str, str], log_dir: Path,
@@ -98,8 +110,8 @@ def start_graph(graph_name: str, values: Mapping[str, str], log_dir: Path,
     processes: dict[str, subprocess.Popen] = {}
     specs = graph.nodes(values)
     for spec in specs:
-        log = (log_dir / f"{spec.name}.log").open("w")
+        log = (log_dir / f"{spec.name}.log").open("w")  # noqa: SIM115 - the child keeps writing
         processes[spec.name] = subprocess.Popen(node_command(spec), env=child_env, stdout=log,
                                                 stderr=subprocess.STDOUT, cwd=os.getcwd())
     ender = next(spec.name for spec in specs if spec.ends_graph)
-    return RunningGraph(processes, log_dir, ender)
+    return RunningGraph(processes, log_dir, ender, {spec.name: spec.stop_timeout for spec in specs})

@@ -16,7 +16,7 @@ def declared_parameters(module_name: str) -> set[str]:
     names = set()
     for mod in (module_name, "l2l_ros.nodes.sim_base"):
         source = Path(importlib.import_module(mod).__file__).read_text()
-        names |= set(re.findall(r'declare_parameter\("(\w+)"', source))
+        names |= set(re.findall(r'(?:declare_parameter|Param)\("(\w+)"', source))
     return names | {"use_sim_time"}
 
 

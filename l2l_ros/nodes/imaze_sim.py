@@ -1,9 +1,10 @@
 """ROS 2 node: the MuJoCo I-maze with a differential-drive robot.
 
-Subscribes /cmd_vel (geometry_msgs/Twist, or TwistStamped with
-``twist_stamped:=true``); publishes /odom (odom -> base_link, REP-105), /scan,
-/l2l/reward, /l2l/task_start and /l2l/trial_start (std_msgs/Header: the stamp of
-the first tick of the task or trial), /clock, and /tf where tf2_msgs exists.
+Subscribes cmd_vel (geometry_msgs/Twist, or TwistStamped with
+``twist_stamped:=true``); publishes odom (odom -> base_link, REP-105), scan,
+l2l/reward, l2l/task_start and l2l/trial_start (std_msgs/Header: the stamp of
+the first tick of the task or trial), clock, robot_description, /diagnostics, and
+/tf where tf2_msgs exists. Names are relative to the node's namespace.
 The episode logic (goal, trials, reward) is the gymnasium env's, not a copy.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from nav_msgs.msg import Odometry
 from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import LaserScan
 
-from l2l_ros.nodes.common import STREAM_QOS, run_node, yaw_to_quaternion
+from l2l_ros.nodes.common import STREAM_QOS, Param, declare_params, run_node, yaw_to_quaternion
 from l2l_ros.nodes.sim_base import LockstepSimNode, sent_ns
 from l2l_ros.tasks.encoding import SCAN_BEAMS, SCAN_RANGE_MAX, SCAN_RANGE_MIN, clamp_twist
 
@@ -27,19 +28,31 @@ except ImportError:  # pragma: no cover - depends on the install
     TFMessage = None
 
 
+#: Odometry covariances (row-major 6x6, x y z roll pitch yaw). The simulator reports the
+#: true planar pose and twist (no drift or noise in this family yet): variances of a
+#: millimetre and a milliradian squared; z, roll and pitch are fixed by the plane.
+POSE_COVARIANCE = [0.0] * 36
+TWIST_COVARIANCE = [0.0] * 36
+for _i, _var in enumerate((1e-6, 1e-6, 1e-9, 1e-9, 1e-9, 1e-6)):
+    POSE_COVARIANCE[7 * _i] = TWIST_COVARIANCE[7 * _i] = _var
+
+
 class IMazeSimNode(LockstepSimNode):
+    URDF = "diff_drive.urdf"
+
     def __init__(self):
         super().__init__("imaze_sim")
 
     def create_io(self) -> None:
         self.path: list[list[float]] = []  # of the current trial
-        self.declare_parameter("twist_stamped", False)
-        stamped = bool(self.get_parameter("twist_stamped").value)
-        self._odom_pub = self.create_publisher(Odometry, "/odom", STREAM_QOS)
-        self._scan_pub = self.create_publisher(LaserScan, "/scan", STREAM_QOS)
+        stamped = bool(declare_params(self, (
+            Param("twist_stamped", False, "Subscribe cmd_vel as geometry_msgs/TwistStamped.",
+                  read_only=True),))["twist_stamped"])
+        self._odom_pub = self.create_publisher(Odometry, "odom", STREAM_QOS)
+        self._scan_pub = self.create_publisher(LaserScan, "scan", STREAM_QOS)
         self._tf_pub = self.create_publisher(TFMessage, "/tf", 10) if TFMessage else None
-        self.create_subscription(TwistStamped if stamped else Twist, "/cmd_vel",
-                                 self._on_cmd_vel, STREAM_QOS)
+        self.command_sub = self.create_subscription(TwistStamped if stamped else Twist, "cmd_vel",
+                                                    self._on_cmd_vel, STREAM_QOS)
 
     def make_env(self, task_steps: int):
         from l2l_ros.tasks.imaze import IMazeEnv
@@ -59,7 +72,8 @@ class IMazeSimNode(LockstepSimNode):
         twist = msg.twist if isinstance(msg, TwistStamped) else msg
         v, w = twist.linear.x, twist.angular.z
         if not (math.isfinite(v) and math.isfinite(w)):
-            self.get_logger().error(f"non-finite /cmd_vel ({v}, {w}) refused: robot stops")
+            self.get_logger().error(f"non-finite cmd_vel ({v}, {w}) refused: robot stops",
+                                    throttle_duration_sec=1.0)
         self.on_command(clamp_twist(v, w), sent_ns(info))
 
     # --- trials ---------------------------------------------------------------------
@@ -87,6 +101,7 @@ class IMazeSimNode(LockstepSimNode):
         o = odom.pose.pose.orientation
         o.x, o.y, o.z, o.w = qx, qy, qz, qw
         odom.twist.twist.linear.x, odom.twist.twist.angular.z = float(v), float(w)
+        odom.pose.covariance, odom.twist.covariance = POSE_COVARIANCE, TWIST_COVARIANCE
         self._odom_pub.publish(odom)
         if self._tf_pub is not None:
             tf = TransformStamped()
@@ -111,7 +126,7 @@ class IMazeSimNode(LockstepSimNode):
 
 
 def main(args=None) -> int:
-    return run_node(IMazeSimNode, args)
+    return run_node(IMazeSimNode, args, "imaze_sim")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """ROS 2 node: a 3-joint arm on a table in MuJoCo, with per-task dynamics and targets.
 
-Subscribes /arm_controller/commands (std_msgs/Float64MultiArray of joint
+Subscribes arm_controller/commands (std_msgs/Float64MultiArray of joint
 velocities in rad/s, the forward_command_controller convention); publishes
-/joint_states, /target (geometry_msgs/PointStamped in the arm's base frame),
-/l2l/reward, /l2l/task_start, /l2l/trial_start and /clock.
+joint_states, target (geometry_msgs/PointStamped in the arm's base frame),
+l2l/reward, l2l/task_start, l2l/trial_start, clock, robot_description and
+/diagnostics. Names are relative to the node's namespace.
 """
 from __future__ import annotations
 
@@ -19,14 +20,16 @@ from l2l_ros.tasks.encoding import ARM_JOINTS, ARM_MAX_JOINT_VELOCITY
 
 
 class ManipulatorSimNode(LockstepSimNode):
+    URDF = "arm.urdf"
+
     def __init__(self):
         super().__init__("manipulator_sim")
 
     def create_io(self) -> None:
-        self._joint_pub = self.create_publisher(JointState, "/joint_states", STREAM_QOS)
-        self._target_pub = self.create_publisher(PointStamped, "/target", STREAM_QOS)
-        self.create_subscription(Float64MultiArray, "/arm_controller/commands",
-                                 self._on_command, STREAM_QOS)
+        self._joint_pub = self.create_publisher(JointState, "joint_states", STREAM_QOS)
+        self._target_pub = self.create_publisher(PointStamped, "target", STREAM_QOS)
+        self.command_sub = self.create_subscription(Float64MultiArray, "arm_controller/commands",
+                                                    self._on_command, STREAM_QOS)
 
     def make_env(self, task_steps: int):
         from l2l_ros.tasks.manipulator import ManipulatorEnv
@@ -47,11 +50,12 @@ class ManipulatorSimNode(LockstepSimNode):
         cmd = np.asarray(msg.data, dtype=np.float64)
         if cmd.size != len(ARM_JOINTS):
             self.get_logger().error(
-                f"/arm_controller/commands has {cmd.size} values, expected {len(ARM_JOINTS)} "
-                f"({', '.join(ARM_JOINTS)}): arm holds still")
+                f"arm_controller/commands has {cmd.size} values, expected {len(ARM_JOINTS)} "
+                f"({', '.join(ARM_JOINTS)}): arm holds still", throttle_duration_sec=1.0)
             cmd = self.zero_command()
         elif not np.isfinite(cmd).all():
-            self.get_logger().error(f"non-finite joint command {cmd.tolist()} refused: arm holds still")
+            self.get_logger().error(f"non-finite joint command {cmd.tolist()} refused: arm holds still",
+                                    throttle_duration_sec=1.0)
             cmd = self.zero_command()
         self.on_command(np.clip(cmd, -ARM_MAX_JOINT_VELOCITY, ARM_MAX_JOINT_VELOCITY), sent_ns(info))
 
@@ -76,7 +80,7 @@ class ManipulatorSimNode(LockstepSimNode):
 
 
 def main(args=None) -> int:
-    return run_node(ManipulatorSimNode, args)
+    return run_node(ManipulatorSimNode, args, "manipulator_sim")
 
 
 if __name__ == "__main__":

@@ -1,88 +1,210 @@
-"""ROS 2 node: a meta-trained (spiking) policy, one network step per control tick.
+"""ROS 2 lifecycle node: a meta-trained (spiking) policy, one network step per control tick.
 
-mode:=imaze        /odom + /scan in, /cmd_vel out
-mode:=manipulator  /joint_states + /target in, /arm_controller/commands out
+mode:=imaze        odom + scan in, cmd_vel out
+mode:=manipulator  joint_states + target in, arm_controller/commands out
+
+Lifecycle (``ros2 lifecycle set``): configure loads and validates the checkpoint
+and creates the topics; activate starts commanding; deactivate commands a stop and
+stays silent. ``autostart:=true`` (the default, as Nav2's lifecycle manager does)
+configures and activates at start.
 
 A tick is the set of sensor messages sharing one header stamp; it is acted on
-once all of them have arrived, with the latest /l2l/reward and the trial-start
-flag, encoded by the same functions the gymnasium envs use. The network's
-hidden state is reset on /l2l/task_start (and that is when a checkpoint received
-on /l2l/checkpoint replaces the weights). A malformed or non-finite input makes
-the node log an error and command a stop; it never sends a non-finite or
-out-of-limit command.
+once all of them have arrived, with the latest l2l/reward and the trial-start
+flag, encoded by the same functions the gymnasium envs use. A stamp is answered
+once; a task start with an already answered stamp is a restarted simulation
+(time went back), which resets the bookkeeping instead of ignoring every later
+tick. The network's hidden state is reset on l2l/task_start, and that is when a
+checkpoint received on l2l/checkpoint (or set as the ``checkpoint`` parameter)
+replaces the weights; it is loaded and validated in a worker thread, off the
+control path. A malformed, implausible or non-finite input makes the node log an
+error and command a stop; a non-finite hidden state is logged, the robot stopped
+and the state reset. The node never sends a non-finite or out-of-limit command.
 """
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped, Twist, TwistStamped
 from nav_msgs.msg import Odometry
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import JointState, LaserScan
 from std_msgs.msg import Float32, Float64MultiArray, Header, String
 
-from l2l_ros.nodes.common import (LATCHED_QOS, STEADY_CLOCK, STREAM_QOS, from_stamp,
-                                  quaternion_to_yaw, run_node)
+from l2l_ros.nodes.common import (DIAG_ERROR, DIAG_OK, DIAG_WARN, DIAGNOSTICS_TOPIC, LATCHED_QOS,
+                                  STEADY_CLOCK, STREAM_QOS, Param, declare_params, diagnostic_array,
+                                  from_stamp, quaternion_to_yaw, run_node)
 from l2l_ros.policy_runtime import PolicyRuntime, load_runtime, untrained_runtime
-from l2l_ros.tasks.encoding import (ARM_JOINTS, clamp_twist, encode_imaze, encode_manipulator,
-                                    imaze_action_to_twist, manipulator_action_to_command)
+from l2l_ros.tasks.encoding import (ARM_JOINTS, MAX_ABS_REWARD, clamp_twist, encode_imaze,
+                                    encode_manipulator, imaze_action_to_twist,
+                                    manipulator_action_to_command)
 
 MODES = ("imaze", "manipulator")
+#: Stamps beyond this (s) are not a clock (a year of simulated time is 3.2e7 s).
+MAX_STAMP = 1e12
+#: Answered stamps remembered (a repeated tick is answered once), and per-stream buffer.
+REMEMBERED_TICKS = 64
+#: How often the watchdog looks at sensor age (s): the stop follows the timeout within this.
+WATCHDOG_PERIOD = 0.05
+
+POLICY_PARAMS = (
+    Param("mode", "imaze", "Task family: imaze (odom + scan -> cmd_vel) or manipulator "
+          "(joint_states + target -> arm_controller/commands).", read_only=True),
+    Param("checkpoint", "", "Policy checkpoint (.json); '': the bundled I-maze model (imaze) or an "
+          "untrained network (manipulator). Set at run time: loaded off the control path, active "
+          "from the next task start."),
+    Param("deterministic", True, "Greedy actions instead of sampling."),
+    Param("seed", 0, "Seed of torch (stochastic actions, the untrained network).", read_only=True,
+          low=0, high=2**31 - 1),
+    Param("twist_stamped", False, "Publish cmd_vel as geometry_msgs/TwistStamped.", read_only=True),
+    Param("sensor_timeout", 0.3, "Seconds without a complete sensor tick before the robot is "
+          "commanded to stop.", low=0.01, high=3600.0),
+    Param("autostart", True, "Configure and activate at start; false: wait for the lifecycle "
+          "transitions (ros2 lifecycle set).", read_only=True),
+)
 
 
-class SpikingPolicyNode(Node):
+class SpikingPolicyNode(LifecycleNode):
     def __init__(self):
         super().__init__("spiking_policy")
-        self.declare_parameter("mode", "imaze")
-        self.declare_parameter("checkpoint", "")
-        self.declare_parameter("deterministic", True)
-        self.declare_parameter("seed", 0)
-        self.declare_parameter("twist_stamped", False)
-        self.declare_parameter("sensor_timeout", 1.0)
-        p = self.get_parameter
-        self.mode = str(p("mode").value)
+        v = declare_params(self, POLICY_PARAMS, self._on_param)
+        self.mode = str(v["mode"])
         if self.mode not in MODES:
             raise ValueError(f"parameter mode={self.mode!r}: expected one of {MODES}")
-        self.deterministic = bool(p("deterministic").value)
-        self.sensor_timeout = float(p("sensor_timeout").value)
-        torch.manual_seed(int(p("seed").value))
+        self.deterministic = bool(v["deterministic"])
+        self.sensor_timeout = float(v["sensor_timeout"])
+        self._checkpoint = str(v["checkpoint"])
+        self._stamped = bool(v["twist_stamped"])
+        torch.manual_seed(int(v["seed"]))
         # Batch-1 steps gain nothing from intra-op threads; spinning OpenMP threads
         # would fight the simulator and DDS for the cores.
         torch.set_num_threads(1)
-        self.runtime = self._initial_runtime(str(p("checkpoint").value))
-        self._pending_runtime: PolicyRuntime | None = None
 
-        self._sensors: dict[str, dict[float, object]] = {}
-        self._task_starts: set[float] = set()
-        self._trial_starts: set[float] = set()
-        self._last_tick = -math.inf
-        self._last_tick_wall = time.monotonic()
+        self.runtime: PolicyRuntime | None = None
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-loader")
+        self._lock = threading.Lock()
+        self._pending_runtime: PolicyRuntime | None = None
+        self._requested: str | None = None  # the newest checkpoint asked for
+        self._io: list = []  # subscriptions and publishers made by configure
+        self._cmd_pub = None
+        self._active = False
+        self._reset_ticks()
         self._stopped = True
         self._reward = 0.0
         self.ticks = 0
+        self.bad_inputs = 0
+        self.refused_checkpoints = 0
+        self.state_resets = 0
+        self._latencies: deque[float] = deque(maxlen=500)
+        self._spikes = 0
+        self._spike_steps = 0
+        self._diag_ticks, self._diag_wall = 0, time.monotonic()
+        self._configure_error = ""
 
-        self.create_subscription(Float32, "/l2l/reward", self._on_reward, STREAM_QOS)
-        self.create_subscription(Header, "/l2l/task_start", self._on_task_start, STREAM_QOS)
-        self.create_subscription(Header, "/l2l/trial_start", self._on_trial_start, STREAM_QOS)
-        self.create_subscription(String, "/l2l/checkpoint", self._on_checkpoint, LATCHED_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+        self.create_timer(WATCHDOG_PERIOD, self._watchdog, clock=STEADY_CLOCK)
+        self.create_timer(1.0, self._publish_diagnostics, clock=STEADY_CLOCK)
+        self._autostarting = bool(v["autostart"])
+        if self._autostarting:
+            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise RuntimeError(f"configure failed: {self._configure_error}")
+            self.trigger_activate()
+            self._autostarting = False
+
+    def _reset_ticks(self) -> None:
+        self._sensors: dict[str, dict[float, Any]] = {}
+        self._answered: deque[float] = deque(maxlen=REMEMBERED_TICKS)
+        self._task_starts: deque[float] = deque(maxlen=REMEMBERED_TICKS)
+        self._trial_starts: deque[float] = deque(maxlen=REMEMBERED_TICKS)
+        self._last_tick = -math.inf
+        self._last_tick_wall = time.monotonic()
+
+    # --- lifecycle --------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._configure_error = ""
+        try:
+            self.runtime = self._initial_runtime(self._checkpoint)
+        except Exception as exc:  # noqa: BLE001 - any bad file is a failed configure, not a crash
+            self._configure_error = " ".join(str(exc).split())
+            if not self._autostarting:  # at autostart, run_node prints it as the [FATAL] line
+                self.get_logger().error(f"configure failed: {self._configure_error}")
+            return TransitionCallbackReturn.FAILURE
+        self._create_io()
+        self.get_logger().info(f"mode {self.mode}: {self.runtime.describe()}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = True
+        self._last_tick_wall = time.monotonic()
+        self.get_logger().info("active: commanding the robot")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._publish_stop()
+        self._active = False
+        self.get_logger().info("inactive: robot commanded to stop")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._destroy_io()
+        self.runtime = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._active:
+            self._publish_stop()
+        self._active = False
+        self._destroy_io()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _create_io(self) -> None:
+        sub = self.create_subscription
+        self._io = [
+            sub(Float32, "l2l/reward", self._on_reward, STREAM_QOS),
+            sub(Header, "l2l/task_start", self._on_task_start, STREAM_QOS),
+            sub(Header, "l2l/trial_start", lambda m: self._on_start(self._trial_starts, m), STREAM_QOS),
+            sub(String, "l2l/checkpoint", lambda m: self._request_checkpoint(m.data), LATCHED_QOS),
+        ]
         if self.mode == "imaze":
             self._streams = ("odom", "scan")
-            stamped = bool(p("twist_stamped").value)
-            self._cmd_type = TwistStamped if stamped else Twist
-            self._cmd_pub = self.create_publisher(self._cmd_type, "/cmd_vel", STREAM_QOS)
-            self.create_subscription(Odometry, "/odom", lambda m: self._on_sensor("odom", m), STREAM_QOS)
-            self.create_subscription(LaserScan, "/scan", lambda m: self._on_sensor("scan", m), STREAM_QOS)
+            self._cmd_pub = self.create_publisher(TwistStamped if self._stamped else Twist, "cmd_vel",
+                                                  STREAM_QOS)
+            self._io += [sub(Odometry, "odom", lambda m: self._on_sensor("odom", m), STREAM_QOS),
+                         sub(LaserScan, "scan", lambda m: self._on_sensor("scan", m), STREAM_QOS)]
         else:
             self._streams = ("joint_states", "target")
-            self._cmd_pub = self.create_publisher(Float64MultiArray, "/arm_controller/commands", STREAM_QOS)
-            self.create_subscription(JointState, "/joint_states",
-                                     lambda m: self._on_sensor("joint_states", m), STREAM_QOS)
-            self.create_subscription(PointStamped, "/target", lambda m: self._on_sensor("target", m), STREAM_QOS)
-        self.create_timer(0.2, self._watchdog, clock=STEADY_CLOCK)
-        self.get_logger().info(f"mode {self.mode}: {self.runtime.describe()}")
+            self._cmd_pub = self.create_publisher(Float64MultiArray, "arm_controller/commands", STREAM_QOS)
+            self._io += [sub(JointState, "joint_states", lambda m: self._on_sensor("joint_states", m),
+                             STREAM_QOS),
+                         sub(PointStamped, "target", lambda m: self._on_sensor("target", m), STREAM_QOS)]
+        self._io.append(self._cmd_pub)
+
+    def _destroy_io(self) -> None:
+        for entity in self._io:
+            if hasattr(entity, "publish"):
+                self.destroy_publisher(entity)
+            else:
+                self.destroy_subscription(entity)
+        self._io, self._cmd_pub = [], None
+        self._reset_ticks()
+
+    # --- parameters -------------------------------------------------------------------
+    def _on_param(self, name: str, value: Any) -> None:
+        if name == "deterministic":
+            self.deterministic = bool(value)
+        elif name == "sensor_timeout":
+            self.sensor_timeout = float(value)
+        elif name == "checkpoint":
+            self._checkpoint = str(value)
+            if value and self.runtime is not None:
+                self._request_checkpoint(str(value))
 
     # --- weights ----------------------------------------------------------------------
     def _initial_runtime(self, checkpoint: str) -> PolicyRuntime:
@@ -95,62 +217,125 @@ class SpikingPolicyNode(Node):
         self.get_logger().warning("no checkpoint given: running an UNTRAINED network (seeded)")
         return untrained_runtime(self.mode)
 
-    def _on_checkpoint(self, msg: String) -> None:
+    def _request_checkpoint(self, path: str) -> None:
+        """Load ``path`` in the worker thread; only the newest request is kept."""
+        with self._lock:
+            self._requested = path
+        self._loader.submit(self._load_checkpoint, path)
+
+    def _load_checkpoint(self, path: str) -> None:
+        with self._lock:
+            if path != self._requested:
+                return  # a newer checkpoint was asked for meanwhile
+        shown = path if len(path) <= 200 else path[:200] + "..."
         try:
-            runtime = load_runtime(msg.data, self.mode)
-        except (ValueError, OSError) as exc:  # CheckpointError is a ValueError
-            self.get_logger().error(f"checkpoint {msg.data!r} refused, keeping current weights: {exc}")
+            runtime = load_runtime(path, self.mode)
+        except Exception as exc:  # noqa: BLE001 - every bad file is refused, none kills the node
+            self.refused_checkpoints += 1
+            self.get_logger().error(f"checkpoint {shown!r} refused, keeping current weights: "
+                                    f"{' '.join(str(exc).split())[:500]}")
             return
-        self._pending_runtime = runtime
-        self.get_logger().info(f"checkpoint {msg.data} loaded; active from the next task start")
+        with self._lock:
+            if path != self._requested:
+                return
+            self._pending_runtime = runtime
+        self.get_logger().info(f"checkpoint {shown} loaded; active from the next task start")
 
     # --- inputs -----------------------------------------------------------------------
     def _on_reward(self, msg: Float32) -> None:
-        if math.isfinite(msg.data):
-            self._reward = float(msg.data)
+        r = float(msg.data)
+        if math.isfinite(r) and abs(r) <= MAX_ABS_REWARD:
+            self._reward = r
         else:
-            self.get_logger().error(f"non-finite reward {msg.data} ignored (treated as 0)")
+            self.bad_inputs += 1
+            self.get_logger().error(f"reward {r} refused (beyond +-{MAX_ABS_REWARD:g}): treated as 0",
+                                    throttle_duration_sec=1.0)
             self._reward = 0.0
 
-    def _on_task_start(self, msg: Header) -> None:
-        self._task_starts.add(from_stamp(msg.stamp))
+    def _stamp(self, msg) -> float | None:
+        """The header stamp in seconds, or None (logged) when it is no clock reading."""
+        t = from_stamp(msg.header.stamp if hasattr(msg, "header") else msg.stamp)
+        if 0.0 <= t <= MAX_STAMP:
+            return t
+        self.bad_inputs += 1
+        self.get_logger().error(f"message stamped {t:.6g} s ignored: not a clock reading",
+                                throttle_duration_sec=1.0)
+        return None
 
-    def _on_trial_start(self, msg: Header) -> None:
-        self._trial_starts.add(from_stamp(msg.stamp))
+    def _on_start(self, starts: deque, msg: Header) -> None:
+        t = self._stamp(msg)
+        if t is not None:
+            starts.append(t)
+
+    def _on_task_start(self, msg: Header) -> None:
+        t = self._stamp(msg)
+        if t is None:
+            return
+        if t in self._answered or t < self._last_tick:
+            # A task starting at a time already past: a new simulation (its clock restarted).
+            # Or the simulator repeating a first tick whose answer it never got.
+            self.get_logger().warning(f"task start at t={t:.3f} s, not after the last tick "
+                                      f"(t={self._last_tick:.3f} s): a restarted simulation; answering anew",
+                                      throttle_duration_sec=1.0)
+            self._reset_ticks()
+        self._task_starts.append(t)
 
     def _on_sensor(self, stream: str, msg) -> None:
-        t = from_stamp(msg.header.stamp)
-        if t <= self._last_tick:
-            return  # a repeated or late tick: already answered
+        t = self._stamp(msg)
+        if t is None or t in self._answered:
+            return  # a repeated tick: already answered
         per_stamp = self._sensors.setdefault(stream, {})
         per_stamp[t] = msg
-        if len(per_stamp) > 50:  # the other stream is missing: keep memory bounded
-            del per_stamp[min(per_stamp)]
+        if len(per_stamp) > REMEMBERED_TICKS:  # the other stream is missing: keep memory bounded
+            del per_stamp[next(iter(per_stamp))]
         if all(t in self._sensors.get(s, {}) for s in self._streams):
-            self._act(t, [self._sensors[s][t] for s in self._streams])
-            for s in self._streams:  # drop this tick and anything older
-                self._sensors[s] = {k: v for k, v in self._sensors[s].items() if k > t}
+            msgs = [self._sensors[s].pop(t) for s in self._streams]
+            if t < self._last_tick:
+                self.get_logger().warning(f"tick t={t:.3f} s is older than the last (t={self._last_tick:.3f} s):"
+                                          " the sensors' clock went back", throttle_duration_sec=5.0)
+            self._answered.append(t)
+            if self._active:
+                self._act(t, msgs)
 
     # --- the control tick -------------------------------------------------------------
     def _act(self, t: float, msgs: list) -> None:
         self._last_tick = t
-        self._last_tick_wall = time.monotonic()
         task_start = t in self._task_starts
         trial_start = task_start or t in self._trial_starts
-        self._task_starts = {s for s in self._task_starts if s > t}
-        self._trial_starts = {s for s in self._trial_starts if s > t}
         if task_start:
-            if self._pending_runtime is not None:
-                self.runtime, self._pending_runtime = self._pending_runtime, None
+            with self._lock:
+                pending, self._pending_runtime = self._pending_runtime, None
+            if pending is not None:
+                self.runtime = pending
                 self.get_logger().info(f"new weights active: {self.runtime.describe()}")
             self.runtime.reset()
         try:
             obs = self._encode(msgs)
-        except ValueError as exc:
-            self.get_logger().error(f"bad sensor input at t={t:.2f}: {exc}; commanding a stop")
+        except (ValueError, TypeError, OverflowError, IndexError) as exc:
+            self.bad_inputs += 1
+            self.get_logger().error(f"bad sensor input at t={t:.2f}: {exc}; commanding a stop",
+                                    throttle_duration_sec=1.0)
             self._publish_stop()
             return
-        action = self.runtime.step(obs, self._reward, trial_start, self.deterministic)
+        start = time.perf_counter()
+        try:
+            action = self.runtime.step(obs, self._reward, trial_start, self.deterministic)
+        except (ValueError, RuntimeError) as exc:
+            action = None
+            self.get_logger().error(f"network step failed at t={t:.2f}: {exc}")
+        self._latencies.append(time.perf_counter() - start)
+        if action is None or not self.runtime.state_is_finite():
+            self.state_resets += 1
+            self.get_logger().error(f"non-finite network state at t={t:.2f}: robot stopped, state reset "
+                                    f"({self.state_resets} so far)", throttle_duration_sec=1.0)
+            self.runtime.reset()
+            self._publish_stop()
+            return
+        spikes = self.runtime.spikes_last_tick()
+        if spikes is not None:
+            self._spikes += spikes
+            self._spike_steps += 1
+        self._last_tick_wall = time.monotonic()
         self._publish_action(action)
         self.ticks += 1
 
@@ -161,12 +346,12 @@ class SpikingPolicyNode(Node):
             q = pose.orientation
             yaw = quaternion_to_yaw(q.x, q.y, q.z, q.w)
             return encode_imaze(pose.position.x, pose.position.y, yaw, twist.linear.x,
-                                twist.angular.z, np.asarray(scan.ranges), scan.range_max)
+                                twist.angular.z, np.asarray(scan.ranges), float(scan.range_max))
         joints, target = msgs
         index = {name: i for i, name in enumerate(joints.name)}
         missing = [j for j in ARM_JOINTS if j not in index]
         if missing or len(joints.position) != len(joints.name) or len(joints.velocity) != len(joints.name):
-            raise ValueError(f"/joint_states lacks joints {missing} or has ragged arrays")
+            raise ValueError(f"joint_states lacks joints {missing} or has ragged arrays")
         q = [joints.position[index[j]] for j in ARM_JOINTS]
         qd = [joints.velocity[index[j]] for j in ARM_JOINTS]
         p = target.point
@@ -183,7 +368,7 @@ class SpikingPolicyNode(Node):
     def _publish_twist(self, v: float, w: float) -> None:
         twist = Twist()
         twist.linear.x, twist.angular.z = float(v), float(w)
-        if self._cmd_type is TwistStamped:
+        if self._stamped:
             msg = TwistStamped(twist=twist)
             msg.header.stamp = self.get_clock().now().to_msg()
             msg.header.frame_id = "base_link"
@@ -192,6 +377,8 @@ class SpikingPolicyNode(Node):
             self._cmd_pub.publish(twist)
 
     def _publish_stop(self) -> None:
+        if self._cmd_pub is None:
+            return
         if self.mode == "imaze":
             self._publish_twist(0.0, 0.0)
         else:
@@ -200,13 +387,49 @@ class SpikingPolicyNode(Node):
 
     def _watchdog(self) -> None:
         """Sensors went quiet: stop the robot once rather than repeat a stale command."""
-        if not self._stopped and time.monotonic() - self._last_tick_wall > self.sensor_timeout:
-            self.get_logger().warning(f"no sensor tick for {self.sensor_timeout:.1f} s: stopping the robot")
+        if self._active and not self._stopped and time.monotonic() - self._last_tick_wall > self.sensor_timeout:
+            self.get_logger().warning(f"no sensor tick for {self.sensor_timeout:.2f} s: stopping the robot",
+                                      throttle_duration_sec=5.0)
             self._publish_stop()
+
+    # --- diagnostics ------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        rate = (self.ticks - self._diag_ticks) / max(now - self._diag_wall, 1e-9)
+        self._diag_ticks, self._diag_wall = self.ticks, now
+        age = now - self._last_tick_wall
+        values: dict[str, Any] = {
+            "active": self._active, "control_rate_hz": rate, "control_steps": self.ticks,
+            "sensor_age_s": age, "bad_inputs": self.bad_inputs,
+            "refused_checkpoints": self.refused_checkpoints, "state_resets": self.state_resets,
+        }
+        if self._latencies:
+            lat = np.asarray(self._latencies) * 1e3
+            values.update(step_latency_p50_ms=float(np.percentile(lat, 50)),
+                          step_latency_p99_ms=float(np.percentile(lat, 99)),
+                          step_latency_max_ms=float(lat.max()))
+        rt = self.runtime
+        if rt is not None and self._spike_steps and rt.neuron_count():
+            # The state keeps the last tick's spikes only: a step's K ticks are estimated from it.
+            per_tick = self._spikes / self._spike_steps
+            values.update(spikes_per_neuron_per_tick=per_tick / rt.neuron_count(),
+                          synops_per_step=per_tick * rt.ticks_per_step() * rt.fan_out())
+        if rt is not None:
+            values["policy"] = rt.describe()
+        level, message = DIAG_OK, "commanding" if self._active else "inactive"
+        if self._active and age > self.sensor_timeout:
+            level, message = DIAG_WARN, f"no sensor tick for {age:.1f} s: robot stopped"
+        if rt is None:
+            level, message = DIAG_ERROR, "unconfigured: no policy loaded"
+        self._diag_pub.publish(diagnostic_array(self, level, message, values))
+
+    def destroy_node(self):
+        self._loader.shutdown(wait=False, cancel_futures=True)
+        return super().destroy_node()
 
 
 def main(args=None) -> int:
-    return run_node(SpikingPolicyNode, args)
+    return run_node(SpikingPolicyNode, args, "spiking_policy")
 
 
 if __name__ == "__main__":

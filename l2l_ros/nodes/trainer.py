@@ -1,10 +1,12 @@
 """ROS 2 node: the outer loop (PPO over a task family) with progress and checkpoints on topics.
 
-Publishes /l2l/training (diagnostic_msgs/DiagnosticArray, one status per update)
-and /l2l/checkpoint (std_msgs/String, transient-local: the newest checkpoint
-path, which spiking_policy nodes swap in at their next task start). Training
-runs in a worker thread; the node resumes from ``out_dir`` if a previous run was
-killed, and stops cleanly (checkpoint written) on shutdown.
+Publishes l2l/training (diagnostic_msgs/DiagnosticArray, one status per update),
+the same status on /diagnostics (once a second), and l2l/checkpoint (std_msgs/String,
+transient-local: the newest checkpoint path, which spiking_policy nodes swap in at
+their next task start). Training runs in a worker thread; the node resumes from
+``out_dir`` if a previous run was killed, and stops cleanly on SIGINT/SIGTERM: the
+update in progress finishes and a checkpoint is written (the graphs give it
+``stop_timeout`` seconds for that before escalating to SIGKILL).
 """
 from __future__ import annotations
 
@@ -17,23 +19,30 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from l2l_ros.nodes.common import LATCHED_QOS, run_node
+from l2l_ros.nodes.common import (DIAG_OK, DIAGNOSTICS_TOPIC, LATCHED_QOS, STEADY_CLOCK, Param,
+                                  declare_params, diagnostic_array, run_node)
+
+TRAINER_PARAMS = (
+    Param("family", "imaze", "Task family: imaze, manipulator or bandit.", read_only=True),
+    Param("policy", "lsnn", "Network: lsnn (spiking) or lstm.", read_only=True),
+    Param("updates", 100, "PPO updates (one task per env each).", read_only=True, low=1, high=10**7),
+    Param("num_envs", 16, "Parallel tasks per update.", read_only=True, low=1, high=4096),
+    Param("out_dir", "runs/trainer", "Where checkpoints and the log go (resumes from it).", read_only=True),
+    Param("seed", 0, "Training seed.", read_only=True, low=0, high=2**31 - 1),
+    Param("exit_when_done", True, "Exit when the last update is done."),
+    Param("arms", 5, "Bandit family only: number of arms k.", read_only=True, low=2, high=1024),
+)
 
 
 class TrainerNode(Node):
     def __init__(self):
         super().__init__("trainer")
-        self.declare_parameter("family", "imaze")
-        self.declare_parameter("policy", "lsnn")
-        self.declare_parameter("updates", 100)
-        self.declare_parameter("num_envs", 16)
-        self.declare_parameter("out_dir", "runs/trainer")
-        self.declare_parameter("seed", 0)
-        self.declare_parameter("exit_when_done", True)
-        self.declare_parameter("arms", 5)          # bandit family only
-        # bandit family only; "" = 10,100,500. Dynamically typed: `horizons:=10` arrives as an int.
-        self.declare_parameter("horizons", "", ParameterDescriptor(dynamic_typing=True))
-        p = lambda name: self.get_parameter(name).value  # noqa: E731
+        values = declare_params(self, TRAINER_PARAMS, self._on_param)
+        # Dynamically typed: `horizons:=10` arrives as an int.
+        self.declare_parameter("horizons", "", ParameterDescriptor(
+            description="Bandit family only: pulls per task, comma-separated ('': 10,100,500).",
+            read_only=True, dynamic_typing=True))
+        p = lambda name: values[name] if name in values else self.get_parameter(name).value  # noqa: E731
         from l2l_ros.cli import train_config
 
         self.config = train_config(str(p("family")), str(p("policy")), int(p("updates")),
@@ -41,8 +50,11 @@ class TrainerNode(Node):
                                    horizons=str(p("horizons") or ""))
         self.out_dir = str(p("out_dir"))
         self.exit_when_done = bool(p("exit_when_done"))
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/l2l/training", 10)
-        self._ckpt_pub = self.create_publisher(String, "/l2l/checkpoint", LATCHED_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "l2l/training", 10)
+        self._ros_diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+        self._ckpt_pub = self.create_publisher(String, "l2l/checkpoint", LATCHED_QOS)
+        self._last_stats: dict = {}
+        self.create_timer(1.0, self._publish_diagnostics, clock=STEADY_CLOCK)
         self._stop = threading.Event()
         self.result: str | None = None
         self.error: BaseException | None = None
@@ -64,6 +76,7 @@ class TrainerNode(Node):
             self.error = exc
 
     def _on_progress(self, stats: dict) -> None:
+        self._last_stats = dict(stats)
         status = DiagnosticStatus(level=DiagnosticStatus.OK, name="l2l_ros/trainer",
                                   message=f"update {stats['update']}/{stats['updates']}",
                                   hardware_id=self.config.env_id)
@@ -74,6 +87,17 @@ class TrainerNode(Node):
         self._diag_pub.publish(msg)
         if "checkpoint" in stats:
             self._publish_checkpoint(stats["checkpoint"])
+
+    def _on_param(self, name: str, value) -> None:
+        if name == "exit_when_done":
+            self.exit_when_done = bool(value)
+
+    def _publish_diagnostics(self) -> None:
+        stats = dict(self._last_stats)
+        message = (f"update {stats['update']}/{stats['updates']}" if stats else "collecting the first update")
+        self._ros_diag_pub.publish(diagnostic_array(self, DIAG_OK, message, {
+            "env_id": self.config.env_id, "policy": self.config.policy, "out_dir": self.out_dir,
+            **{k: v for k, v in stats.items() if isinstance(v, (int, float, str))}}))
 
     def _publish_checkpoint(self, path: str) -> None:
         self._ckpt_pub.publish(String(data=path))
@@ -96,7 +120,7 @@ class TrainerNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(TrainerNode, args)
+    return run_node(TrainerNode, args, "trainer")
 
 
 if __name__ == "__main__":

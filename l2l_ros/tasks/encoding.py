@@ -23,6 +23,13 @@ SCAN_RANGE_MAX = 3.5
 ENCODED_SCAN_SECTORS = 12
 #: Position scale: odometry is divided by this so inputs stay O(1) in the maze.
 POSITION_SCALE = 1.0
+#: Plausibility bounds of sensor values. A reading beyond them (odometry x = 1e300, a
+#: lidar with range_max 0) is a broken message, not a state of the robot: the encoder
+#: refuses it, so no value that would overflow float32 ever reaches the network.
+MAX_ABS_POSITION = 1e4  # m
+MAX_ABS_VELOCITY = 1e2  # m/s, rad/s
+MAX_SCAN_RANGE = 1e3  # m, for LaserScan.range_max
+MAX_SCAN_BEAMS = 4096
 
 
 @dataclass(frozen=True)
@@ -54,8 +61,11 @@ def pool_scan(ranges: np.ndarray, sectors: int = ENCODED_SCAN_SECTORS,
     ``range_max``.
     """
     r = np.asarray(ranges, dtype=np.float64).ravel()
-    if r.size == 0 or r.size % sectors != 0:
-        raise ValueError(f"scan has {r.size} beams; need a positive multiple of {sectors}")
+    if r.size == 0 or r.size % sectors != 0 or r.size > MAX_SCAN_BEAMS:
+        raise ValueError(f"scan has {r.size} beams; need a positive multiple of {sectors} "
+                         f"up to {MAX_SCAN_BEAMS}")
+    if not (math.isfinite(range_max) and 0.0 < range_max <= MAX_SCAN_RANGE):
+        raise ValueError(f"scan range_max {range_max} outside (0, {MAX_SCAN_RANGE:g}] m")
     r = np.where(np.isfinite(r) & (r > 0.0), r, range_max)
     r = np.clip(r, 0.0, range_max)
     return r.reshape(sectors, -1).min(axis=1)
@@ -64,9 +74,12 @@ def pool_scan(ranges: np.ndarray, sectors: int = ENCODED_SCAN_SECTORS,
 def encode_imaze(x: float, y: float, yaw: float, v: float, w: float,
                  ranges: np.ndarray, range_max: float = SCAN_RANGE_MAX) -> np.ndarray:
     """Odometry pose and twist plus a pooled scan -> network input (float32, O(1))."""
-    values = (x, y, yaw, v, w)
-    if not all(math.isfinite(float(val)) for val in values):
+    values = tuple(float(val) for val in (x, y, yaw, v, w))
+    if not all(math.isfinite(val) for val in values):
         raise ValueError(f"non-finite odometry: {values}")
+    if max(abs(x), abs(y)) > MAX_ABS_POSITION or max(abs(v), abs(w)) > MAX_ABS_VELOCITY:
+        raise ValueError(f"implausible odometry {values}: |position| must be at most "
+                         f"{MAX_ABS_POSITION:g} m, |velocity| at most {MAX_ABS_VELOCITY:g}")
     scan = pool_scan(ranges, range_max=range_max) / range_max
     head = np.array([
         x / POSITION_SCALE,
@@ -101,6 +114,11 @@ ARM_JOINTS: tuple[str, ...] = ("shoulder_pan", "shoulder_lift", "elbow")
 #: Joint velocity limit (rad/s) the command decoder never exceeds.
 ARM_MAX_JOINT_VELOCITY = 1.5
 ARM_OBS_DIM = 3 * len(ARM_JOINTS) + 3
+#: Joint angles beyond this (rad) are a broken message (a continuous joint wraps long before).
+MAX_ABS_JOINT_POSITION = 1e3
+
+#: Reward messages beyond this magnitude are refused: the tasks' rewards are O(1).
+MAX_ABS_REWARD = 1e3
 
 
 def encode_manipulator(q: np.ndarray, qd: np.ndarray, target_xyz: np.ndarray) -> np.ndarray:
@@ -114,6 +132,10 @@ def encode_manipulator(q: np.ndarray, qd: np.ndarray, target_xyz: np.ndarray) ->
                          f"got {q.size}, {qd.size}, {t.size}")
     if not (np.isfinite(q).all() and np.isfinite(qd).all() and np.isfinite(t).all()):
         raise ValueError("non-finite joint state or target")
+    if np.abs(q).max() > MAX_ABS_JOINT_POSITION or np.abs(qd).max() > MAX_ABS_VELOCITY \
+            or np.abs(t).max() > MAX_ABS_POSITION:
+        raise ValueError(f"implausible joint state or target: |q| at most {MAX_ABS_JOINT_POSITION:g} rad, "
+                         f"|qd| {MAX_ABS_VELOCITY:g} rad/s, |target| {MAX_ABS_POSITION:g} m")
     return np.concatenate([np.cos(q), np.sin(q), qd / ARM_MAX_JOINT_VELOCITY, t]).astype(np.float32)
 
 
