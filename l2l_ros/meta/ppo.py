@@ -40,7 +40,9 @@ from safetensors.torch import save as st_save
 from torch import nn
 from tqdm.auto import tqdm
 
-from l2l_ros.meta.checkpoint import atomic_write_bytes, git_commit, git_source_modified, save_checkpoint
+from l2l_ros.meta.checkpoint import (CheckpointError, atomic_write_bytes, git_commit, git_source_modified,
+                                     load_checkpoint, remove_stale_temporaries, repair_checkpoint,
+                                     save_checkpoint)
 from l2l_ros.meta.policies import DictConfig, RecurrentPolicy, action_spec_from_space, build_policy
 from l2l_ros.tasks.meta_wrapper import MetaWrapper
 
@@ -589,11 +591,40 @@ def _load_trainer_state(path: Path, policy: RecurrentPolicy, optimizer: torch.op
     return int(meta["update"]), int(meta["env_steps"]), meta.get("init_sha256")
 
 
+def _policy_pair_current(stem: Path, policy: RecurrentPolicy, update: int) -> bool:
+    """Whether ``stem``'s pair loads and holds ``policy`` at ``update`` (the trainer
+    state's). A save killed between the weights and the JSON is repaired first."""
+    try:
+        repair_checkpoint(stem)
+    except CheckpointError:
+        pass  # no weights, or format-1 weights: the load below tells
+    try:
+        saved, doc = load_checkpoint(stem)
+    except CheckpointError:
+        return False
+    if (doc.get("evaluation") or {}).get("updates") != update or saved.describe() != policy.describe():
+        return False
+    mine = policy.state_dict()
+    return all(torch.equal(t, mine[k].cpu()) for k, t in saved.state_dict().items())
+
+
+def _logged_update(log_path: Path, update: int) -> dict | None:
+    """The train-log line of ``update`` (for the figures a rewritten checkpoint carries)."""
+    if not log_path.exists():
+        return None
+    for line in log_path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and row.get("update") == update:
+            return row
+    return None
+
+
 def _init_weights(policy: RecurrentPolicy, path: str) -> str:
     """Fill ``policy`` from the saved policy at ``path``, which must describe the same
     network; returns the sha256 of those weights (the path may later hold others)."""
-    from l2l_ros.meta.checkpoint import CheckpointError, load_checkpoint
-
     source, doc = load_checkpoint(path)
     if source.describe() != policy.describe():
         raise CheckpointError(f"cannot start from {path}: it holds {source.describe()}, "
@@ -831,6 +862,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     trained = list(policy.parameters()) + [p for head in heads.values() for p in head.parameters()]
     optimizer = torch.optim.Adam(trained, lr=config.lr, eps=1e-5)
     out.mkdir(parents=True, exist_ok=True)  # after the checks above, so a refused run leaves nothing
+    remove_stale_temporaries(out)  # of a run killed inside atomic_write_bytes
 
     commit = git_commit()  # the code that trains, not the code present when a checkpoint is saved
     modified = git_source_modified()
@@ -842,7 +874,12 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     _truncate_log(log_path, start_update)
 
     def checkpoint(update: int, last: dict | None) -> Path:
+        # Trainer state first: a kill before the policy pair is written leaves a pair
+        # older than the state, which the next run's resume rewrites from the state.
         _save_trainer_state(state_path, policy, optimizer, update, env_steps, config, init_sha256, heads)
+        return save_policy(update, last)
+
+    def save_policy(update: int, last: dict | None) -> Path:
         evaluation = {"updates": update, "env_steps": env_steps}
         if last:
             evaluation["train_mean_return"] = last["mean_return"]
@@ -852,6 +889,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             "git_commit": commit, **({"git_modified": modified} if modified is not None else {}),
             **({"init_sha256": init_sha256} if init_sha256 else {})})
         return weights
+
+    if state_path.exists() and not _policy_pair_current(out / "policy", policy, start_update):
+        save_policy(start_update, _logged_update(log_path, start_update))  # even when no update is left
 
     update_fn = ppo_update
     if plain_imitation:
