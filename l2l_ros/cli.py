@@ -470,9 +470,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Errors a user can fix (a bad path, checkpoint, JSON or value) end in one line and
+    exit code 2; ``L2L_TRACEBACK=1`` shows the whole trace."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    return int(args.func(args, argv) or 0)
+    try:
+        return int(args.func(args, argv) or 0)
+    except (ValueError, OSError, KeyError, TypeError) as exc:
+        if os.environ.get("L2L_TRACEBACK"):
+            raise
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"l2l {argv[0] if argv else ''}: error: {text}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
