@@ -263,6 +263,9 @@ def cmd_run(args, argv) -> int:
     print(f"started {len(running.processes)} nodes as rclpy processes ({env_note}); logs in {out / 'logs'}")
     try:
         ender, code = running.wait(args.timeout)
+    except (RuntimeError, TimeoutError) as exc:  # a node died or the run overran: say which, once
+        print(f"l2l run {args.graph}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
     finally:
         running.stop()
     wall = time.monotonic() - t0

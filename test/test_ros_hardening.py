@@ -233,7 +233,9 @@ def test_a_valid_checkpoint_loads_off_the_control_path_and_takes_over_at_the_nex
 def test_stale_sensors_stop_the_robot_within_two_control_periods():
     """Reliability figure: a zero command within 2 control periods (0.4 s) of the last tick,
     with the default sensor_timeout."""
-    h = Harness(sensor_timeout=0.3)
+    from l2l_ros.nodes.spiking_policy import POLICY_PARAMS
+
+    h = Harness(sensor_timeout=next(p.default for p in POLICY_PARAMS if p.name == "sensor_timeout"))
     try:
         for attempt in range(3):
             assert h.tick(0.0 + attempt, task_start=True) is not None

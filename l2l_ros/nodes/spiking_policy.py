@@ -64,7 +64,7 @@ POLICY_PARAMS = (
     Param("seed", 0, "Seed of torch (stochastic actions, the untrained network).", read_only=True,
           low=0, high=2**31 - 1),
     Param("twist_stamped", False, "Publish cmd_vel as geometry_msgs/TwistStamped.", read_only=True),
-    Param("sensor_timeout", 0.3, "Seconds without a complete sensor tick before the robot is "
+    Param("sensor_timeout", 0.25, "Seconds without a complete sensor tick before the robot is "
           "commanded to stop.", low=0.01, high=3600.0),
     Param("autostart", True, "Configure and activate at start; false: wait for the lifecycle "
           "transitions (ros2 lifecycle set).", read_only=True),
@@ -97,6 +97,7 @@ class SpikingPolicyNode(LifecycleNode):
         self._active = False
         self._reset_ticks()
         self._stopped = True
+        self._stop_due = False
         self._reward = 0.0
         self.ticks = 0
         self.bad_inputs = 0
@@ -386,8 +387,21 @@ class SpikingPolicyNode(LifecycleNode):
         self._stopped = True
 
     def _watchdog(self) -> None:
-        """Sensors went quiet: stop the robot once rather than repeat a stale command."""
-        if self._active and not self._stopped and time.monotonic() - self._last_tick_wall > self.sensor_timeout:
+        """Sensors went quiet: stop the robot once rather than repeat a stale command.
+
+        The stop is sent one watchdog period after the timeout is first seen, if no tick
+        came in between: a process that was starved of CPU wakes up with its timer and
+        the waiting tick both ready, and the executor runs timers first. Stopping at once
+        would answer that tick with a stop (in lockstep, the simulator takes it as the
+        tick's command)."""
+        stale = self._active and not self._stopped and \
+            time.monotonic() - self._last_tick_wall > self.sensor_timeout
+        if not stale:
+            self._stop_due = False
+        elif not self._stop_due:
+            self._stop_due = True
+        else:
+            self._stop_due = False
             self.get_logger().warning(f"no sensor tick for {self.sensor_timeout:.2f} s: stopping the robot",
                                       throttle_duration_sec=5.0)
             self._publish_stop()
@@ -424,7 +438,9 @@ class SpikingPolicyNode(LifecycleNode):
         self._diag_pub.publish(diagnostic_array(self, level, message, values))
 
     def destroy_node(self):
-        self._loader.shutdown(wait=False, cancel_futures=True)
+        loader = getattr(self, "_loader", None)  # None when __init__ failed early
+        if loader is not None:
+            loader.shutdown(wait=False, cancel_futures=True)
         return super().destroy_node()
 
 
