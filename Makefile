@@ -14,7 +14,7 @@ TASKS ?= 5
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-ros.txt
+$(STAMP): requirements.txt requirements-ros.txt tools/build_tf2_msgs.sh $(wildcard msgs/tf2_msgs/*.xml msgs/tf2_msgs/*.txt msgs/tf2_msgs/msg/*.msg)
 	@if [ -n "$$ROS_DISTRO" ]; then \
 	  echo "ROS_DISTRO=$$ROS_DISTRO is sourced: using its rclpy, not installing ROS wheels from PyPI"; \
 	  test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV); \
@@ -24,6 +24,8 @@ $(STAMP): requirements.txt requirements-ros.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@if [ -z "$$ROS_DISTRO" ]; then \
 	  $(PY) -m pip install --quiet --disable-pip-version-check -r requirements-ros.txt; fi
+	# tf2_msgs (for /tf): no PyPI wheel, so built here with the rosidl generators (a sourced ROS has it).
+	bash tools/build_tf2_msgs.sh $(VENV)
 	touch $(VENV)/COLCON_IGNORE $@
 
 run: setup

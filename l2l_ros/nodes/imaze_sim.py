@@ -4,7 +4,8 @@ Subscribes cmd_vel (geometry_msgs/Twist, or TwistStamped with
 ``twist_stamped:=true``); publishes odom (odom -> base_link, REP-105), scan,
 l2l/reward, l2l/task_start and l2l/trial_start (std_msgs/Header: the stamp of
 the first tick of the task or trial), clock, robot_description, /diagnostics, and
-/tf where tf2_msgs exists. Names are relative to the node's namespace.
+tf/tf_static (odom -> base_link -> base_scan and the wheels). Names are relative to
+the node's namespace.
 The episode logic (goal, trials, reward) is the gymnasium env's, not a copy.
 """
 from __future__ import annotations
@@ -21,11 +22,7 @@ from l2l_ros.nodes.common import STREAM_QOS, Param, declare_params, run_node, ya
 from l2l_ros.nodes.sim_base import LockstepSimNode, sent_ns
 from l2l_ros.tasks.encoding import SCAN_BEAMS, SCAN_RANGE_MAX, SCAN_RANGE_MIN, clamp_twist
 
-try:  # PyPI has no tf2_msgs wheel; a full ROS install does.
-    from geometry_msgs.msg import TransformStamped
-    from tf2_msgs.msg import TFMessage
-except ImportError:  # pragma: no cover - depends on the install
-    TFMessage = None
+from geometry_msgs.msg import TransformStamped
 
 
 #: Odometry covariances (row-major 6x6, x y z roll pitch yaw). The simulator reports the
@@ -39,6 +36,7 @@ for _i, _var in enumerate((1e-6, 1e-6, 1e-9, 1e-9, 1e-9, 1e-6)):
 
 class IMazeSimNode(LockstepSimNode):
     URDF = "diff_drive.urdf"
+    TF_PREFIX = "robot/"
 
     def __init__(self):
         super().__init__("imaze_sim")
@@ -50,7 +48,6 @@ class IMazeSimNode(LockstepSimNode):
                   read_only=True),))["twist_stamped"])
         self._odom_pub = self.create_publisher(Odometry, "odom", STREAM_QOS)
         self._scan_pub = self.create_publisher(LaserScan, "scan", STREAM_QOS)
-        self._tf_pub = self.create_publisher(TFMessage, "/tf", 10) if TFMessage else None
         self.command_sub = self.create_subscription(TwistStamped if stamped else Twist, "cmd_vel",
                                                     self._on_cmd_vel, STREAM_QOS)
 
@@ -89,6 +86,10 @@ class IMazeSimNode(LockstepSimNode):
         return extras
 
     # --- sensors --------------------------------------------------------------------
+    def extra_transforms(self, stamp) -> list:
+        """odom -> base_link, as the odometry reports it (REP-105)."""
+        return [self._odom_tf]
+
     def publish_sensors(self, stamp) -> None:
         sim = self.env.sim
         x, y, yaw, v, w = sim.odometry()
@@ -103,13 +104,11 @@ class IMazeSimNode(LockstepSimNode):
         odom.twist.twist.linear.x, odom.twist.twist.angular.z = float(v), float(w)
         odom.pose.covariance, odom.twist.covariance = POSE_COVARIANCE, TWIST_COVARIANCE
         self._odom_pub.publish(odom)
-        if self._tf_pub is not None:
-            tf = TransformStamped()
-            tf.header = odom.header
-            tf.child_frame_id = "base_link"
-            tf.transform.translation.x, tf.transform.translation.y = float(x), float(y)
-            tf.transform.rotation = odom.pose.pose.orientation
-            self._tf_pub.publish(TFMessage(transforms=[tf]))
+        self._odom_tf = TransformStamped()
+        self._odom_tf.header = odom.header
+        self._odom_tf.child_frame_id = "base_link"
+        self._odom_tf.transform.translation.x, self._odom_tf.transform.translation.y = float(x), float(y)
+        self._odom_tf.transform.rotation = odom.pose.pose.orientation
 
         ranges = np.asarray(sim.scan(), dtype=np.float32)
         scan = LaserScan()

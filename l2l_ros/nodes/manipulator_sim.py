@@ -4,7 +4,8 @@ Subscribes arm_controller/commands (std_msgs/Float64MultiArray of joint
 velocities in rad/s, the forward_command_controller convention); publishes
 joint_states, target (geometry_msgs/PointStamped in the arm's base frame),
 l2l/reward, l2l/task_start, l2l/trial_start, clock, robot_description and
-/diagnostics. Names are relative to the node's namespace.
+/diagnostics, and tf/tf_static (base_link -> ... -> tool0). Names are relative to the
+node's namespace.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from l2l_ros.tasks.encoding import ARM_JOINTS, ARM_MAX_JOINT_VELOCITY
 
 class ManipulatorSimNode(LockstepSimNode):
     URDF = "arm.urdf"
+    TF_PREFIX = "arm/"
 
     def __init__(self):
         super().__init__("manipulator_sim")

@@ -34,6 +34,7 @@ from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float32, Header, String
 from diagnostic_msgs.msg import DiagnosticArray
 
+from l2l_ros.nodes.tf import LinkTransforms, TFMessage
 from l2l_ros.nodes.common import (DIAG_OK, DIAG_WARN, DIAGNOSTICS_TOPIC, LATCHED_QOS, STEADY_CLOCK,
                                   STREAM_QOS, Param, declare_params, diagnostic_array, to_stamp)
 
@@ -69,6 +70,12 @@ class LockstepSimNode(Node):
 
     #: The robot description (``urdf/<name>``) published on ``robot_description``.
     URDF: str = ""
+    #: The prefix of the robot's links among the MuJoCo bodies (see nodes/tf.py).
+    TF_PREFIX: str = ""
+
+    def extra_transforms(self, stamp) -> list:
+        """Transforms beyond the robot's links (e.g. odom -> base_link)."""
+        return []
 
     def create_io(self) -> None:
         """Create the sensor publishers and the command subscription (``self.command_sub``)."""
@@ -117,6 +124,12 @@ class LockstepSimNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
         self.command_sub = None
         self.create_io()
+        self._tf_pub = self._tf_static_pub = self._links = None
+        if self.TF_PREFIX and TFMessage is None:
+            self.get_logger().warning("tf2_msgs is not importable: no TF (make setup builds it)")
+        elif self.TF_PREFIX:
+            self._tf_pub = self.create_publisher(TFMessage, "tf", 100)
+            self._tf_static_pub = self.create_publisher(TFMessage, "tf_static", LATCHED_QOS)
         if self.URDF:
             from l2l_ros.resources import share_path
 
@@ -211,7 +224,19 @@ class LockstepSimNode(Node):
             self._trial_pub.publish(Header(stamp=stamp, frame_id=f"task {self.task} trial {self.trial}"))
         self._reward_pub.publish(Float32(data=self._reward))
         self.publish_sensors(stamp)
+        self._publish_tf(stamp)
         self._last_tick_wall = time.monotonic()
+
+    def _publish_tf(self, stamp) -> None:
+        if self._tf_pub is None:
+            return
+        sim = self.env.sim
+        if self._links is None or self._links.model is not sim.model:  # a new world: static links anew
+            self._links = LinkTransforms(sim.model, self.TF_PREFIX)
+            self._tf_static_pub.publish(TFMessage(transforms=self._links.transforms(sim.data, stamp, fixed=True)))
+        moving = self._links.transforms(sim.data, stamp, fixed=False) + self.extra_transforms(stamp)
+        if moving:
+            self._tf_pub.publish(TFMessage(transforms=moving))
 
     def _publish_new_tick(self) -> None:
         # The DDS source timestamp of a command is on the same system clock.
