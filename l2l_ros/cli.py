@@ -130,13 +130,12 @@ def _stop_on_first_ctrl_c() -> threading.Event:
 
 
 def _attach_evaluation(path: Path, figures: dict) -> None:
-    """Store evaluation figures in the checkpoint's JSON (weights untouched)."""
-    from l2l_ros.meta.checkpoint import atomic_write_bytes, checkpoint_paths
+    """Store evaluation figures in the checkpoint (the weights embed the JSON, so both are
+    written again; the tensors are unchanged)."""
+    from l2l_ros.meta.checkpoint import read_metadata, rewrite_metadata
 
-    _, json_path = checkpoint_paths(path)
-    meta = json.loads(json_path.read_text())
-    meta["evaluation"] = {**(meta.get("evaluation") or {}), **figures}
-    atomic_write_bytes(json_path, json.dumps(meta, indent=2).encode())
+    evaluation = read_metadata(path).get("evaluation") or {}
+    rewrite_metadata(path, {"evaluation": {**evaluation, **figures}})
 
 
 # --- eval ----------------------------------------------------------------------------
@@ -340,6 +339,8 @@ def offline_evaluation_lines(checkpoint: str, meta: dict) -> list[str]:
 def cmd_bench(args, argv) -> int:
     from l2l_ros import bench
 
+    if args.what == "reliability":
+        return _bench_reliability(args, argv)
     seconds = args.seconds if args.seconds is not None else (10.0 if args.what == "sim" else 600.0)
     result = bench.run(args.what, args.task, seconds)
     out = Path(args.out) / f"{args.what}_{args.task}.json"
@@ -349,6 +350,19 @@ def cmd_bench(args, argv) -> int:
     print(json.dumps(result, indent=2))
     print(f"written to {out}")
     return 0
+
+
+def _bench_reliability(args, argv) -> int:
+    from l2l_ros.meta.kill_test import trainer_kills
+    from l2l_ros.reliability import run_reliability
+
+    report = run_reliability(args.scale, Path(args.out), seed=args.seed, trainer_kills=trainer_kills)
+    report["command"] = _command_line(argv)
+    path = Path(args.out) / f"reliability_{args.scale}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    print(f"written to {path}; {'PASSED' if report['passed'] else 'FAILED'}")
+    return 0 if report["passed"] else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -462,8 +476,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("bench", help="throughput benchmarks, written to benchmarks/")
-    p.add_argument("what", choices=("sim", "train"))
+    p.add_argument("what", choices=("sim", "train", "reliability"),
+                   help="sim: physics steps/s; train: trainer throughput and time to criterion; "
+                        "reliability: the nodes under malformed input, bad checkpoints, stale sensors and "
+                        "trainer kills (issue 32's figures)")
     p.add_argument("--task", default="imaze")
+    p.add_argument("--scale", choices=("small", "full"), default="full",
+                   help="reliability: full (10,000 messages per topic, 30 checkpoints, 20 trainer kills) or "
+                        "small (what the tests run)")
+    p.add_argument("--seed", type=int, default=0, help="reliability: seed of the fuzzer")
     p.add_argument("--seconds", type=float, default=None,
                    help="sim: measuring time (default 10); train: training budget per policy "
                         "for the time-to-6.6 run (default 600)")
