@@ -1,6 +1,7 @@
-"""Issue 32: a crafted or half-written checkpoint is refused with one CheckpointError line
-(never another exception, never a stall), the hash covers the JSON (format 2), and a
-trainer killed between its writes leaves a pair that the next run repairs."""
+"""Issue 32: a crafted or damaged checkpoint is refused with one CheckpointError line
+(never another exception, never a stall), the hash covers the JSON (format 2), a save
+killed between its two files loads from the weights (the commit), and a trainer killed
+between its writes leaves a pair that the next run repairs."""
 import hashlib
 import json
 import time
@@ -219,7 +220,8 @@ def test_hash_covers_every_json_field(tmp_path):
     load_checkpoint(weights)
 
 
-def test_interrupted_save_is_refused_then_repaired(tmp_path, monkeypatch):
+def _killed_between_the_files(tmp_path, monkeypatch) -> tuple[Path, Path, bytes]:
+    """Save seed 1, then die saving seed 2 after the weights' replace, before the JSON."""
     weights, js = _save(tmp_path, seed=1)
     old_json = js.read_bytes()
     writes = []
@@ -236,14 +238,77 @@ def test_interrupted_save_is_refused_then_repaired(tmp_path, monkeypatch):
         _save(tmp_path, seed=2)
     monkeypatch.undo()
     assert writes == ["ckpt.safetensors", "ckpt.json"] and js.read_bytes() == old_json
-    _refused(weights, "sha256", "interrupted save", "repair_checkpoint")
+    return weights, js, old_json
+
+
+def _same_weights(policy, seed: int) -> bool:
+    return all(torch.equal(a, b) for a, b in zip(policy.state_dict().values(), _policy(seed=seed).state_dict().values()))
+
+
+def test_interrupted_save_loads_from_the_weights_then_repair_rewrites_the_json(tmp_path, monkeypatch):
+    weights, js, old_json = _killed_between_the_files(tmp_path, monkeypatch)
+    for path in (weights, js, tmp_path / "ckpt"):
+        policy, doc = load_checkpoint(path)  # the weights are the commit: every checkpoint loads
+        assert doc["json_stale"] is True and doc["evaluation"] == {"updates": 2} and _same_weights(policy, 2)
+        assert doc["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert read_metadata(js)["evaluation"] == {"updates": 1} and js.read_bytes() == old_json  # JSON alone
     assert repair_checkpoint(weights) is True
     policy, doc = load_checkpoint(weights)
-    assert doc["evaluation"] == {"updates": 2}
-    assert all(torch.equal(a, b) for a, b in zip(policy.state_dict().values(), _policy(seed=2).state_dict().values()))
+    assert "json_stale" not in doc and doc["evaluation"] == {"updates": 2} and _same_weights(policy, 2)
+    assert doc == json.loads(js.read_text()) == read_metadata(js)
     assert repair_checkpoint(weights) is False
-    js.unlink()  # a missing JSON is rewritten too
+    js.unlink()  # a missing JSON: the weights load alone, and the JSON is rewritten
+    assert load_checkpoint(js)[1] == {**doc, "json_stale": True}
     assert repair_checkpoint(js) is True and load_checkpoint(js)[1] == doc
+
+
+def test_a_stale_json_never_leaks_into_a_later_save(tmp_path, monkeypatch):
+    weights, js, _ = _killed_between_the_files(tmp_path, monkeypatch)
+    rewrite_metadata(weights, {"evaluation": {"updates": 2, "success_rate": 0.5}})
+    policy, doc = load_checkpoint(weights)
+    assert "json_stale" not in doc and "json_stale" not in json.loads(js.read_text())
+    assert doc["evaluation"]["success_rate"] == 0.5 and _same_weights(policy, 2)
+    with pytest.raises(CheckpointError, match="json_stale"):
+        rewrite_metadata(weights, {"json_stale": True})
+    save_checkpoint(tmp_path / "again", policy, {**doc, "json_stale": True})  # a loaded doc passed back
+    assert "json_stale" not in read_metadata(tmp_path / "again") and "json_stale" not in load_checkpoint(
+        tmp_path / "again")[1]
+
+
+def test_a_json_with_the_weights_hash_but_edited_fields_is_still_refused(tmp_path, monkeypatch):
+    weights, js, _ = _killed_between_the_files(tmp_path, monkeypatch)
+    repair_checkpoint(weights)
+    doc = json.loads(js.read_text())
+    js.write_text(json.dumps({**doc, "evaluation": {"updates": 99}}))  # hash matches: an edit
+    _refused(weights, "ckpt.json", "evaluation", "differs from the copy")
+    # A JSON that is no valid document is refused, not bypassed (saves replace it whole).
+    js.write_text('{"format_version": 2, "policy_kind": ')
+    _refused(weights, "ckpt.json", "not valid JSON")
+
+
+def test_a_stale_json_does_not_hide_damaged_weights(tmp_path, monkeypatch):
+    weights, js, _ = _killed_between_the_files(tmp_path, monkeypatch)
+    good = weights.read_bytes()
+    data = bytearray(good)
+    data[-3] ^= 0x01  # one flipped bit in the tensor data, the header intact
+    weights.write_bytes(bytes(data))
+    _refused(weights, "ckpt.safetensors", "corrupt", "data_sha256")
+    weights.write_bytes(good[: len(good) - 8])
+    _refused(weights, "ckpt.safetensors", "truncated")
+    js.unlink()
+    _refused(weights, "ckpt.safetensors", "truncated")
+    weights.write_bytes(good)
+    assert load_checkpoint(weights)[1]["json_stale"] is True
+
+
+def test_format1_with_a_wrong_or_missing_json_is_still_refused(tmp_path):
+    weights, js = _save(tmp_path)
+    _as_format1(weights, js)
+    doc = json.loads(js.read_text())
+    js.write_text(json.dumps({**doc, "weights_sha256": "0" * 64}))
+    _refused(weights, "sha256", "ckpt.json")
+    js.unlink()
+    _refused(weights, "ckpt.json", "missing")
 
 
 def test_kill_before_the_weights_replace_keeps_the_old_pair(tmp_path, monkeypatch):
@@ -358,7 +423,9 @@ def test_rerun_after_the_last_update_repairs_a_half_written_pair(tmp_path, monke
 
     _train_killed(tmp_path, monkeypatch, at_update=4, file_suffix=".json")
     assert _trainer_update(tmp_path)[0] == 4
-    _refused(tmp_path / "policy.json", "interrupted save")  # new weights, old JSON
+    doc = load_checkpoint(tmp_path / "policy.json")[1]  # new weights, old JSON: loads from the weights
+    assert doc["json_stale"] is True and doc["evaluation"]["updates"] == 4
+    assert read_metadata(tmp_path / "policy.json")["evaluation"]["updates"] == 2
     (tmp_path / ".policy.safetensors.k1ll3d00.tmp").write_bytes(b"half")
     seen = []
     train(_small(4), tmp_path, progress=seen.append)  # nothing left to train: it used to exit here

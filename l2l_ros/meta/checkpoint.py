@@ -16,11 +16,23 @@ passes.
 Format 2 (``FORMAT_VERSION``): the safetensors header metadata holds the whole JSON
 document but ``weights_sha256`` (key ``l2l_ros_metadata``), and ``weights_sha256`` is
 the sha256 of the whole safetensors file, so the hash covers every JSON field and the
-weights file alone is the checkpoint. Saving replaces the weights file (the commit:
-one ``os.replace``), then writes the JSON as a readable copy. A JSON that differs from
-the embedded copy (edited, or a save interrupted between the two files) is refused;
-:func:`repair_checkpoint` rewrites it from the weights. Format 1 (weights without the
-embedded copy, the bundled models) is read with the same field checks.
+weights file alone is the checkpoint. The embedded copy also holds ``data_sha256``, the
+sha256 of the tensor data (the bytes after the header), so the weights file checks
+itself. Saving replaces the weights file (the commit: one ``os.replace``), then writes
+the JSON as a readable copy.
+
+Which document :func:`load_checkpoint` uses:
+
+* the JSON carries the weights' hash: the JSON, which must equal the embedded copy
+  field by field (else it was edited: refused);
+* the JSON carries another hash, or is missing, and the weights embed a copy: the
+  weights are the committed truth (a save killed between its two files, so every
+  checkpoint loads after a kill): the embedded copy, checked like a JSON one, with
+  ``"json_stale": True`` in the returned metadata; :func:`repair_checkpoint` rewrites
+  the JSON from it.
+
+Format 1 (weights without the embedded copy, the bundled models) is read with the same
+field checks, and a hash mismatch is refused.
 """
 from __future__ import annotations
 
@@ -54,6 +66,7 @@ MAX_JSON_BYTES = 2**20           # the bundled models' JSON is < 5 kB
 MAX_WEIGHTS_BYTES = 256 * 2**20  # MAX_PARAMETERS float32 weights (the bundled models: < 400 kB)
 MAX_JSON_DEPTH = 64              # nesting of the JSON document (json.loads recurses)
 EMBEDDED_KEY = "l2l_ros_metadata"  # safetensors header metadata key of the format-2 copy
+STALE_KEY = "json_stale"  # in load_checkpoint's metadata when it came from the weights, never saved
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -163,7 +176,8 @@ def save_checkpoint(path_stem_or_dir: str | os.PathLike, policy: RecurrentPolicy
     ``seed``, ``evaluation`` (a dict of figures) and anything else JSON-able. The
     policy description, tensor shapes, weight hash and git commit are added here. A
     kill before the weights' ``os.replace`` leaves the old pair; one after it, new
-    weights and a stale JSON that :func:`repair_checkpoint` rewrites.
+    weights and a stale JSON: the checkpoint loads from the weights (``json_stale``)
+    and :func:`repair_checkpoint` rewrites the JSON.
     """
     weights_path, json_path = checkpoint_paths(path_stem_or_dir)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in policy.state_dict().items()}
@@ -171,11 +185,14 @@ def save_checkpoint(path_stem_or_dir: str | os.PathLike, policy: RecurrentPolicy
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise CheckpointError(f"refusing to save {weights_path}: tensor {name!r} has non-finite values")
     doc = _document(policy, tensors, weights_path, metadata or {})
+    doc["data_sha256"] = hashlib.sha256(_tensor_data(st_save(tensors, metadata={"format": "pt"}))).hexdigest()
     embedded = json.dumps(_jsonable(doc), sort_keys=True, allow_nan=False)
     doc = json.loads(embedded)  # exactly what a reader of the embedded copy gets
     _validate_document(doc, f"refusing to save {json_path}:")
     blob = st_save(tensors, metadata={"format": "pt", "l2l_ros_format_version": str(FORMAT_VERSION),
                                       EMBEDDED_KEY: embedded})
+    if hashlib.sha256(_tensor_data(blob)).hexdigest() != doc["data_sha256"]:  # safetensors' layout changed
+        raise CheckpointError(f"refusing to save {weights_path}: the tensor data depends on the header")
     atomic_write_bytes(weights_path, blob)  # the commit
     atomic_write_bytes(json_path, _json_copy(doc, blob))
     return weights_path, json_path
@@ -208,8 +225,15 @@ def _document(policy: RecurrentPolicy, tensors: dict, weights_path: Path, metada
         "weights_file": weights_path.name,
         "tensors": {k: list(v.shape) for k, v in tensors.items()},
     })
-    doc.pop("weights_sha256", None)
+    for key in ("weights_sha256", "data_sha256", STALE_KEY):  # of the blob, and of a load
+        doc.pop(key, None)
     return doc
+
+
+def _tensor_data(blob: bytes) -> bytes:
+    """The bytes after a safetensors header (the tensors themselves)."""
+    (size,) = struct.unpack("<Q", blob[:8])
+    return blob[8 + size:]
 
 
 def _json_copy(embedded_doc: dict, blob: bytes) -> bytes:
@@ -224,8 +248,9 @@ def rewrite_metadata(path: str | os.PathLike, changes: dict) -> tuple[Path, Path
     embedded copy, so the hash covers the change. Editing the JSON alone makes a
     format-2 checkpoint refuse to load."""
     policy, doc = load_checkpoint(path)
+    doc.pop(STALE_KEY, None)
     fixed = {"format_version", "policy_kind", "policy_config", "obs_dim", "action_space", "tensors",
-             "weights_file", "weights_sha256"}
+             "weights_file", "weights_sha256", "data_sha256", STALE_KEY}
     refused = sorted(set(changes) & fixed)
     if refused:
         raise CheckpointError(f"rewrite_metadata cannot change {refused} of {checkpoint_paths(path)[1]}")
@@ -321,7 +346,7 @@ def _check_fields(doc: dict) -> None:
     _optional(doc, "seed", int, "an integer")
     if "git_modified" in doc and doc["git_modified"] is not None:
         check_bool("git_modified", doc["git_modified"])
-    for key in ("weights_sha256", "init_sha256"):
+    for key in ("weights_sha256", "init_sha256", "data_sha256"):
         value = doc.get(key)
         if value is not None and not (isinstance(value, str) and _SHA256.fullmatch(value)):
             raise ValueError(f"{key} must be 64 lowercase hex digits")
@@ -412,18 +437,37 @@ def _check_pair(doc: dict, embedded: dict | None, blob: bytes, weights_path: Pat
                                   f"{weights_path.name} in {differ[:5]} {stale}")
 
 
+def _committed_document(embedded: dict, blob: bytes, weights_path: Path) -> dict:
+    """The metadata of format-2 weights whose JSON is missing or another save's: the
+    embedded copy (already checked), once the tensor data matches its ``data_sha256``
+    (the whole-file hash in the JSON no longer vouches for it)."""
+    expected = embedded.get("data_sha256")
+    if expected is not None and hashlib.sha256(_tensor_data(blob)).hexdigest() != expected:
+        raise CheckpointError(f"checkpoint weights {weights_path} are corrupt or truncated (their tensor data "
+                              f"does not match the data_sha256 of their metadata copy)")
+    return {**embedded, "weights_sha256": hashlib.sha256(blob).hexdigest(), STALE_KEY: True}
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
                     ) -> tuple[RecurrentPolicy, dict]:
     """Rebuild the policy from ``<stem>.json`` and fill it from ``<stem>.safetensors``.
 
     ``path`` may be either file, the stem, or a directory holding ``policy.*``.
     Returns ``(policy in eval mode, metadata dict)``. Raises CheckpointError and
-    nothing else (but KeyboardInterrupt/SystemExit).
+    nothing else (but KeyboardInterrupt/SystemExit). When the JSON is missing or holds
+    another weights hash and the weights embed a copy, the metadata is that copy (with
+    the weights' ``weights_sha256``) plus ``"json_stale": True``.
     """
     weights_path, json_path = checkpoint_paths(path)
-    doc = read_metadata(path)
+    doc = read_metadata(path) if json_path.is_file() or not weights_path.is_file() else None
     blob = _read_capped(weights_path, MAX_WEIGHTS_BYTES, "weights")
-    _check_pair(doc, _embedded_document(blob, weights_path), blob, weights_path, json_path)
+    embedded = _embedded_document(blob, weights_path)
+    if embedded is not None and (doc is None or doc.get("weights_sha256") != hashlib.sha256(blob).hexdigest()):
+        doc = _committed_document(embedded, blob, weights_path)  # a save killed before its JSON
+    else:
+        if doc is None:
+            read_metadata(path)  # format 1 without its JSON: raises that it is missing
+        _check_pair(doc, embedded, blob, weights_path, json_path)
     try:
         policy = _build_and_fill(doc, blob, weights_path, json_path)
     except CheckpointError:
