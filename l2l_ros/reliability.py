@@ -428,9 +428,9 @@ def fuzz_sim(sim: str, messages: int, seed: int, log_dir: Path) -> dict:
             m.linear.y, m.angular.x = junk.maybe(0.0), junk.maybe(0.0)
             return m
 
-        def good():
+        def good():  # turn while creeping (an I-maze action): moves the pose even at a wall
             m = Twist()
-            m.linear.x = 0.22
+            m.linear.x, m.angular.z = 0.05, 1.5
             return m
 
         def sane(m) -> bool:
@@ -439,7 +439,8 @@ def fuzz_sim(sim: str, messages: int, seed: int, log_dir: Path) -> dict:
             return all(math.isfinite(v) for v in values) and abs(t.linear.x) < 1.0 and abs(t.angular.z) < 10.0
 
         def position(m):
-            return np.array([m.pose.pose.position.x, m.pose.pose.position.y])
+            q = m.pose.pose.orientation
+            return np.array([m.pose.pose.position.x, m.pose.pose.position.y, q.z, q.w])
     else:
         pub = probe.node.create_publisher(Float64MultiArray, "arm_controller/commands", STREAM_QOS)
         probe.node.create_subscription(JointState, "joint_states", sensors.append, STREAM_QOS)
