@@ -18,7 +18,6 @@ def test_three_kills_lose_at_most_one_interval_and_end_bit_identical(tmp_path):
     assert r["leftover_temporaries"] == [] and r["passed"], r
     assert all(rec["loaded"] and rec["updates_lost"] <= 4 for rec in r["records"]), r["records"]
     assert json.loads((tmp_path / "trainer_kills.json").read_text())["passed"]
-    assert r["wall_seconds"] < 100, r["wall_seconds"]
 
 
 def test_write_events_ignore_an_earlier_kills_temporaries(tmp_path):
