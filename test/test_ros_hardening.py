@@ -247,6 +247,29 @@ def test_stale_sensors_stop_the_robot_within_two_control_periods():
         h.close()
 
 
+def test_under_sim_time_a_waiting_lockstep_simulator_is_not_stopped_but_a_running_one_is():
+    """A lockstep simulator stops its clock while it waits for the command; a stop sent
+    then would be taken as the tick's command (seen in CI: two graphs under load went off
+    the offline trajectory). With use_sim_time the watchdog measures simulated time."""
+    from rosgraph_msgs.msg import Clock
+
+    h = Harness(sensor_timeout=0.25, use_sim_time=True)
+    clock = h.probe.create_publisher(Clock, "/clock", STREAM_QOS)
+    try:
+        assert h.spin_until(lambda: clock.get_subscription_count() > 0, 10.0)
+        clock.publish(Clock(clock=to_stamp(10.0)))
+        assert h.tick(10.0, task_start=True) is not None
+        n = len(h.cmds)
+        h.spin_for(1.0)  # wall time passes, the simulated clock stands still
+        assert len(h.cmds) == n, "stopped while the simulator waited"
+        for i in range(1, 6):  # the clock runs on, no sensor tick: stop
+            clock.publish(Clock(clock=to_stamp(10.0 + 0.1 * i)))
+            h.spin_for(0.12)
+        assert h.spin_until(lambda: len(h.cmds) > n, 1.0) and is_stop(h.cmds[-1][1])
+    finally:
+        h.close()
+
+
 def _set(h: Harness, node: str, **values) -> list:
     """Set parameters through the node's parameter service, as `ros2 param set` does."""
     client = h.probe.create_client(SetParameters, f"/{node}/set_parameters")

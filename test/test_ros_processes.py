@@ -145,8 +145,10 @@ def test_two_namespaced_navigation_graphs_run_side_by_side(tmp_path):
     for seed, ns in enumerate(cmds):
         records = [json.loads(line) for line in (tmp_path / f"{ns}.jsonl").read_text().splitlines()]
         offline = run_imaze_tasks(load_runtime(default_model_path(), "imaze"), 2, seed=seed)
+        warnings = [line for log in sorted((tmp_path / ns).glob("*.log"))
+                    for line in log.read_text().splitlines() if "[WARN]" in line or "[ERROR]" in line]
         assert [(r["trial"], r["steps"], r["success"]) for r in records] == \
-            [(r["trial"], r["steps"], r["success"]) for r in offline], ns
+            [(r["trial"], r["steps"], r["success"]) for r in offline], (ns, warnings)
 
 
 def test_graph_nodes_get_namespace_twist_stamped_use_sim_time_and_stop_timeouts():

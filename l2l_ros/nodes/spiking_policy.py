@@ -65,7 +65,8 @@ POLICY_PARAMS = (
           low=0, high=2**31 - 1),
     Param("twist_stamped", False, "Publish cmd_vel as geometry_msgs/TwistStamped.", read_only=True),
     Param("sensor_timeout", 0.25, "Seconds without a complete sensor tick before the robot is "
-          "commanded to stop.", low=0.01, high=3600.0),
+          "commanded to stop, on the node's clock: simulated time under use_sim_time, so a "
+          "lockstep simulator waiting for its command is not stopped.", low=0.01, high=3600.0),
     Param("autostart", True, "Configure and activate at start; false: wait for the lifecycle "
           "transitions (ros2 lifecycle set).", read_only=True),
 )
@@ -125,7 +126,7 @@ class SpikingPolicyNode(LifecycleNode):
         self._task_starts: deque[float] = deque(maxlen=REMEMBERED_TICKS)
         self._trial_starts: deque[float] = deque(maxlen=REMEMBERED_TICKS)
         self._last_tick = -math.inf
-        self._last_tick_wall = time.monotonic()
+        self._last_tick_clock_ns = self.get_clock().now().nanoseconds
 
     # --- lifecycle --------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -143,7 +144,7 @@ class SpikingPolicyNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = True
-        self._last_tick_wall = time.monotonic()
+        self._last_tick_clock_ns = self.get_clock().now().nanoseconds
         self.get_logger().info("active: commanding the robot")
         return super().on_activate(state)
 
@@ -336,7 +337,7 @@ class SpikingPolicyNode(LifecycleNode):
         if spikes is not None:
             self._spikes += spikes
             self._spike_steps += 1
-        self._last_tick_wall = time.monotonic()
+        self._last_tick_clock_ns = self.get_clock().now().nanoseconds
         self._publish_action(action)
         self.ticks += 1
 
@@ -386,16 +387,22 @@ class SpikingPolicyNode(LifecycleNode):
             self._cmd_pub.publish(Float64MultiArray(data=[0.0] * len(ARM_JOINTS)))
         self._stopped = True
 
+    def _sensor_age(self) -> float:
+        """Seconds since the last answered tick on the node's clock (simulated time under
+        use_sim_time: a lockstep simulator stops its clock while it waits for the command,
+        and a stop sent then would be taken as that command)."""
+        now = self.get_clock().now().nanoseconds
+        if now < self._last_tick_clock_ns:  # the clock went back: a new simulation
+            self._last_tick_clock_ns = now
+        return (now - self._last_tick_clock_ns) / 1e9
+
     def _watchdog(self) -> None:
         """Sensors went quiet: stop the robot once rather than repeat a stale command.
 
         The stop is sent one watchdog period after the timeout is first seen, if no tick
         came in between: a process that was starved of CPU wakes up with its timer and
-        the waiting tick both ready, and the executor runs timers first. Stopping at once
-        would answer that tick with a stop (in lockstep, the simulator takes it as the
-        tick's command)."""
-        stale = self._active and not self._stopped and \
-            time.monotonic() - self._last_tick_wall > self.sensor_timeout
+        the waiting tick both ready, and the executor runs timers first."""
+        stale = self._active and not self._stopped and self._sensor_age() > self.sensor_timeout
         if not stale:
             self._stop_due = False
         elif not self._stop_due:
@@ -411,7 +418,7 @@ class SpikingPolicyNode(LifecycleNode):
         now = time.monotonic()
         rate = (self.ticks - self._diag_ticks) / max(now - self._diag_wall, 1e-9)
         self._diag_ticks, self._diag_wall = self.ticks, now
-        age = now - self._last_tick_wall
+        age = self._sensor_age()
         values: dict[str, Any] = {
             "active": self._active, "control_rate_hz": rate, "control_steps": self.ticks,
             "sensor_age_s": age, "bad_inputs": self.bad_inputs,
