@@ -17,6 +17,9 @@ moment inside the startup, that long after the start (the resume and its repairs
 once on one write event, in turn: a trainer-state temporary, a policy-weights
 temporary, the weights' replace (before the JSON is written), a policy-JSON temporary
 (any write event once the chosen one was missed for three checkpoint intervals).
+Targeted kills wait for a write, so the run gets ahead of the moments; once it is past
+70% of its updates the run folder is wiped and the run starts over (``fresh_start``),
+so every kill lands in a running trainer.
 """
 from __future__ import annotations
 
@@ -60,7 +63,7 @@ def _train_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from l2l_ros.cli import train_config
+    from l2l_ros.families import train_config
     from l2l_ros.meta.ppo import train
 
     torch.set_num_threads(1)  # as l2l train (--threads 1): bit-identical runs
@@ -270,6 +273,10 @@ def trainer_kills(kills: int, seed: int, log_dir: Path, updates: int = UPDATES,
             break
         state = _check_folder(run_dir)
         resumed_at = state["trainer_state_update"] or 0
+        fresh_start = resumed_at >= 0.7 * updates  # past every kill moment (targeted kills wait for a write)
+        if fresh_start:  # start the run over, so that every kill still lands in a running trainer
+            shutil.rmtree(run_dir)
+            resumed_at = 0
         at_update = (moment - startup) / per_update  # < 0: a moment of the startup
         ahead = max(0.0, at_update - resumed_at)
         if at_update < 0:
@@ -278,7 +285,8 @@ def trainer_kills(kills: int, seed: int, log_dir: Path, updates: int = UPDATES,
             delay = startup + rng.uniform(0.0, checkpoint_every * per_update)
         else:
             delay = startup + ahead * per_update
-        record: dict[str, Any] = {"kill": i + 1, "resumed_at": resumed_at, "targeted": i in targeted}
+        record: dict[str, Any] = {"kill": i + 1, "resumed_at": resumed_at, "targeted": i in targeted,
+                                  "fresh_start": fresh_start}
         old = set(_temporaries(run_dir))
         proc = _start(cmd, env, logs / f"run_{i + 1:02d}.log")
         t_run = time.monotonic()
