@@ -4,7 +4,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 PACKAGE = "l2l_ros"
-DATA_DIRS = ("launch", "urdf", "sim", "config", "models")
+DATA_DIRS = ("launch", "urdf", "sim", "config", "models", "recipes")
 
 
 def share_files() -> list[tuple[str, list[str]]]:

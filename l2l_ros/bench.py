@@ -111,7 +111,7 @@ def bundled_bandit_recipe() -> dict:
 
 def _bandit_config(kind: str, updates: int, horizons: str, seed: int = 0, **overrides):
     """The settings the bundled k = 5 bandit spiking model was trained with."""
-    from l2l_ros.cli import train_config
+    from l2l_ros.families import train_config
     from l2l_ros.meta.policies import shared_policy_config
 
     recipe = bundled_bandit_recipe()
@@ -229,7 +229,7 @@ def bench_train_imaze(updates: int = 3) -> dict:
     2 minibatches; the LSTM gets the options it shares, such as none of the neuron ones)."""
     import torch
 
-    from l2l_ros.cli import train_config
+    from l2l_ros.families import train_config
     from l2l_ros.meta.policies import shared_policy_config
 
     torch.set_num_threads(1)

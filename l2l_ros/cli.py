@@ -11,11 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-FAMILIES = {
-    "imaze": ("l2l_ros/IMaze-v0", {}),
-    "manipulator": ("l2l_ros/Manipulator-v0", {}),
-    "bandit": ("l2l_ros/Bandit-v0", {}),
-}
+from l2l_ros.families import FAMILIES, parse_horizons, train_config  # noqa: F401 (re-exported)
 
 
 def _command_line(argv: list[str]) -> str:
@@ -23,50 +19,19 @@ def _command_line(argv: list[str]) -> str:
 
 
 # --- train ---------------------------------------------------------------------------
-# Bandit training: one model per k serves every horizon; each PPO update draws one
-# horizon for all its tasks. Discount 0.995 keeps exploration worth its cost over a
-# few hundred pulls; rewards are scaled by 0.05 for the value loss only, so values
-# of 500-pull tasks stay O(10).
-BANDIT_HORIZONS = (10, 100, 500)
-BANDIT_TRAINING = {"gamma": 0.995, "reward_scale": 0.05}
-
-
-def parse_horizons(horizons: str | None) -> list[int]:
-    """``"10,100,500"`` -> ``[10, 100, 500]``; empty or None -> the default horizons."""
-    try:
-        hs = [int(h) for h in horizons.split(",")] if horizons else list(BANDIT_HORIZONS)
-    except ValueError:
-        hs = []
-    if not hs or min(hs) < 1:
-        raise SystemExit("--horizons wants a comma-separated list of pulls >= 1, e.g. 10,100,500")
-    return hs
-
-
-def train_config(family: str, policy: str, updates: int, num_envs: int, seed: int,
-                 env_kwargs: dict | None = None, arms: int = 5, horizons: str | None = None,
-                 **overrides):
-    """The project's training settings for a task family (what the bundled models used).
-
-    ``arms`` and ``horizons`` apply to the bandit family only. Overrides that are None
-    keep the family's setting.
-    """
-    from l2l_ros.meta.ppo import TrainConfig
-
-    env_id, kwargs = FAMILIES[family]
-    kwargs = {**kwargs, **(env_kwargs or {})}
-    settings: dict = {}
-    if family == "bandit":
-        hs = parse_horizons(horizons)
-        kwargs = {"k": int(arms), "n": max(hs), **(env_kwargs or {})}
-        settings = {**BANDIT_TRAINING, "reset_options": [{"n": h} for h in hs]}
-    cfg = TrainConfig(env_id=env_id, env_kwargs=kwargs, policy=policy,
-                      num_envs=num_envs, updates=updates, seed=seed)
-    for key, value in {**settings, **{k: v for k, v in overrides.items() if v is not None}}.items():
-        setattr(cfg, key, value)
-    return cfg
-
-
 def cmd_train(args, argv) -> int:
+    if args.list_recipes:
+        from l2l_ros.recipes import list_recipes
+
+        for name, line in list_recipes().items():
+            print(f"{name:20s} {line}")
+        return 0
+    if not args.out:
+        raise ValueError("--out DIR is required: the run folder (resumes if present)")
+    if args.recipe:
+        return cmd_train_recipe(args, argv)
+    if not args.family:
+        raise ValueError("name a task family (imaze, manipulator, bandit) or a --recipe")
     import torch
 
     from l2l_ros.meta.ppo import train
@@ -109,9 +74,39 @@ def cmd_train(args, argv) -> int:
                                 f"{args.policy} on {args.family} ({Path(args.out).name})")
     print(f"learning curve: {curve}")
     if args.family == "imaze" and args.eval_tasks > 0:
+        from l2l_ros.evaluation import evaluate_imaze_checkpoint
+
         figures = evaluate_imaze_checkpoint(str(path), args.eval_tasks, seed=args.seed + 1000)
         _attach_evaluation(path, figures)
         print(json.dumps(figures, indent=2))
+    return 0
+
+
+def cmd_train_recipe(args, argv) -> int:
+    import torch
+
+    from l2l_ros.recipes import load_recipe, run_recipe
+
+    torch.set_num_threads(args.threads)
+    recipe = load_recipe(args.recipe)
+    if args.family and args.family != recipe.family:
+        raise ValueError(f"recipe {recipe.name} trains on {recipe.family}, not {args.family}")
+    previous_handler = signal.getsignal(signal.SIGINT)
+    stop_requested = _stop_on_first_ctrl_c()
+    try:
+        summary = run_recipe(recipe, Path(args.out), args.scale, should_stop=stop_requested.is_set,
+                             command=_command_line(argv))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted mid-update: the same command resumes {args.out}", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    if summary is None:
+        print(f"stopped: the same command resumes {args.out}", file=sys.stderr)
+        return 130
+    print(json.dumps(summary, indent=2))
+    print(f"recipe {recipe.name}: time to criterion {summary['time_to_criterion_s'] / 60:.1f} min of updates, "
+          f"targets met: {summary['targets_met']}; {Path(args.out) / 'evaluation.json'}")
     return 0
 
 
@@ -139,44 +134,14 @@ def _attach_evaluation(path: Path, figures: dict) -> None:
 
 
 # --- eval ----------------------------------------------------------------------------
-def evaluate_imaze_checkpoint(checkpoint: str, tasks: int, seed: int,
-                              deterministic: bool = True) -> dict:
-    from l2l_ros.evaluation import RandomAgent, run_imaze_tasks
-    from l2l_ros.policy_runtime import load_runtime
-    from l2l_ros.report import summarize
-    from l2l_ros.tasks.encoding import IMAZE_ACTIONS
-
-    model = summarize(run_imaze_tasks(load_runtime(checkpoint, "imaze"), tasks, seed, deterministic))
-    rand = summarize(run_imaze_tasks(RandomAgent(len(IMAZE_ACTIONS), seed), tasks, seed))
-    return {"tasks": tasks, "seed": seed, "deterministic": deterministic,
-            "model": model, "random": rand}
-
-
 # Bundled models `l2l eval imaze` compares with the spiking one by default.
 BUNDLED_IMAZE_COMPARE = {"lstm": "models/imaze_lstm/policy.json",
                          "lstm_imitation": "models/imaze_lstm_imitation/policy.json"}
 
 
-def imaze_oracle_figures() -> dict:
-    """Oracle steps of the I-maze (default geometry) and issue 4's targets derived from them."""
-    import numpy as np
-
-    from l2l_ros.tasks.imaze import IMazeEnv
-
-    sim = IMazeEnv().sim
-    path = [sim.oracle_path_steps(g) for g in range(4)]
-    search = sim.oracle_search_steps()
-    return {"path_steps_per_goal": path, "mean_path_steps": float(np.mean(path)),
-            "search_steps": search,
-            "targets": {"success_rate_min": 0.95, "trial1_mean_steps_max": 1.3 * search,
-                        "later_mean_steps_max": 1.2 * float(np.mean(path)),
-                        "success_rate_note": "success_rate counts every trial, also each task's last, "
-                                             "which the step budget always cuts; success_rate_uncut "
-                                             "leaves out later trials cut within 2x the oracle path"}}
-
-
 def cmd_eval(args, argv) -> int:
-    from l2l_ros.evaluation import RandomAgent, SearcherAgent, record_lsnn_task, run_imaze_tasks
+    from l2l_ros.evaluation import (RandomAgent, SearcherAgent, imaze_oracle_figures, record_lsnn_task,
+                                    run_imaze_tasks)
     from l2l_ros.graphs import default_model_path
     from l2l_ros.policy_runtime import load_runtime
     from l2l_ros.resources import share_path
@@ -372,7 +337,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True)
 
     p = sub.add_parser("train", help="meta-train a policy on a task family (PPO or imitation, BPTT over whole tasks)")
-    p.add_argument("family", choices=sorted(FAMILIES))
+    p.add_argument("family", nargs="?", choices=sorted(FAMILIES),
+                   help="task family (not with --recipe, whose file names it)")
+    p.add_argument("--recipe", default="", metavar="NAME|FILE.toml",
+                   help="run a whole recipe (every stage, teachers included, then its evaluation); "
+                        "the other training options do not apply")
+    p.add_argument("--list-recipes", action="store_true", help="list the bundled recipes and exit")
+    p.add_argument("--scale", choices=("full", "smoke"), default="full",
+                   help="with --recipe: smoke runs every stage for a few updates on few tasks (a check, "
+                        "not a model)")
     p.add_argument("--policy", choices=("lsnn", "lstm"), default="lsnn")
     p.add_argument("--updates", type=int, default=200)
     p.add_argument("--num-envs", type=int, default=16)
@@ -444,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--eval-tasks", type=int, default=50,
                    help="held-out tasks evaluated after training (figures go into the checkpoint)")
-    p.add_argument("--out", required=True, help="run folder: checkpoint, log (resumes if present)")
+    p.add_argument("--out", default="", help="run folder: checkpoint, log (resumes if present); with "
+                   "--recipe, one subfolder per stage and evaluation.json")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate checkpoints beside baselines")

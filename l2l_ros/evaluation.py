@@ -138,3 +138,32 @@ def record_lsnn_task(runtime, seed: int, task: int = 0) -> dict:
             "trial_ends": [int(e) for r, e in zip(records, ends) if r["success"]],
             "goal": records[0]["goal"], "n_lif": int(runtime.policy.config.n_lif),
             "ticks_per_step": int(getattr(runtime.policy.config, "ticks_per_step", 1))}
+
+
+def evaluate_imaze_checkpoint(checkpoint: str, tasks: int, seed: int,
+                              deterministic: bool = True) -> dict:
+    """A checkpoint and a random policy on the same ``tasks`` I-maze tasks (summaries)."""
+    from l2l_ros.policy_runtime import load_runtime
+    from l2l_ros.report import summarize
+    from l2l_ros.tasks.encoding import IMAZE_ACTIONS
+
+    model = summarize(run_imaze_tasks(load_runtime(checkpoint, "imaze"), tasks, seed, deterministic))
+    rand = summarize(run_imaze_tasks(RandomAgent(len(IMAZE_ACTIONS), seed), tasks, seed))
+    return {"tasks": tasks, "seed": seed, "deterministic": deterministic,
+            "model": model, "random": rand}
+
+
+def imaze_oracle_figures() -> dict:
+    """Oracle steps of the I-maze (default geometry) and issue 4's targets derived from them."""
+    from l2l_ros.tasks.imaze import IMazeEnv
+
+    sim = IMazeEnv().sim
+    path = [sim.oracle_path_steps(g) for g in range(4)]
+    search = sim.oracle_search_steps()
+    return {"path_steps_per_goal": path, "mean_path_steps": float(np.mean(path)),
+            "search_steps": search,
+            "targets": {"success_rate_min": 0.95, "trial1_mean_steps_max": 1.3 * search,
+                        "later_mean_steps_max": 1.2 * float(np.mean(path)),
+                        "success_rate_note": "success_rate counts every trial, also each task's last, "
+                                             "which the step budget always cuts; success_rate_uncut "
+                                             "leaves out later trials cut within 2x the oracle path"}}

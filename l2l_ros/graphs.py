@@ -118,6 +118,8 @@ def _training(a: Mapping[str, Any]) -> list[NodeSpec]:
             "seed": a["seed"],
             "arms": a["arms"],
             "horizons": a["horizons"],
+            "recipe": a["recipe"],
+            "scale": a["scale"],
         }, ends_graph=True, namespace=a["namespace"], stop_timeout=120.0),
     ]
 
@@ -163,6 +165,10 @@ GRAPHS: dict[str, Graph] = {
             LaunchArgument("arms", "5", "Bandit family: number of arms k."),
             LaunchArgument("horizons", "", "Bandit family: pulls per task, comma-separated "
                                            "('' : 10,100,500, one drawn per update)."),
+            LaunchArgument("recipe", "", "A recipe (l2l train --list-recipes) or .toml file: every stage "
+                                         "and its evaluation; the family and training arguments then "
+                                         "come from it."),
+            LaunchArgument("scale", "full", "With recipe: full, or smoke (a few updates per stage)."),
         ),
         _training,
     ),

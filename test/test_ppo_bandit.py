@@ -161,7 +161,7 @@ def test_cli_trains_one_model_over_several_horizons(tmp_path):
     assert meta["env_kwargs"] == {"k": 3, "n": 9} and policy.obs_dim == 3 + 3 + 2
     assert meta["train_config"]["reset_options"] == [{"n": 4}, {"n": 9}]
     for bad in ("0,10", "ten", ","):
-        with pytest.raises(SystemExit):
+        with pytest.raises(ValueError, match="horizons"):
             parse_horizons(bad)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shlex
 import sys
 import threading
+from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
@@ -31,6 +32,10 @@ TRAINER_PARAMS = (
     Param("seed", 0, "Training seed.", read_only=True, low=0, high=2**31 - 1),
     Param("exit_when_done", True, "Exit when the last update is done."),
     Param("arms", 5, "Bandit family only: number of arms k.", read_only=True, low=2, high=1024),
+    Param("recipe", "", "A bundled recipe (`l2l train --list-recipes`) or a .toml file: every stage, "
+          "teachers included, then its evaluation, into out_dir; family, policy, updates, num_envs, "
+          "seed, arms and horizons then come from the recipe.", read_only=True),
+    Param("scale", "full", "With recipe: full, or smoke (a few updates per stage, a check).", read_only=True),
 )
 
 
@@ -43,12 +48,21 @@ class TrainerNode(Node):
             description="Bandit family only: pulls per task, comma-separated ('': 10,100,500).",
             read_only=True, dynamic_typing=True))
         p = lambda name: values[name] if name in values else self.get_parameter(name).value  # noqa: E731
-        from l2l_ros.cli import train_config
+        from l2l_ros.families import train_config
+        from l2l_ros.recipes import SCALES, load_recipe, stage_config
 
-        self.config = train_config(str(p("family")), str(p("policy")), int(p("updates")),
-                                   int(p("num_envs")), int(p("seed")), arms=int(p("arms")),
-                                   horizons=str(p("horizons") or ""))
         self.out_dir = str(p("out_dir"))
+        self.recipe, self.scale = None, str(p("scale"))
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
+        if p("recipe"):
+            self.recipe = load_recipe(str(p("recipe")))
+            first = self.recipe.stage_settings(self.scale)[0]
+            self.config = stage_config(self.recipe, first, Path(self.out_dir))
+        else:
+            self.config = train_config(str(p("family")), str(p("policy")), int(p("updates")),
+                                       int(p("num_envs")), int(p("seed")), arms=int(p("arms")),
+                                       horizons=str(p("horizons") or ""))
         self.exit_when_done = bool(p("exit_when_done"))
         self._diag_pub = self.create_publisher(DiagnosticArray, "l2l/training", 10)
         self._ros_diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
@@ -61,19 +75,32 @@ class TrainerNode(Node):
         self._thread = threading.Thread(target=self._train, name="outer-loop", daemon=True)
         self._thread.start()
         self._poll = self.create_timer(0.5, self._check_done)
-        self.get_logger().info(f"training {self.config.policy} on {self.config.env_id} "
-                               f"for {self.config.updates} updates into {self.out_dir}")
+        what = (f"recipe {self.recipe.name} ({len(self.recipe.stages)} stages, {self.scale})" if self.recipe
+                else f"{self.config.policy} for {self.config.updates} updates")
+        self.get_logger().info(f"training {what} on {self.config.env_id} into {self.out_dir}")
 
     def _train(self) -> None:
         from l2l_ros.meta.ppo import train
 
         command = "ros2 run l2l_ros trainer " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         try:
-            self.result = str(train(self.config, self.out_dir, progress=self._on_progress,
-                                    should_stop=self._stop.is_set, command=command))
+            if self.recipe is not None:
+                from l2l_ros.recipes import run_recipe
+
+                summary = run_recipe(self.recipe, self.out_dir, self.scale, should_stop=self._stop.is_set,
+                                     progress=self._on_progress, log=self._log_from_worker, command=command)
+                if summary is None:
+                    return  # stopped: the same parameters resume
+                self.result = summary["checkpoint"]
+            else:
+                self.result = str(train(self.config, self.out_dir, progress=self._on_progress,
+                                        should_stop=self._stop.is_set, command=command))
             self._publish_checkpoint(self.result)
         except BaseException as exc:  # reported by the node thread, which owns the logger
             self.error = exc
+
+    def _log_from_worker(self, line: str) -> None:
+        self.get_logger().info(line)
 
     def _on_progress(self, stats: dict) -> None:
         self._last_stats = dict(stats)

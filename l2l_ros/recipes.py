@@ -1,0 +1,242 @@
+"""Recipes: the whole training chain of a bundled model, teachers included, as data.
+
+A recipe is one TOML file in ``recipes/`` (installed under ``share/l2l_ros/recipes``)::
+
+    description = "..."
+    family = "imaze"             # imaze | bandit | manipulator
+    model = "imaze_lsnn"         # the bundled model it rebuilds (models/<model>)
+    arms = 10                    # bandit only
+    [defaults]                   # settings of every stage
+    num_envs = 16
+    [[stages]]                   # run in order, each in OUT/<name>
+    name = "teacher"
+    policy = "lstm"
+    updates = 300
+    [[stages]]
+    name = "student"
+    teacher = "@teacher"         # "@stage": that stage's checkpoint
+    init_from = "@teacher"
+    [evaluation]                 # what the model card reports, and its targets
+    tasks = 200
+    seed = 777
+    [smoke]                      # `--scale smoke`: overrides of every stage and of the evaluation
+    updates = 2
+
+A stage's settings are ``l2l train``'s: ``policy``, ``updates``, ``num_envs``, ``seed``,
+``horizons`` and any field of ``TrainConfig``. Each stage resumes from its folder
+(the trainer does), so rerunning the same command after a kill continues where it
+stopped; finished stages are not trained again. The run ends with the evaluation,
+written to ``OUT/evaluation.json`` with the time to criterion: the seconds of every
+stage's updates, teachers included.
+"""
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from l2l_ros.families import FAMILIES, train_config
+from l2l_ros.resources import share_path
+
+SCALES = ("full", "smoke")
+STAGE_ARGS = {"name", "policy", "updates", "num_envs", "seed", "horizons", "env_kwargs"}
+RECIPE_KEYS = {"description", "family", "model", "arms", "defaults", "stages", "evaluation", "smoke"}
+#: Evaluation settings per family (all optional in the file).
+EVALUATION_KEYS = {
+    "imaze": {"tasks", "seed"},
+    "bandit": {"episodes", "seed", "horizons", "target_horizons", "target_fraction_of_gittins"},
+    "manipulator": {"tasks", "seed"},
+}
+SMOKE_EVALUATION = {"imaze": {"tasks": 2}, "bandit": {"episodes": 20}, "manipulator": {"tasks": 1}}
+
+
+class RecipeError(ValueError):
+    """A recipe file that cannot be run as written."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    path: Path
+    description: str
+    family: str
+    model: str
+    arms: int
+    stages: list[dict]
+    evaluation: dict = field(default_factory=dict)
+    smoke: dict = field(default_factory=dict)
+
+    def stage_settings(self, scale: str = "full") -> list[dict]:
+        """Every stage's settings with the defaults and, at ``smoke`` scale, its overrides."""
+        smoke = {k: v for k, v in self.smoke.items() if k != "evaluation"} if scale == "smoke" else {}
+        return [{**stage, **smoke} for stage in self.stages]
+
+    def evaluation_settings(self, scale: str = "full") -> dict:
+        if scale != "smoke":
+            return dict(self.evaluation)
+        return {**self.evaluation, **SMOKE_EVALUATION[self.family], **self.smoke.get("evaluation", {})}
+
+
+def recipe_dir() -> Path:
+    return share_path("recipes")
+
+
+def list_recipes() -> dict[str, str]:
+    """``{name: first line of its description}`` of every bundled recipe."""
+    return {p.stem: load_recipe(p).description.strip().splitlines()[0]
+            for p in sorted(recipe_dir().glob("*.toml"))}
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """A bundled recipe by name, or a recipe file; every key is checked before anything runs."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = recipe_dir() / f"{name_or_path}.toml"
+        if not path.exists():
+            raise RecipeError(f"no recipe {name_or_path!r}; `l2l train --list-recipes` lists them")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise RecipeError(f"recipe {path}: {exc}") from None
+    unknown = set(doc) - RECIPE_KEYS
+    if unknown:
+        raise RecipeError(f"recipe {path}: unknown keys {sorted(unknown)}")
+    family = doc.get("family")
+    if family not in FAMILIES:
+        raise RecipeError(f"recipe {path}: family must be one of {sorted(FAMILIES)}, got {family!r}")
+    defaults = dict(doc.get("defaults", {}))
+    stages = [{**defaults, **s} for s in doc.get("stages", [])]
+    if not stages:
+        raise RecipeError(f"recipe {path}: no [[stages]]")
+    from l2l_ros.meta.ppo import TrainConfig
+
+    allowed = STAGE_ARGS | set(TrainConfig.__dataclass_fields__)
+    seen: list[str] = []
+    for i, stage in enumerate(stages):
+        name = stage.get("name")
+        if not isinstance(name, str) or not name.isidentifier() or name in seen:
+            raise RecipeError(f"recipe {path}: stage {i + 1} needs a unique identifier as name, got {name!r}")
+        bad = set(stage) - allowed
+        if bad:
+            raise RecipeError(f"recipe {path}: stage {name!r}: unknown settings {sorted(bad)}")
+        for key in ("teacher", "init_from"):
+            ref = stage.get(key)
+            if isinstance(ref, str) and ref.startswith("@") and ref[1:] not in seen:
+                raise RecipeError(f"recipe {path}: stage {name!r}: {key} {ref!r} names no earlier stage")
+        seen.append(name)
+    evaluation = dict(doc.get("evaluation", {}))
+    smoke = dict(doc.get("smoke", {}))
+    for where, keys in (("evaluation", evaluation), ("smoke.evaluation", smoke.get("evaluation", {}))):
+        bad = set(keys) - EVALUATION_KEYS[family]
+        if bad:
+            raise RecipeError(f"recipe {path}: unknown {where} settings {sorted(bad)}")
+    bad = set(smoke) - allowed - {"evaluation"}
+    if bad:
+        raise RecipeError(f"recipe {path}: unknown smoke settings {sorted(bad)}")
+    return Recipe(name=path.stem, path=path, description=str(doc.get("description", path.stem)),
+                  family=family, model=str(doc.get("model", "")), arms=int(doc.get("arms", 5)),
+                  stages=stages, evaluation=evaluation, smoke=smoke)
+
+
+def stage_config(recipe: Recipe, settings: dict, out: Path):
+    """The TrainConfig of one stage; ``@stage`` references become that stage's checkpoint."""
+    s = dict(settings)
+    for key in ("teacher", "init_from"):
+        if isinstance(s.get(key), str) and s[key].startswith("@"):
+            s[key] = str(out / s[key][1:] / "policy.json")
+    name = s.pop("name")
+    del name
+    policy, updates = s.pop("policy", "lsnn"), int(s.pop("updates", 200))
+    num_envs, seed = int(s.pop("num_envs", 16)), int(s.pop("seed", 0))
+    horizons = s.pop("horizons", None)
+    if isinstance(horizons, list):
+        horizons = ",".join(str(h) for h in horizons)
+    return train_config(recipe.family, policy, updates, num_envs, seed, s.pop("env_kwargs", None),
+                        arms=recipe.arms, horizons=horizons, **s)
+
+
+def update_seconds(log: Path) -> tuple[float, int]:
+    """Seconds spent in updates and the number of updates, from a stage's train log
+    (summed per update, so a resumed run counts each update once)."""
+    if not log.exists():
+        return 0.0, 0
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return float(sum(r.get("update_seconds", 0.0) for r in rows)), len(rows)
+
+
+def run_recipe(recipe: Recipe, out: str | Path, scale: str = "full",
+               should_stop: Callable[[], bool] | None = None,
+               progress: Callable[[dict], None] | None = None,
+               log: Callable[[str], None] = print, command: str | None = None) -> dict | None:
+    """Every stage in order (each resumes), then the evaluation. Returns the summary
+    written to ``OUT/evaluation.json``, or None when ``should_stop`` ended it early."""
+    from l2l_ros.meta.ppo import train
+    from l2l_ros.report import plot_learning_curve
+
+    if scale not in SCALES:
+        raise RecipeError(f"scale must be one of {SCALES}, got {scale!r}")
+    out = Path(out)
+    stages = recipe.stage_settings(scale)
+    configs = [stage_config(recipe, s, out) for s in stages]  # every stage checked before the first runs
+    summary: dict[str, Any] = {"recipe": recipe.name, "scale": scale, "family": recipe.family,
+                               "model": recipe.model, "stages": []}
+    for settings, cfg in zip(stages, configs):
+        folder = out / settings["name"]
+        log(f"recipe {recipe.name}: stage {settings['name']} ({cfg.policy}, {cfg.updates} updates) -> {folder}")
+        weights = train(cfg, folder, progress=progress, should_stop=should_stop,
+                        command=(command or f"l2l train --recipe {recipe.name}") + f"  # stage {settings['name']}")
+        if should_stop is not None and should_stop():
+            return None
+        plot_learning_curve(folder / "train_log.jsonl", folder / "learning_curve.png",
+                            f"{cfg.policy} on {recipe.family}: {recipe.name} / {settings['name']}")
+        seconds, updates = update_seconds(folder / "train_log.jsonl")
+        summary["stages"].append({"name": settings["name"], "policy": cfg.policy, "updates": updates,
+                                  "update_seconds": round(seconds, 3), "checkpoint": str(weights)})
+    summary["time_to_criterion_s"] = round(sum(s["update_seconds"] for s in summary["stages"]), 3)
+    final = out / stages[-1]["name"] / "policy.json"
+    summary["checkpoint"] = str(final)
+    log(f"recipe {recipe.name}: evaluating {final}")
+    summary["evaluation"] = evaluate_recipe_model(recipe.family, final, recipe.arms,
+                                                  recipe.evaluation_settings(scale))
+    summary["targets_met"] = summary["evaluation"].get("targets_met")
+    (out / "evaluation.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def evaluate_recipe_model(family: str, checkpoint: Path, arms: int, settings: dict) -> dict:
+    """The model card's evaluation of ``checkpoint`` and whether it meets its targets."""
+    if family == "imaze":
+        from l2l_ros.evaluation import evaluate_imaze_checkpoint, imaze_oracle_figures
+
+        figures = evaluate_imaze_checkpoint(str(checkpoint), int(settings.get("tasks", 200)),
+                                            seed=int(settings.get("seed", 777)))
+        targets = imaze_oracle_figures()["targets"]
+        m = figures["model"]
+        # A figure that could not be measured (None: no trial reached the goal; NaN) fails.
+        ok = lambda value, test: value is not None and bool(test(value))  # noqa: E731
+        checks = {"success_rate_uncut": ok(m["success_rate_uncut"], lambda v: v >= targets["success_rate_min"]),
+                  "trial1_mean_steps": ok(m["trial1_mean_steps"], lambda v: v <= targets["trial1_mean_steps_max"]),
+                  "later_mean_steps": ok(m["later_mean_steps"], lambda v: v <= targets["later_mean_steps_max"])}
+        return {**figures, "targets": targets, "checks": checks, "targets_met": all(checks.values())}
+    if family == "bandit":
+        from l2l_ros.bandit_eval import action_rule, evaluate_bandits
+        from l2l_ros.meta.checkpoint import read_metadata
+
+        rule = action_rule(read_metadata(checkpoint))
+        fraction = float(settings.get("target_fraction_of_gittins", 0.98))
+        targets = [int(n) for n in settings.get("target_horizons", [])]
+        rows, checks = {}, {}
+        for n in settings.get("horizons", [10, 100, 500]):
+            ev = evaluate_bandits(arms, int(n), int(settings.get("episodes", 1000)), int(settings.get("seed", 0)),
+                                  checkpoints={"model": str(checkpoint)}, baselines=("gittins", "random"))
+            pol = ev["policies"]
+            mine = pol["model/argmax" if rule == "argmax" else "model"]["mean"]
+            rows[str(n)] = {"model": mine, "action_rule": rule, "gittins": pol["gittins"]["mean"],
+                            "random": pol["random"]["mean"], "fraction_of_gittins": mine / pol["gittins"]["mean"]}
+            if int(n) in targets:
+                checks[f"n{n}"] = mine >= fraction * pol["gittins"]["mean"]
+        return {"arms": arms, "rows": rows, "target_fraction_of_gittins": fraction, "checks": checks,
+                "targets_met": all(checks.values()) if checks else None}
+    return {"targets_met": None, "note": "no evaluation for this family yet"}

@@ -1,0 +1,112 @@
+"""Recipes (issue 33): every bundled model's chain as data, runnable end to end."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from l2l_ros.cli import main
+from l2l_ros.meta.ppo import TrainConfig
+from l2l_ros.recipes import RecipeError, list_recipes, load_recipe, recipe_dir, run_recipe, stage_config
+
+RECIPES = sorted(list_recipes())
+
+
+def test_every_bundled_model_has_a_recipe_and_every_recipe_file_is_listed():
+    models = {p.parent.name for p in Path("models").glob("*/policy.json")}
+    assert set(RECIPES) == {p.stem for p in recipe_dir().glob("*.toml")}
+    # The shipped models of the comparison tables; the superseded ones need no recipe.
+    assert {"imaze_lsnn", "imaze_lstm", "bandit_k10_lsnn", "bandit_k10_lstm", "bandit_k5_lsnn",
+            "bandit_k5_lstm"} <= set(RECIPES) <= models
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_the_recipes_last_stage_is_the_bundled_models_training(name):
+    """The final stage's settings are those in the bundled model's policy.json; only the
+    paths of its teacher and start weights (other stages of the recipe) and settings
+    added to the trainer since (at their defaults) differ."""
+    recipe = load_recipe(name)
+    cfg = stage_config(recipe, recipe.stage_settings()[-1], Path("/out")).to_dict()
+    bundled = json.loads(Path(f"models/{recipe.model}/policy.json").read_text())["train_config"]
+    for key in set(cfg) | set(bundled):
+        if key in ("teacher", "init_from") and isinstance(bundled.get(key), str) and bundled[key] not in ("gittins",):
+            assert cfg[key].startswith("/out/"), (key, cfg[key])
+        elif key not in bundled or bundled[key] is None:
+            assert cfg[key] == getattr(TrainConfig(), key), key
+        else:
+            assert cfg[key] == bundled[key], (key, cfg[key], bundled[key])
+
+
+@pytest.mark.parametrize("name", [n for n in RECIPES if n.endswith("_lsnn")])
+def test_a_spiking_recipes_teacher_stage_is_the_teacher_recipe(name):
+    recipe = load_recipe(name)
+    teacher = load_recipe(name.replace("_lsnn", "_lstm"))
+    stages = {s["name"]: s for s in recipe.stage_settings()}
+    mine = stage_config(recipe, stages["teacher"], Path("/out")).to_dict()
+    theirs = stage_config(teacher, teacher.stage_settings()[-1], Path("/out")).to_dict()
+    assert {k: v for k, v in mine.items() if k != "init_from"} == {k: v for k, v in theirs.items() if k != "init_from"}
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_recipe_runs_at_smoke_scale_and_a_rerun_trains_nothing_again(name, tmp_path):
+    recipe = load_recipe(name)
+    summary = run_recipe(recipe, tmp_path, "smoke", log=lambda line: None)
+    assert [s["name"] for s in summary["stages"]] == [s["name"] for s in recipe.stages]
+    for stage in summary["stages"]:
+        assert stage["updates"] == recipe.smoke["updates"] and stage["update_seconds"] > 0
+        assert (tmp_path / stage["name"] / "learning_curve.png").exists()
+    assert summary["time_to_criterion_s"] == pytest.approx(sum(s["update_seconds"] for s in summary["stages"]),
+                                                           abs=0.2)
+    assert json.loads((tmp_path / "evaluation.json").read_text()) == json.loads(json.dumps(summary))
+    assert isinstance(summary["targets_met"], bool)  # checked, not met after 2 updates per stage
+    ev = summary["evaluation"]
+    assert ev["checks"] and summary["targets_met"] == all(ev["checks"].values())
+    # Later stages start from and learn from earlier ones, as the file says.
+    for settings in recipe.stages:
+        doc = json.loads((tmp_path / settings["name"] / "policy.json").read_text())
+        for key in ("teacher", "init_from"):
+            if str(settings.get(key, "")).startswith("@"):
+                assert doc["train_config"][key] == str(tmp_path / settings[key][1:] / "policy.json")
+    logs = {s["name"]: (tmp_path / s["name"] / "train_log.jsonl").read_text() for s in recipe.stages}
+    again = run_recipe(recipe, tmp_path, "smoke", log=lambda line: None)
+    assert {s["name"]: (tmp_path / s["name"] / "train_log.jsonl").read_text() for s in recipe.stages} == logs
+    assert again["stages"] == summary["stages"]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+    return path
+
+
+STAGE = '[[stages]]\nname = "a"\npolicy = "lstm"\nupdates = 1\n'
+
+
+@pytest.mark.parametrize("text, message", [
+    ('family = "imaze"\nbogus = 1\n' + STAGE, "unknown keys"),
+    ('family = "maze"\n' + STAGE, "family must be one of"),
+    ('family = "imaze"\n', "no \\[\\[stages\\]\\]"),
+    ('family = "imaze"\n' + STAGE + 'lr_typo = 1\n', "unknown settings"),
+    ('family = "imaze"\n' + STAGE + 'teacher = "@b"\n', "names no earlier stage"),
+    ('family = "imaze"\n' + STAGE + STAGE, "unique identifier"),
+    ('family = "imaze"\n' + STAGE + '[evaluation]\nepisodes = 3\n', "unknown evaluation settings"),
+    ('family = "imaze"\n' + STAGE + '[smoke]\nupdatez = 3\n', "unknown smoke settings"),
+    ('family = "imaze"\n[[stages]\n', "r.toml"),
+])
+def test_a_bad_recipe_is_refused_before_anything_runs(tmp_path, text, message):
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(_write(tmp_path, text))
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_lists_recipes_and_refuses_a_bad_one_in_one_line(tmp_path, capsys):
+    assert main(["train", "--list-recipes"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == RECIPES
+    assert main(["train", "--recipe", "no_such_recipe", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no recipe 'no_such_recipe'" in err
+    assert main(["train", "bandit", "--recipe", "imaze_lstm", "--out", str(tmp_path / "out")]) == 2
+    assert "trains on imaze, not bandit" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
