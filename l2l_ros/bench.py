@@ -124,7 +124,7 @@ def timed_training(cfg) -> dict:
     """Agent steps/s of training ``cfg`` (rollout + forward + backward + env), no checkpoints."""
     import torch
 
-    from l2l_ros.meta.ppo import train
+    from l2l_ros.meta.train import train
 
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # torch's lazy imports, once, untimed
     cfg.checkpoint_every = 10**9
@@ -145,7 +145,7 @@ def bench_time_to_criterion(kind: str, criterion: float, budget_s: float, every:
     the earlier checkpoints (the evaluations run inside the training loop).
     """
     from l2l_ros.bandit_eval import evaluate_bandits
-    from l2l_ros.meta.ppo import train
+    from l2l_ros.meta.train import train
 
     cfg = _bandit_config(kind, 100_000, "10")
     cfg.checkpoint_every = every

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from l2l_ros.families import FAMILIES, parse_horizons, train_config  # noqa: F401 (re-exported)
+from l2l_ros.families import FAMILIES, train_config
 
 
 def _command_line(argv: list[str]) -> str:
@@ -34,7 +34,7 @@ def cmd_train(args, argv) -> int:
         raise ValueError("name a task family (imaze, manipulator, bandit) or a --recipe")
     import torch
 
-    from l2l_ros.meta.ppo import train
+    from l2l_ros.meta.train import train
 
     torch.set_num_threads(args.threads)
     env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
@@ -44,12 +44,9 @@ def cmd_train(args, argv) -> int:
                        gae_lambda=args.gae_lambda, reward_scale=args.reward_scale,
                        anneal_lr_after=args.anneal_lr_after, init_from=args.init_from,
                        teacher=args.teacher, teacher_mix_updates=args.teacher_mix_updates,
-                       imitation_coef=args.imitation_coef, teacher_replay=args.teacher_replay,
+                       imitation_coef=args.imitation_coef,
                        teacher_soft=args.teacher_soft, teacher_index_tau=args.teacher_index_tau,
-                       memory_aux_coef=args.memory_aux_coef, novelty_bonus=args.novelty_bonus,
-                       expected_reward=args.expected_reward, privileged_critic=args.privileged_critic,
-                       imitation_after_goal=args.imitation_after_goal,
-                       goal_hint_updates=args.goal_hint_updates,
+                       expected_reward=args.expected_reward,
                        policy_config=json.loads(args.policy_config) if args.policy_config else None)
     previous_handler = signal.getsignal(signal.SIGINT)
     stop_requested = _stop_on_first_ctrl_c()
@@ -370,9 +367,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-mix-updates", type=int, default=None, metavar="U",
                    help="with --teacher: the teacher's actions are executed with a probability falling "
                         "from 1 to 0 over the first U updates (default 0: always the policy's own)")
-    p.add_argument("--teacher-replay", type=int, default=None, metavar="N",
-                   help="with --teacher: each update also learns from the labelled tasks of one of the "
-                        "last N updates (DAgger's aggregated dataset, bounded; default 0: off)")
     p.add_argument("--imitation-coef", type=float, default=None, metavar="C",
                    help="with --teacher: train by PPO (the policy's own samples drive) and add C times the "
                         "imitation loss (minus the log-probability of the teacher's actions) to its loss, "
@@ -386,28 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --teacher gittins: the target is the Gittins index itself, as logits (each "
                         "arm's index minus the best arm's, over TAU, floored at -8), learnt by squared "
                         "error; the policy's samples drive")
-    p.add_argument("--imitation-after-goal", action="store_true",
-                   help="with --imitation-coef: count the imitation term only after the task's first goal "
-                        "entry (the teacher shapes the returns, the reward alone the search)")
-    p.add_argument("--memory-aux-coef", type=float, default=None, metavar="C",
-                   help="I-maze, PPO: add C times an auxiliary loss that asks a linear probe on the "
-                        "network's features for the goal alcove after the task's first goal entry (the "
-                        "probe is a training-only head; default 0: off)")
-    p.add_argument("--novelty-bonus", type=float, default=None, metavar="B",
-                   help="PPO, discrete actions: in training only, add B to the reward of each step whose "
-                        "action was not yet taken in the task (bandits: an arm not yet tried), so the "
-                        "network is paid to explore; the policy still sees the env's reward (default 0: off)")
     p.add_argument("--expected-reward", action="store_true",
                    help="PPO, bandits: PPO's advantages and value targets use the pulled arm's probability "
                         "minus the task's mean probability instead of the sampled 0/1 reward (training "
                         "only; the same expected gradient, less noise); the policy still sees the draw")
-    p.add_argument("--privileged-critic", action="store_true",
-                   help="PPO: the value comes from a training-only critic that reads the network's features "
-                        "and the task itself (bandit arm probabilities, I-maze goal); the policy does not")
-    p.add_argument("--goal-hint-updates", type=int, default=None, metavar="N",
-                   help="I-maze, PPO, LSNN: after a task's first goal entry a training-only head feeds the "
-                        "goal alcove into the network's input currents, at a strength falling from 1 to 0 "
-                        "over the first N updates (a curriculum for the returns; default 0: off)")
     p.add_argument("--arms", type=int, default=5, help="bandit: number of arms k")
     p.add_argument("--horizons", default="",
                    help="bandit: comma-separated pulls per task, one drawn per update (default 10,100,500)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the trainer (torch, gymnasium) loads on first use: `l2l --help` stays fast
-    from l2l_ros.meta.ppo import TrainConfig
+    from l2l_ros.meta.config import TrainConfig
 
 FAMILIES = {
     "imaze": ("l2l_ros/IMaze-v0", {}),
@@ -40,7 +40,7 @@ def train_config(family: str, policy: str, updates: int, num_envs: int, seed: in
     ``arms`` and ``horizons`` apply to the bandit family only. Overrides that are None
     keep the family's setting; an unknown one is an error.
     """
-    from l2l_ros.meta.ppo import TrainConfig
+    from l2l_ros.meta.config import TrainConfig
 
     if family not in FAMILIES:
         raise ValueError(f"unknown task family {family!r}; one of {sorted(FAMILIES)}")

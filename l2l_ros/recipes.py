@@ -110,7 +110,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     stages = [{**defaults, **s} for s in doc.get("stages", [])]
     if not stages:
         raise RecipeError(f"recipe {path}: no [[stages]]")
-    from l2l_ros.meta.ppo import TrainConfig
+    from l2l_ros.meta.config import TrainConfig
 
     allowed = STAGE_ARGS | set(TrainConfig.__dataclass_fields__)
     seen: list[str] = []
@@ -172,7 +172,7 @@ def run_recipe(recipe: Recipe, out: str | Path, scale: str = "full",
                log: Callable[[str], None] = print, command: str | None = None) -> dict | None:
     """Every stage in order (each resumes), then the evaluation. Returns the summary
     written to ``OUT/evaluation.json``, or None when ``should_stop`` ended it early."""
-    from l2l_ros.meta.ppo import train
+    from l2l_ros.meta.train import train
     from l2l_ros.report import plot_learning_curve
 
     if scale not in SCALES:

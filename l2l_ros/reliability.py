@@ -296,7 +296,7 @@ def fuzz_policy(mode: str, messages_per_topic: int, seed: int, log_dir: Path) ->
     """Malformed messages on every input topic of spiking_policy, then a recovery check."""
     import rclpy
 
-    from l2l_ros.policy_runtime import load_runtime, untrained_runtime
+    from l2l_ros.policy_runtime import load_runtime
 
     proc = _start("spiking_policy", log_dir, {"mode": mode, "seed": seed})
     rclpy.init()

@@ -5,7 +5,7 @@ import torch
 
 from l2l_ros.bandit_eval import BUNDLED_BANDIT_MODELS
 from l2l_ros.meta.checkpoint import load_checkpoint
-from l2l_ros.meta.ppo import make_env
+from l2l_ros.meta.rollout import make_env
 from l2l_ros.resources import share_path
 
 MODELS = [(k, name) for k in (5, 10) for name in BUNDLED_BANDIT_MODELS]

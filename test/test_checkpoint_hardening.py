@@ -357,7 +357,7 @@ def test_bundled_format1_models_still_load_unchanged():
 
 # ----------------------------------------------------------------------------- the trainer
 def _small(updates: int):
-    from l2l_ros.meta.ppo import TrainConfig
+    from l2l_ros.meta.config import TrainConfig
 
     return TrainConfig(env_id="l2l_ros/Bandit-v0", env_kwargs={"k": 2, "n": 10}, policy="lsnn",
                        policy_config={"n_lif": 8, "n_alif": 8}, num_envs=4, updates=updates, epochs=1,
@@ -368,7 +368,7 @@ def _trainer_update(out: Path) -> tuple[int, dict]:
     """Update counter and policy weights of ``out``'s trainer state."""
     from safetensors import safe_open
 
-    from l2l_ros.meta.ppo import TRAINER_STATE
+    from l2l_ros.meta.train import TRAINER_STATE
 
     with safe_open(str(out / TRAINER_STATE), "pt") as f:
         update = int(f.metadata()["update"])
@@ -389,7 +389,7 @@ def _assert_pair_matches(out: Path, reference: dict | None = None) -> None:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """Policy weights and JSON of an uninterrupted 4-update run."""
-    from l2l_ros.meta.ppo import train
+    from l2l_ros.meta.train import train
 
     out = tmp_path_factory.mktemp("reference")
     train(_small(4), out)
@@ -400,7 +400,7 @@ def reference(tmp_path_factory):
 def _train_killed(out: Path, monkeypatch, at_update: int, file_suffix: str) -> None:
     """Train 4 updates, killed (KeyboardInterrupt past every handler) when the policy
     pair's ``file_suffix`` file of update ``at_update`` is about to be replaced."""
-    from l2l_ros.meta.ppo import train
+    from l2l_ros.meta.train import train
 
     real = ckpt.atomic_write_bytes
     seen = {"updates": 0}
@@ -419,7 +419,7 @@ def _train_killed(out: Path, monkeypatch, at_update: int, file_suffix: str) -> N
 
 
 def test_rerun_after_the_last_update_repairs_a_half_written_pair(tmp_path, monkeypatch, reference):
-    from l2l_ros.meta.ppo import train
+    from l2l_ros.meta.train import train
 
     _train_killed(tmp_path, monkeypatch, at_update=4, file_suffix=".json")
     assert _trainer_update(tmp_path)[0] == 4
@@ -436,7 +436,7 @@ def test_rerun_after_the_last_update_repairs_a_half_written_pair(tmp_path, monke
 
 
 def test_rerun_rewrites_a_pair_older_than_the_trainer_state(tmp_path, monkeypatch, reference):
-    from l2l_ros.meta.ppo import train
+    from l2l_ros.meta.train import train
 
     _train_killed(tmp_path, monkeypatch, at_update=4, file_suffix=".safetensors")
     assert _trainer_update(tmp_path)[0] == 4
@@ -452,7 +452,7 @@ def test_rerun_rewrites_a_pair_older_than_the_trainer_state(tmp_path, monkeypatc
 
 
 def test_resumed_run_killed_mid_save_ends_bit_identical(tmp_path, monkeypatch, reference):
-    from l2l_ros.meta.ppo import train
+    from l2l_ros.meta.train import train
 
     _train_killed(tmp_path, monkeypatch, at_update=2, file_suffix=".json")
     assert _trainer_update(tmp_path)[0] == 2

@@ -7,7 +7,10 @@ import pytest
 import torch
 
 from l2l_ros.meta.policies import build_policy
-from l2l_ros.meta.ppo import TrainConfig, collect_tasks, make_env, make_vector_env, ppo_update, train
+from l2l_ros.meta.config import TrainConfig
+from l2l_ros.meta.ppo import ppo_update
+from l2l_ros.meta.rollout import collect_tasks, make_env, make_vector_env
+from l2l_ros.meta.train import train
 from l2l_ros.tasks.bandit import BANDIT_ENV_ID, MetaBanditVectorEnv
 
 torch.set_num_threads(1)

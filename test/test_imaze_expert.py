@@ -123,7 +123,7 @@ def test_lenient_actions_keep_the_searchers_action_and_never_turn_away():
 def test_teacher_nll_is_the_cross_entropy_for_one_action_and_forgives_within_a_set():
     import torch
 
-    from l2l_ros.meta.ppo import teacher_nll
+    from l2l_ros.meta.losses import teacher_nll
 
     logits = torch.tensor([[2.0, 0.0, -1.0]])
     one = torch.tensor([[0.0, 1.0, 0.0]])

@@ -3,7 +3,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from l2l_ros.meta.ppo import make_vector_env
+from l2l_ros.meta.rollout import make_vector_env
 from l2l_ros.tasks import IMAZE_ID
 from l2l_ros.tasks.imaze import IMazeEnv
 from l2l_ros.tasks.imaze_vector import MetaIMazeVectorEnv

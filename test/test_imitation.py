@@ -9,7 +9,9 @@ import torch
 from l2l_ros.meta.checkpoint import load_checkpoint
 from l2l_ros.meta.imitation import GittinsTeacher, make_teacher, teacher_share
 from l2l_ros.meta.policies import build_policy
-from l2l_ros.meta.ppo import TrainConfig, collect_tasks, evaluate, train, trial_ends_by_goal
+from l2l_ros.meta.config import TrainConfig
+from l2l_ros.meta.rollout import collect_tasks, trial_ends_by_goal
+from l2l_ros.meta.train import evaluate, train
 from l2l_ros.tasks.bandit import MetaBanditVectorEnv
 from l2l_ros.tasks.bandit_baselines import gittins_index_table
 
@@ -82,7 +84,7 @@ def test_index_gittins_teacher_targets_the_index_as_logits():
     """`--teacher gittins --teacher-index-tau TAU`: each arm's index minus the best
     arm's, over TAU, floored; the executed arm, when the teacher drives, is drawn from
     the softmax of those logits."""
-    from l2l_ros.meta.ppo import INDEX_LOGIT_FLOOR
+    from l2l_ros.meta.losses import INDEX_LOGIT_FLOOR
 
     envs = MetaBanditVectorEnv(3, k=3, n=10)
     envs.reset(seed=[0, 1, 2])
@@ -113,7 +115,7 @@ def test_index_gittins_teacher_targets_the_index_as_logits():
 
 
 def test_index_logit_loss_asks_for_the_target_gaps_and_only_a_ceiling_at_the_floor():
-    from l2l_ros.meta.ppo import INDEX_LOGIT_FLOOR, imitation_loss, index_logit_loss
+    from l2l_ros.meta.losses import INDEX_LOGIT_FLOOR, imitation_loss, index_logit_loss
 
     F = INDEX_LOGIT_FLOOR
     target = torch.tensor([[0.0, -1.5, -F]])
@@ -303,27 +305,8 @@ def test_cli_ppo_with_an_imitation_term(tmp_path):
     assert all({"approx_kl", "imitation_loss", "teacher_agreement"} <= set(r) for r in rows)
 
 
-def test_teacher_replay_adds_one_earlier_update_of_the_same_length():
-    from l2l_ros.meta.imitation import _with_replay
-
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    rng = np.random.default_rng(0)
-
-    def batch(T, value):
-        return (torch.full((T, 2, 3), float(value)), torch.full((T, 2, 3), float(value)), torch.ones(T, 2, dtype=bool))
-
-    first = _with_replay(opt, 2, batch(5, 1), rng)
-    assert first[0].shape == (5, 2, 3)  # nothing stored yet: the update's own tasks only
-    second = _with_replay(opt, 2, batch(5, 2), rng)
-    assert second[0].shape == (5, 4, 3) and set(second[0][0, :, 0].tolist()) == {1.0, 2.0}
-    other = _with_replay(opt, 2, batch(7, 3), rng)
-    assert other[0].shape == (7, 2, 3)  # a task of another length is not mixed in
-    assert float(_with_replay(opt, 2, batch(5, 4), rng)[0][0, 2, 0]) == 2.0  # the only one of length 5
-    assert float(_with_replay(opt, 2, batch(5, 5), rng)[0][0, 2, 0]) == 4.0  # 2 has left a buffer of 2
-
-
 def test_teacher_cross_entropy_is_least_where_the_student_matches_the_teacher():
-    from l2l_ros.meta.ppo import imitation_loss, teacher_cross_entropy
+    from l2l_ros.meta.losses import imitation_loss, teacher_cross_entropy
 
     teacher = torch.tensor([[0.7, 0.2, 0.1]])
     entropy = float(-(teacher * teacher.log()).sum())

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from l2l_ros.meta.checkpoint import CheckpointError, load_checkpoint
-from l2l_ros.meta.ppo import TRAINER_STATE, TrainConfig, evaluate, learning_rate, train
+from l2l_ros.meta.config import TrainConfig
+from l2l_ros.meta.train import TRAINER_STATE, evaluate, learning_rate, train
 from l2l_ros.tasks.bandit import BernoulliBanditEnv, register_bandit
 
 torch.set_num_threads(1)
@@ -147,7 +148,8 @@ def test_cli_trains_one_model_over_several_horizons(tmp_path):
     """`l2l train bandit --horizons` draws one horizon per update and plots per horizon."""
     import pytest
 
-    from l2l_ros.cli import main, parse_horizons
+    from l2l_ros.cli import main
+    from l2l_ros.families import parse_horizons
 
     out = tmp_path / "run"
     assert main(["train", "bandit", "--arms", "3", "--horizons", "4,9", "--updates", "10",

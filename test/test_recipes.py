@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from l2l_ros.cli import main
-from l2l_ros.meta.ppo import TrainConfig
+from l2l_ros.meta.config import TrainConfig
 from l2l_ros.recipes import RecipeError, list_recipes, load_recipe, recipe_dir, run_recipe, stage_config
 
 RECIPES = sorted(list_recipes())
@@ -24,13 +24,15 @@ def test_every_bundled_model_has_a_recipe_and_every_recipe_file_is_listed():
 @pytest.mark.parametrize("name", RECIPES)
 def test_the_recipes_last_stage_is_the_bundled_models_training(name):
     """The final stage's settings are those in the bundled model's policy.json; only the
-    paths of its teacher and start weights (other stages of the recipe) and settings
-    added to the trainer since (at their defaults) differ."""
+    paths of its teacher and start weights (other stages of the recipe), settings added
+    to the trainer since (at their defaults) and switches removed since (off) differ."""
     recipe = load_recipe(name)
     cfg = stage_config(recipe, recipe.stage_settings()[-1], Path("/out")).to_dict()
     bundled = json.loads(Path(f"models/{recipe.model}/policy.json").read_text())["train_config"]
     for key in set(cfg) | set(bundled):
-        if key in ("teacher", "init_from") and isinstance(bundled.get(key), str) and bundled[key] not in ("gittins",):
+        if key not in cfg:  # a research switch removed from the trainer: the model had it off
+            assert bundled[key] in (0, False, None), (key, bundled[key])
+        elif key in ("teacher", "init_from") and isinstance(bundled.get(key), str) and bundled[key] not in ("gittins",):
             assert cfg[key].startswith("/out/"), (key, cfg[key])
         elif key not in bundled or bundled[key] is None:
             assert cfg[key] == getattr(TrainConfig(), key), key

@@ -1,6 +1,9 @@
-"""Outer loop: recurrent policies, PPO with BPTT over whole tasks, checkpoints.
+"""Outer loop: the LSTM baseline and the policy factory, rollouts, PPO and imitation
+updates, the training loop and checkpoints.
 
-Light: submodules load on first use (``from l2l_ros.meta.ppo import train``)."""
+Modules, in import order: ``config`` (TrainConfig), ``policies``, ``checkpoint``,
+``rollout``, ``losses``, ``imitation``, ``ppo``, ``train``. Light: submodules load on
+first use (``from l2l_ros.meta.train import train``)."""
 from l2l_ros.meta.policies import LSTMConfig, LSTMPolicy, RecurrentPolicy, build_policy
 
 __all__ = ["LSTMConfig", "LSTMPolicy", "RecurrentPolicy", "build_policy",
@@ -14,7 +17,7 @@ def __getattr__(name):
 
         return getattr(checkpoint, name)
     if name in ("TrainConfig", "train", "evaluate"):
-        from l2l_ros.meta import ppo
+        from l2l_ros.meta import train
 
-        return getattr(ppo, name)
+        return getattr(train, name)
     raise AttributeError(name)

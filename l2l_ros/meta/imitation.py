@@ -14,7 +14,7 @@ sequential strategies"; DAgger: Ross, Gordon & Bagnell 2011). What it gave on th
 project's tasks, including where it did worse than PPO: the README's I-maze and
 bandit sections.
 
-One update (``imitation_update``, plugged into ``ppo.train`` when
+One update (``imitation_update``, plugged into ``train.train`` when
 ``TrainConfig.teacher`` is set, so seeds, checkpoints, resume and logs are the same):
 
 1. **Collect** one whole task per env. At every step the teacher gives its action
@@ -32,29 +32,28 @@ One update (``imitation_update``, plugged into ``ppo.train`` when
    distilling a trained policy that is scored by its samples, from a network that
    already plays (the bundled bandit models' stage 2).
 2. **Learn**: ``epochs`` passes over minibatches of whole tasks, full BPTT from the
-   task start, minimising ``ppo.teacher_nll``: minus the log of the probability the
+   task start, minimising ``losses.teacher_nll``: minus the log of the probability the
    policy gives to the teacher's set (the cross-entropy when the set has one action;
    before this loss, runs minimised the cross-entropy to the uniform distribution on
    the set, which also pushed a student to spread over tied arms); with
-   ``teacher_soft``, ``ppo.teacher_cross_entropy`` to the teacher's distribution; with
-   ``teacher_index_tau`` (Gittins only), ``ppo.index_logit_loss`` to the index gaps read
+   ``teacher_soft``, ``losses.teacher_cross_entropy`` to the teacher's distribution; with
+   ``teacher_index_tau`` (Gittins only), ``losses.index_logit_loss`` to the index gaps read
    as logits, the policy's samples driving (the bundled k = 10 spiking model's last
    stages). The value head is not trained (nothing here uses it).
 """
 from __future__ import annotations
 
-import collections
 import functools
 import json
-import weakref
 from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from l2l_ros.meta.policies import RecurrentPolicy
-from l2l_ros.meta.ppo import INDEX_LOGIT_FLOOR, _masked_mean, collect_tasks, imitation_loss, teacher_targets
+from l2l_ros.meta.losses import INDEX_LOGIT_FLOOR, imitation_loss, masked_mean, teacher_targets
+from l2l_ros.meta.rollout import collect_tasks
+from l2l_ros.policy_base import RecurrentPolicy
 from l2l_ros.tasks.encoding import IMAZE_ACTIONS
 
 __all__ = ["TEACHERS", "Teacher", "GittinsTeacher", "IMazeSearchTeacher", "PolicyTeacher", "make_teacher",
@@ -267,7 +266,7 @@ def _cached_teacher(name: str, env_id: str, env_kwargs_json: str, soft: bool, in
     return make_teacher(name, env_id, json.loads(env_kwargs_json), soft=soft, index_tau=index_tau)
 
 
-def _teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False, index_tau: float = 0.0) -> Teacher:
+def make_teacher_cached(name: str, env_id: str, env_kwargs: dict, soft: bool = False, index_tau: float = 0.0) -> Teacher:
     """One teacher per run (loading a checkpoint or a Gittins table once)."""
     return _cached_teacher(name, env_id, json.dumps(env_kwargs, sort_keys=True), bool(soft), float(index_tau))
 
@@ -279,31 +278,13 @@ def teacher_share(mix_updates: int, update: int) -> float:
     return max(0.0, 1.0 - update / mix_updates)
 
 
-_REPLAY: "weakref.WeakKeyDictionary[torch.optim.Optimizer, collections.deque]" = weakref.WeakKeyDictionary()
-
-
-def _with_replay(optimizer: torch.optim.Optimizer, size: int, batch: tuple, rng: np.random.Generator) -> tuple:
-    """DAgger's aggregated dataset, bounded: the current update's labelled tasks plus
-    those of one earlier update (of the same length) drawn from the last ``size``.
-    Their labels stay valid: the teacher's action depends only on the history, which
-    the stored tasks keep. The buffer lives with the run's optimizer and is not in the
-    trainer state, so a resumed run refills it (its updates differ from an unbroken run)."""
-    buffer = _REPLAY.setdefault(optimizer, collections.deque(maxlen=size))
-    same = [b for b in buffer if b[0].shape[0] == batch[0].shape[0]]
-    buffer.append(batch)
-    if not same:
-        return batch
-    old = same[int(rng.integers(len(same)))]
-    return tuple(torch.cat([a, b], dim=1) for a, b in zip(batch, old))
-
-
 def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy,
                      optimizer: torch.optim.Optimizer, task_seeds: list[int], options: dict | None,
                      update: int) -> tuple[dict[str, list[float]], dict]:
     """One DAgger update (see the module docstring); same contract as ``ppo.ppo_update``."""
     if not policy.discrete:
         raise ValueError("imitation needs a discrete action space (the teacher's actions)")
-    teacher = _teacher(config.teacher, config.env_id, config.env_kwargs, soft=config.teacher_soft,
+    teacher = make_teacher_cached(config.teacher, config.env_id, config.env_kwargs, soft=config.teacher_soft,
                        index_tau=config.teacher_index_tau)
     kind = teacher_targets(config)
     beta = teacher_share(config.teacher_mix_updates, update)
@@ -315,9 +296,6 @@ def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy
                          max_steps=config.max_task_steps,
                          options=options, teacher=teacher, teacher_share=beta, rng=rng)
     obs, targets, valid = roll["obs"], roll["targets"], roll["valid"]
-    if config.teacher_replay > 0:
-        obs, targets, valid = _with_replay(optimizer, config.teacher_replay, (obs, targets, valid),
-                                           np.random.default_rng([int(config.seed), int(update), 3]))
 
     # 2. Minus the log-probability of the teacher's actions, full BPTT from the task start.
     policy.train()
@@ -330,14 +308,14 @@ def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy
             mb = perm[start:start + mb_size]
             m = valid[:, mb]
             params, _, _ = policy.forward_sequence(obs[:, mb], policy.initial_state(len(mb)))
-            ce = _masked_mean(imitation_loss(params, targets[:, mb], kind), m)
-            ent = _masked_mean(policy.entropy(policy.distribution(params)), m)
+            ce = masked_mean(imitation_loss(params, targets[:, mb], kind), m)
+            ent = masked_mean(policy.entropy(policy.distribution(params)), m)
             optimizer.zero_grad(set_to_none=True)
             ce.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
             optimizer.step()
             for k, v in (("imitation_loss", ce), ("entropy", ent)):
                 stats[k].append(float(v.detach()))
-    stats["teacher_agreement"] = [float(_masked_mean(roll["agree"].float(), roll["valid"]))]
+    stats["teacher_agreement"] = [float(masked_mean(roll["agree"].float(), roll["valid"]))]
     stats["teacher_share"] = [beta]
     return stats, roll

@@ -64,7 +64,7 @@ def _train_main(argv: list[str]) -> int:
     import torch
 
     from l2l_ros.families import train_config
-    from l2l_ros.meta.ppo import train
+    from l2l_ros.meta.train import train
 
     torch.set_num_threads(1)  # as l2l train (--threads 1): bit-identical runs
     a = TRAIN_ARGS

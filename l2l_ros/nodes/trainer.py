@@ -80,7 +80,7 @@ class TrainerNode(Node):
         self.get_logger().info(f"training {what} on {self.config.env_id} into {self.out_dir}")
 
     def _train(self) -> None:
-        from l2l_ros.meta.ppo import train
+        from l2l_ros.meta.train import train
 
         command = "ros2 run l2l_ros trainer " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         try:

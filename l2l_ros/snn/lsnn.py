@@ -37,9 +37,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from l2l_ros.meta.policies import (MAX_UNITS, DictConfig, RecurrentPolicy, _reset_where, append_products,
-                                   check_bool, check_index_list, check_index_pairs, check_int,
-                                   check_parameter_count, check_real, product_pairs)
+from l2l_ros.policy_base import (MAX_UNITS, DictConfig, RecurrentPolicy, _reset_where, append_products,
+                                 check_bool, check_index_list, check_index_pairs, check_int,
+                                 check_parameter_count, check_real, product_pairs)
 from l2l_ros.snn.neurons import ALIF, NeuronState
 from l2l_ros.snn.sequence import lsnn_sequence
 
@@ -194,20 +194,13 @@ class LSNNPolicy(RecurrentPolicy):
     def config_dict(self) -> dict:
         return self.config.to_dict()
 
-    @property
-    def hint_size(self) -> int:
-        return self.config.n_rec
-
     def initial_state(self, batch: int) -> LSNNState:
         z = torch.zeros(batch, self.config.n_rec, device=self._device())
         return LSNNState(z, z.clone(), z.clone(), z.clone(), z.clone())
 
-    def _currents(self, obs: torch.Tensor,
-                  input_hint: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _currents(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Input currents ``[T,B,n]`` of the whole sequence and the recurrent weights, both
-        with ``thr * (1 - alpha)`` folded in (so ``I_scaled = (1 - alpha) * I``).
-        ``input_hint [T,B,n]``: currents added to those of the observation, in the same
-        units as ``x W_in`` (the trainer's goal hint)."""
+        with ``thr * (1 - alpha)`` folded in (so ``I_scaled = (1 - alpha) * I``)."""
         if self.config.ignore_inputs:
             obs = obs * self.input_keep
         obs = append_products(obs, self.product_pairs)
@@ -217,15 +210,11 @@ class LSNNPolicy(RecurrentPolicy):
         T, B, D = obs.shape
         scale = self.neurons.threshold * (1.0 - self.neurons.alpha)
         inp = torch.addmm(self.b_in, obs.reshape(T * B, D), self.w_in).reshape(T, B, -1)
-        if input_hint is not None:
-            inp = inp + input_hint
         return inp * scale, self.w_rec * self.rec_mask * scale
 
     def features_sequence(self, obs: torch.Tensor, state: LSNNState,
-                          done_mask: torch.Tensor | None = None, input_hint: torch.Tensor | None = None):
-        if input_hint is not None and input_hint.shape != (*obs.shape[:2], self.hint_size):
-            raise ValueError(f"input_hint must be [T, B, {self.hint_size}], got {tuple(input_hint.shape)}")
-        inp, w_rec = self._currents(obs, input_hint)
+                          done_mask: torch.Tensor | None = None):
+        inp, w_rec = self._currents(obs)
         K = self.config.ticks_per_step
         if K > 1:  # hold each observation for K ticks; a task restart resets at its first tick
             T, B = inp.shape[:2]

@@ -10,8 +10,6 @@ of one task. The meta wrapper adds the previous action and reward.
 ``info["goal"]`` is the best arm, ``info["p"]`` the probability of the pulled arm,
 ``info["p_best"]`` the best probability (for regret) and ``info["p_mean"]`` the mean
 over the arms (what a random pull earns on average; the trainer's ``expected_reward``).
-The reset info's ``privileged`` is the arms' probabilities: the task itself, for a
-training-only critic (the trainer's ``privileged_critic``), never for the policy.
 """
 from __future__ import annotations
 
@@ -91,8 +89,7 @@ class BernoulliBanditEnv(gym.Env):
         else:
             self.probs = self.np_random.uniform(0.0, 1.0, size=self.k)
         self.t = 0
-        return self._obs(), {"goal": int(np.argmax(self.probs)), "p_best": float(self.probs.max()),
-                             "privileged": self.probs.astype(np.float32)}
+        return self._obs(), {"goal": int(np.argmax(self.probs)), "p_best": float(self.probs.max())}
 
     def step(self, action):
         a = int(action)
@@ -158,12 +155,10 @@ class MetaBanditVectorEnv(gym.vector.VectorEnv):
         return self._obs(None, np.zeros(self.num_envs), start), self._infos()
 
     def _infos(self) -> dict:
-        """The single env's ``goal`` (best arm), ``p_best`` and ``privileged`` (the arms'
-        probabilities), in vector-info form."""
+        """The single env's ``goal`` (best arm) and ``p_best``, in vector-info form."""
         every = np.ones(self.num_envs, dtype=bool)
         return {"goal": self.probs.argmax(1), "_goal": every,
-                "p_best": self.probs.max(1), "_p_best": every,
-                "privileged": self.probs.astype(np.float32), "_privileged": every}
+                "p_best": self.probs.max(1), "_p_best": every}
 
     def step(self, actions):
         a = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)

@@ -405,8 +405,7 @@ class IMazeEnv(gym.Env):
     (default 2 x the oracle search time, rounded: one search plus a few direct runs). ``reset(options={"goal": g,
     "heading": yaw})`` fixes the goal and/or the initial heading.
     info: goal, trial (index of the trial the step belonged to, from 0), reached_goal,
-    collided, pose (x, y, yaw; where the step ended, before any restart), trial_end,
-    privileged (the goal one-hot: the task itself, for a training-only critic, never the policy).
+    collided, pose (x, y, yaw; where the step ended, before any restart), trial_end.
     """
 
     metadata = {"render_modes": []}
@@ -476,8 +475,7 @@ class IMazeEnv(gym.Env):
 
     def _info(self, reached: bool, collided: bool, trial_end: bool) -> dict:
         return {"goal": self.sim.goal, "trial": self.sim.trial, "reached_goal": reached,
-                "collided": collided, "pose": self.sim.pose(), "trial_end": trial_end,
-                "privileged": np.eye(self.num_goals, dtype=np.float32)[self.sim.goal]}
+                "collided": collided, "pose": self.sim.pose(), "trial_end": trial_end}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
