@@ -58,6 +58,8 @@ def cmd_train(args, argv) -> int:
         return 130
     finally:
         signal.signal(signal.SIGINT, previous_handler)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # torchrun: rank 0 reports, plots and evaluates
     if stop_requested.is_set():
         from l2l_ros.meta.checkpoint import checkpoint_paths
 

@@ -51,6 +51,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from l2l_ros.meta.distributed import sync_and_clip
 from l2l_ros.meta.losses import INDEX_LOGIT_FLOOR, imitation_loss, masked_mean, teacher_targets
 from l2l_ros.meta.rollout import collect_tasks
 from l2l_ros.policy_base import RecurrentPolicy
@@ -312,7 +313,7 @@ def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy
             ent = masked_mean(policy.entropy(policy.distribution(params)), m)
             optimizer.zero_grad(set_to_none=True)
             ce.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+            sync_and_clip(list(policy.parameters()), config.max_grad_norm)
             optimizer.step()
             for k, v in (("imitation_loss", ce), ("entropy", ent)):
                 stats[k].append(float(v.detach()))

@@ -17,6 +17,7 @@ import gymnasium as gym
 import torch
 
 from l2l_ros.meta.config import TrainConfig
+from l2l_ros.meta.distributed import sync_and_clip
 from l2l_ros.meta.imitation import make_teacher_cached
 from l2l_ros.meta.losses import imitation_loss, masked_mean, teacher_targets
 from l2l_ros.meta.rollout import collect_tasks, compute_gae
@@ -30,7 +31,8 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
                update: int) -> tuple[dict[str, list[float]], dict]:
     """One PPO update: collect a task per env, GAE, clipped-surrogate epochs. Returns
     the per-minibatch statistics and the rollout."""
-    mb_size = max(1, config.num_envs // max(1, config.minibatches))
+    n_tasks = envs.num_envs  # this rank's share of config.num_envs
+    mb_size = max(1, n_tasks // max(1, config.minibatches))
     # 1. Collect one whole task per env (hidden state reset at task start).
     policy.eval()
     teacher = None
@@ -55,8 +57,8 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
         stats["imitation_loss"] = []
     params_to_clip = [p for g in optimizer.param_groups for p in g["params"]]
     for _ in range(config.epochs):
-        perm = torch.randperm(config.num_envs)
-        for start in range(0, config.num_envs, mb_size):
+        perm = torch.randperm(n_tasks)
+        for start in range(0, n_tasks, mb_size):
             mb = perm[start:start + mb_size]
             m = valid[:, mb]
             params, new_values, _ = policy.forward_sequence(obs[:, mb], policy.initial_state(len(mb)))
@@ -91,7 +93,7 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params_to_clip, config.max_grad_norm)
+            sync_and_clip(params_to_clip, config.max_grad_norm)
             optimizer.step()
             for k, v in (("policy_loss", pg_loss), ("value_loss", v_loss), ("entropy", ent),
                          ("approx_kl", approx_kl), ("clipfrac", clipfrac)):

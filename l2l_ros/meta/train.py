@@ -31,6 +31,7 @@ from l2l_ros.meta.checkpoint import (CheckpointError, atomic_write_bytes, git_co
                                      load_checkpoint, remove_stale_temporaries, repair_checkpoint,
                                      save_checkpoint)
 from l2l_ros.meta.config import TrainConfig
+from l2l_ros.meta.distributed import all_mean, all_sum, any_rank, barrier, broadcast_parameters, setup
 from l2l_ros.meta.imitation import imitation_update
 from l2l_ros.meta.policies import build_policy
 from l2l_ros.meta.ppo import ppo_update
@@ -185,15 +186,23 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
           progress: Callable[[dict], None] | None = None,
           should_stop: Callable[[], bool] | None = None,
           command: str | None = None) -> Path:
-    """Train (or resume) a policy; returns the path of ``policy.safetensors``."""
+    """Train (or resume) a policy; returns the path of ``policy.safetensors``.
+
+    Under ``torchrun`` (``l2l_ros.meta.distributed``) each of the N ranks collects
+    ``num_envs / N`` of every update's tasks (the same total batch), gradients are
+    averaged, and rank 0 alone writes ``out_dir``, which the other ranks read to resume."""
     config.validate()
+    ranks = setup()
+    if config.num_envs % ranks.world:
+        raise ValueError(f"num_envs ({config.num_envs}) must be a multiple of the number of ranks ({ranks.world})")
+    local_envs = config.num_envs // ranks.world
     out = Path(out_dir)
     log_path, state_path = out / TRAIN_LOG, out / TRAINER_STATE
 
     # Seed everything; build envs, policy, optimizer.
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)
-    envs = make_vector_env(config.env_id, config.env_kwargs, config.num_envs)
+    envs = make_vector_env(config.env_id, config.env_kwargs, local_envs)
     obs_dim = int(np.prod(envs.single_observation_space.shape))
     action_spec = action_spec_from_space(envs.single_action_space)
     policy = build_policy(config.policy, obs_dim, action_spec, config.policy_config)
@@ -203,8 +212,10 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
                          f"taken and of the task (info['p'], info['p_mean']: the bandits); {config.env_id} "
                          "does not")
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr, eps=1e-5)
-    out.mkdir(parents=True, exist_ok=True)  # after the checks above, so a refused run leaves nothing
-    remove_stale_temporaries(out)  # of a run killed inside atomic_write_bytes
+    if ranks.writer:
+        out.mkdir(parents=True, exist_ok=True)  # after the checks above, so a refused run leaves nothing
+        remove_stale_temporaries(out)  # of a run killed inside atomic_write_bytes
+    barrier()
 
     commit = git_commit()  # the code that trains, not the code present when a checkpoint is saved
     modified = git_source_modified()
@@ -213,7 +224,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
         start_update, env_steps, init_sha256 = _load_trainer_state(state_path, policy, optimizer, config)
     elif config.init_from:
         init_sha256 = _init_weights(policy, config.init_from)
-    _truncate_log(log_path, start_update)
+    broadcast_parameters(policy)
+    if ranks.writer:
+        _truncate_log(log_path, start_update)
 
     def checkpoint(update: int, last: dict | None) -> Path:
         # Trainer state first: a kill before the policy pair is written leaves a pair
@@ -232,23 +245,24 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             **({"init_sha256": init_sha256} if init_sha256 else {})})
         return weights
 
-    if state_path.exists() and not _policy_pair_current(out / "policy", policy, start_update):
+    if ranks.writer and state_path.exists() and not _policy_pair_current(out / "policy", policy, start_update):
         save_policy(start_update, _logged_update(log_path, start_update))  # even when no update is left
 
     update_fn = imitation_update if config.plain_imitation else ppo_update
     bar = tqdm(total=config.updates, initial=start_update, desc="imitation" if config.plain_imitation else "ppo",
-               disable=None, dynamic_ncols=True)
+               disable=None if ranks.writer else True, dynamic_ncols=True)
     recent: deque[float] = deque(maxlen=20)  # reward per step of the last updates, for the bar
     last: dict | None = None
     update = start_update
     t_start = time.perf_counter()
     try:
         while update < config.updates:
-            if should_stop is not None and should_stop():
+            if any_rank(should_stop is not None and should_stop()):
                 break
             t0 = time.perf_counter()
             task_seeds, torch_seed = _update_seeds(config.seed, update, config.num_envs)
-            torch.manual_seed(torch_seed)
+            task_seeds = task_seeds[ranks.rank * local_envs:(ranks.rank + 1) * local_envs]
+            torch.manual_seed(torch_seed + ranks.rank)
             options = _update_options(config, update)
             lr = learning_rate(config, update)
             for g in optimizer.param_groups:
@@ -258,28 +272,34 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             # a teacher when config.teacher is set (l2l_ros.meta.imitation).
             stats, roll = update_fn(config, envs, policy, optimizer, task_seeds, options, update)
             rewards, valid = roll["rewards"], roll["valid"]
-            env_steps += int(valid.sum())
+            # Over every rank's tasks: returns, steps, rewards, trial ends.
+            ret_sum, steps, reward_sum, ends_sum = all_sum([
+                float(rewards.sum(0).double().sum()), float(valid.sum()), float(rewards.double().sum()),
+                float(np.sum(roll["trial_ends"]))])
+            env_steps += int(steps)
 
             update += 1
 
             # 4. Log, checkpoint, report.
-            task_returns = rewards.sum(0)
             last = {
                 "update": update, "updates": config.updates, "env_steps": env_steps,
-                "mean_return": float(task_returns.mean()),
+                "mean_return": ret_sum / config.num_envs if ranks.active else float(rewards.sum(0).mean()),
                 "lr": lr,
-                "mean_reward_per_step": float(rewards.sum() / valid.sum().clamp(min=1)),
+                "mean_reward_per_step": (reward_sum / max(steps, 1.0) if ranks.active
+                                         else float(rewards.sum() / valid.sum().clamp(min=1))),
                 **({"reset_options": options} if options else {}),
-                "mean_trial_ends": float(np.mean(roll["trial_ends"])),
-                **trial_ends_by_goal(roll),
+                "mean_trial_ends": ends_sum / config.num_envs if ranks.active else float(np.mean(roll["trial_ends"])),
+                **trial_ends_by_goal(roll),  # rank 0's tasks under torchrun
                 "task_steps": int(valid.shape[0]),
-                **{k: float(np.mean(v)) for k, v in stats.items() if v},
+                **all_mean({k: float(np.mean(v)) for k, v in stats.items() if v}),
+                **({"ranks": ranks.world} if ranks.active else {}),
                 "update_seconds": time.perf_counter() - t0,
                 "wall_seconds": time.perf_counter() - t_start,
             }
-            with open(log_path, "a") as f:
-                f.write(json.dumps(last) + "\n")
-            if update % max(1, config.checkpoint_every) == 0 or update == config.updates:
+            if ranks.writer:
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(last) + "\n")
+            if ranks.writer and (update % max(1, config.checkpoint_every) == 0 or update == config.updates):
                 last["checkpoint"] = str(checkpoint(update, last))
             bar.update(1)
             recent.append(last["mean_reward_per_step"])
@@ -293,9 +313,10 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
         bar.close()
         envs.close()
     weights = out / "policy.safetensors"
-    if update != start_update or not weights.exists():
+    if ranks.writer and (update != start_update or not weights.exists()):
         if not (last and "checkpoint" in last and last["update"] == update):
             checkpoint(update, last)
+    barrier()  # the other ranks return once the checkpoint is there
     return weights
 
 
