@@ -1,6 +1,7 @@
 """`l2l bench`: throughput figures on this machine, written to benchmarks/ (never timed tests)."""
 from __future__ import annotations
 
+import json
 import platform
 import tempfile
 import time
@@ -178,13 +179,13 @@ def bench_time_to_criterion(kind: str, criterion: float, budget_s: float, every:
                         "score = max(sampled, argmax) mean total reward on 1000 bandits, seed 0"}
 
 
-def bench_train(task: str, seconds: float) -> dict:
+def bench_train(task: str, seconds: float, nproc: int = 1) -> dict:
     """Outer-loop agent steps/s (env + forward + backward) for LSNN and LSTM under the
     bundled models' settings, their ratio, and the training wall clock to 6.6 on (10, 5)."""
     import torch
 
     if task == "imaze":
-        return bench_train_imaze()
+        return bench_train_imaze(nproc=nproc)
     if task != "bandit":
         raise SystemExit("l2l bench train: --task bandit or imaze")
     torch.set_num_threads(1)
@@ -223,7 +224,57 @@ def bundled_imaze_training_seconds() -> dict:
     return {"stages": stages, "seconds": sum(v["seconds"] for v in stages.values())}
 
 
-def bench_train_imaze(updates: int = 3) -> dict:
+def policy_step_latency(steps: int = 1000) -> dict:
+    """What the ROS node runs each tick: the bundled I-maze model's PolicyRuntime.step at batch 1."""
+    import torch
+
+    from l2l_ros.graphs import default_model_path
+    from l2l_ros.policy_runtime import MODE_SPACES, load_runtime
+
+    torch.set_num_threads(1)
+    runtime = load_runtime(default_model_path(), "imaze")
+    x = np.zeros(MODE_SPACES["imaze"][0])
+    for _ in range(50):
+        runtime.step(x, 0.0, False)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        runtime.step(x, 0.0, False)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99)),
+            "steps": steps, "ticks_per_step": runtime.ticks_per_step()}
+
+
+def distributed_throughput(nproc: int, policy_config: dict, updates: int) -> dict:
+    """Agent steps/s of `l2l train imaze` (the bundled LSNN's network, 16 tasks per update)
+    under torchrun with ``nproc`` ranks, from its log (update time only, start-up excluded)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from l2l_ros.resources import SOURCE_ROOT
+
+    with socket.socket() as sock:  # a free port for torchrun's rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = ["-m", "l2l_ros.cli", "train", "imaze", "--updates", str(updates), "--num-envs", "16",
+                "--minibatches", "2", "--lr", "0.001", "--eval-tasks", "0",
+                "--policy-config", json.dumps(policy_config), "--out", tmp]
+        launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+                     "--master-addr", "127.0.0.1", "--master-port", str(port)] if nproc > 1 else [sys.executable])
+        env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": str(SOURCE_ROOT)}
+        subprocess.run(launcher + args, check=True, env=env, capture_output=True, cwd=SOURCE_ROOT)
+        log = read_train_log(Path(tmp) / "train_log.jsonl")
+    seconds = sum(r["update_seconds"] for r in log)
+    return {"ranks": nproc, "updates": len(log), "agent_steps": log[-1]["env_steps"],
+            "update_seconds": seconds, "agent_steps_per_s": log[-1]["env_steps"] / seconds}
+
+
+def bench_train_imaze(updates: int = 3, nproc: int = 1) -> dict:
     """Outer-loop agent steps/s on the I-maze (batched env + forward + backward), LSNN
     and LSTM, under the bundled spiking model's settings (its network options, 16 tasks,
     2 minibatches; the LSTM gets the options it shares, such as none of the neuron ones)."""
@@ -242,6 +293,14 @@ def bench_train_imaze(updates: int = 3) -> dict:
         out["policies"][kind] = timed_training(cfg)
     out["lsnn_over_lstm"] = (out["policies"]["lsnn"]["agent_steps_per_s"]
                              / out["policies"]["lstm"]["agent_steps_per_s"])
+    env = bench_imaze_vector(8.0, float("nan"))["batched_vector_env_steps_per_s"]
+    out["batched_env_steps_per_s_random_actions"] = env
+    out["trainer_over_env"] = {k: v["agent_steps_per_s"] / env for k, v in out["policies"].items()}
+    out["policy_step_batch1_ms"] = policy_step_latency()
+    if nproc > 1:
+        out["ranks"] = {str(n): distributed_throughput(n, recipe, updates) for n in (1, nproc)}
+        one, many = out["ranks"]["1"], out["ranks"][str(nproc)]
+        out["ranks_speedup"] = many["agent_steps_per_s"] / one["agent_steps_per_s"]
     out["time_to_criterion"] = bundled_imaze_training_seconds()
     out["time_to_criterion_note"] = (
         "read from the bundled spiking model's training logs, not re-run by the bench (a retrain takes "
@@ -250,7 +309,7 @@ def bench_train_imaze(updates: int = 3) -> dict:
     return out
 
 
-def run(what: str, task: str, seconds: float) -> dict:
+def run(what: str, task: str, seconds: float, nproc: int = 1) -> dict:
     if what == "sim":
         return bench_sim(task, seconds)
-    return bench_train(task, seconds)
+    return bench_train(task, seconds, nproc)

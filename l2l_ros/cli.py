@@ -306,7 +306,7 @@ def cmd_bench(args, argv) -> int:
     if args.what == "reliability":
         return _bench_reliability(args, argv)
     seconds = args.seconds if args.seconds is not None else (10.0 if args.what == "sim" else 600.0)
-    result = bench.run(args.what, args.task, seconds)
+    result = bench.run(args.what, args.task, seconds, args.nproc)
     out = Path(args.out) / f"{args.what}_{args.task}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     result["command"] = _command_line(argv)
@@ -440,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=None,
                    help="sim: measuring time (default 10); train: training budget per policy "
                         "for the time-to-6.6 run (default 600)")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="train --task imaze: also time torchrun with this many ranks against one process")
     p.add_argument("--out", default="benchmarks")
     p.set_defaults(func=cmd_bench)
     return parser
