@@ -169,6 +169,27 @@ def test_trainer_node_publishes_progress_and_a_loadable_checkpoint(probe, tmp_pa
     assert "trainer" in meta["command"]
 
 
+def test_trainer_node_runs_a_recipe_and_publishes_its_last_stage(probe, tmp_path):
+    ckpts: list[String] = []
+    probe.create_subscription(String, "/l2l/checkpoint", ckpts.append, LATCHED_QOS)
+    out = tmp_path / "run"
+    spec = NodeSpec("trainer", "trainer", {"recipe": "bandit_k5_lsnn", "scale": "smoke", "out_dir": str(out)})
+    log = (tmp_path / "trainer.log").open("w")
+    proc = subprocess.Popen(node_command(spec), env=ros_environment(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert spin_until(probe, lambda: proc.poll() is not None and ckpts, 180.0), \
+            (tmp_path / "trainer.log").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, (tmp_path / "trainer.log").read_text()[-3000:]
+    summary = json.loads((out / "evaluation.json").read_text())
+    assert [s["name"] for s in summary["stages"]] == ["teacher", "ppo", "ppo_distill"]
+    assert ckpts[-1].data == summary["checkpoint"] == str(out / "ppo_distill" / "policy.json")
+    assert "stage teacher" in (tmp_path / "trainer.log").read_text()
+
+
 def test_trainer_node_stopped_by_sigint_saves_where_it_was(probe, tmp_path):
     import signal
 
