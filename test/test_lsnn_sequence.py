@@ -173,3 +173,20 @@ def test_input_products_add_conjunction_channels(tmp_path):
     for bad in ([[0, 6]], [[1]], [3]):
         with pytest.raises(ValueError, match="input_products"):
             _policy(input_products=bad)
+
+
+@pytest.mark.parametrize("cfg", [{}, {"refractory": 0}, {"tau_out": 0.0}, {"ticks_per_step": 4, "tau_a": 20.0}])
+def test_inference_path_gives_exactly_the_training_paths_values(cfg):
+    """Without autograd (rollouts, the ROS node) the sequence keeps nothing for a backward;
+    its spikes, trace and final state must be bit-identical to the training path's."""
+    torch.manual_seed(0)
+    pol = LSNNPolicy(6, {"type": "discrete", "n": 3}, LSNNConfig(n_lif=8, n_alif=8, **cfg))
+    with torch.no_grad():
+        pol.w_rec.mul_(3.0)
+    obs = torch.rand(30, 2, 6) * 2
+    trained, t_final = pol.features_sequence(obs, pol.initial_state(2))
+    assert trained.requires_grad
+    with torch.no_grad():
+        inferred, i_final = pol.features_sequence(obs, pol.initial_state(2))
+    assert torch.equal(trained.detach(), inferred) and float(inferred.abs().sum()) > 0
+    assert all(torch.equal(a.detach(), b) for a, b in zip(t_final, i_final))

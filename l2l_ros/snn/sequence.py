@@ -31,39 +31,53 @@ from l2l_ros.snn.neurons import pseudo_derivative
 __all__ = ["lsnn_sequence"]
 
 
+def _run(inp, w, v, b, z, r, y, thr, alpha, rho, beta, kappa: float, refractory: int, keep: bool):
+    """The forward recurrence. ``keep``: also return what the backward needs (z_0..z_T,
+    A_0..A_T, v_1..v_T, the refractory masks); without it (inference, no autograd) only
+    the readout trace and the final state are kept, with the same operations in the same
+    order, so both give identical values."""
+    T = inp.shape[0]
+    zs = inp.new_empty((T + 1,) + z.shape) if keep else None   # z_0 .. z_T
+    a_s = inp.new_empty((T + 1,) + z.shape) if keep else None  # A_0 .. A_T
+    vs = inp.new_empty((T,) + z.shape) if keep else None       # v_1 .. v_T
+    ys = inp.new_empty((T,) + z.shape)                         # y_1 .. y_T
+    frees = inp.new_empty((T,) + z.shape) if keep and refractory > 0 else None
+    z_t = z
+    a_t = torch.addcmul(thr, beta, b)
+    if keep:
+        zs[0] = z
+        a_s[0] = a_t
+    for t in range(T):
+        i_t = torch.addmm(inp[t], z_t, w)
+        v = torch.addcmul(torch.addcmul(i_t, alpha, v), z_t, a_t, value=-1.0)
+        b = torch.lerp(z_t, b, rho)
+        a_next = torch.addcmul(thr, beta, b)
+        z_next = (v > a_next).to(inp.dtype)
+        if refractory > 0:
+            free = (r <= 0).to(inp.dtype)
+            z_next.mul_(free)
+            r = torch.maximum(r - 1.0, z_next * float(refractory)).clamp_(min=0.0)
+        y = torch.lerp(z_next, y, kappa) if kappa > 0 else z_next
+        ys[t] = y
+        if keep:
+            vs[t], a_s[t + 1], zs[t + 1] = v, a_next, z_next
+            if frees is not None:
+                frees[t] = free
+        z_t, a_t = z_next, a_next
+    return ys, v, b, z_t, r, (zs, a_s, vs, frees)
+
+
 class _LSNNSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, inp, w, v, b, z, r, y, thr, alpha, rho, beta, kappa: float,
                 refractory: int, dampening: float, detach_reset: bool):  # type: ignore[override]
-        T = inp.shape[0]
-        zs = inp.new_empty((T + 1,) + z.shape)   # z_0 .. z_T
-        a_s = inp.new_empty((T + 1,) + z.shape)  # A_0 .. A_T
-        vs = inp.new_empty((T,) + z.shape)       # v_1 .. v_T
-        ys = inp.new_empty((T,) + z.shape)       # y_1 .. y_T
-        frees = inp.new_empty((T,) + z.shape) if refractory > 0 else None
-        zs[0] = z
-        torch.addcmul(thr, beta, b, out=a_s[0])
-        for t in range(T):
-            z_t, a_t = zs[t], a_s[t]
-            i_t = torch.addmm(inp[t], z_t, w)
-            v = torch.addcmul(torch.addcmul(i_t, alpha, v), z_t, a_t, value=-1.0)
-            vs[t] = v
-            b = torch.lerp(z_t, b, rho)
-            a_next = torch.addcmul(thr, beta, b, out=a_s[t + 1])
-            z_next = (v > a_next).to(inp.dtype)
-            if refractory > 0:
-                free = (r <= 0).to(inp.dtype)
-                frees[t] = free
-                z_next.mul_(free)
-                r = torch.maximum(r - 1.0, z_next * float(refractory)).clamp_(min=0.0)
-            zs[t + 1] = z_next
-            y = torch.lerp(z_next, y, kappa) if kappa > 0 else z_next
-            ys[t] = y
+        ys, v_T, b_T, z_T, r, (zs, a_s, vs, frees) = _run(inp, w, v, b, z, r, y, thr, alpha, rho, beta,
+                                                          kappa, refractory, keep=True)
         ctx.save_for_backward(w, zs, a_s, vs, frees if frees is not None else zs[:0],
                               alpha, rho, beta)
         ctx.kappa, ctx.refractory = kappa, refractory
         ctx.dampening, ctx.detach_reset = dampening, detach_reset
-        v_T, b_T, z_T = v, b, zs[T].clone()
+        z_T = z_T.clone()
         ctx.mark_non_differentiable(v_T, b_T, z_T, r)
         return ys, v_T, b_T, z_T, r
 
@@ -110,6 +124,10 @@ def lsnn_sequence(inp: torch.Tensor, w: torch.Tensor, state: tuple, thr: torch.T
     """Run ``inp[T,B,n]`` from ``state = (v, b, z, r, y)``; returns ``(y[T,B,n], (v, b, z, r, y_T))``."""
     v, b, z, r, y = state
     thr_n = thr.expand_as(beta).to(inp.dtype)
-    ys, v, b, z, r = _LSNNSequence.apply(inp, w, v, b, z, r, y, thr_n, alpha, rho, beta, float(kappa),
-                                         int(refractory), float(dampening), bool(detach_reset))
+    if torch.is_grad_enabled() and (inp.requires_grad or w.requires_grad):
+        ys, v, b, z, r = _LSNNSequence.apply(inp, w, v, b, z, r, y, thr_n, alpha, rho, beta, float(kappa),
+                                             int(refractory), float(dampening), bool(detach_reset))
+    else:  # inference (rollouts, the ROS node): nothing kept for a backward
+        ys, v, b, z, r, _ = _run(inp, w, v, b, z, r, y, thr_n, alpha, rho, beta, float(kappa),
+                                 int(refractory), keep=False)
     return ys, (v, b, z, r, ys[-1])
