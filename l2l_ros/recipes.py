@@ -146,8 +146,7 @@ def stage_config(recipe: Recipe, settings: dict, out: Path):
     for key in ("teacher", "init_from"):
         if isinstance(s.get(key), str) and s[key].startswith("@"):
             s[key] = str(out / s[key][1:] / "policy.json")
-    name = s.pop("name")
-    del name
+    s.pop("name")
     policy, updates = s.pop("policy", "lsnn"), int(s.pop("updates", 200))
     num_envs, seed = int(s.pop("num_envs", 16)), int(s.pop("seed", 0))
     horizons = s.pop("horizons", None)
