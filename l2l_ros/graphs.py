@@ -100,6 +100,9 @@ def _sim_and_policy(sim: str, mode: str) -> Callable[[Mapping[str, Any]], list[N
                 "checkpoint": a["checkpoint"],
                 "deterministic": a["deterministic"],
                 "seed": a["seed"],
+                # The sims publish a reward with every tick: wait for it (DDS may deliver it
+                # after the tick's sensors), so a lockstep run is the offline evaluation.
+                "reward_wait": "0.5",
                 **stamped,
             }, namespace=a["namespace"], remappings=CLOCK_REMAP),
         ]

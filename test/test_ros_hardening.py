@@ -291,8 +291,58 @@ def test_parameters_are_described_read_only_or_applied_and_range_checked(harness
     assert timeout.successful and h.policy.sensor_timeout == 0.5
     [det] = _set(h, "spiking_policy", deterministic=False)
     assert det.successful and h.policy.deterministic is False
-    for name in ("mode", "checkpoint", "deterministic", "seed", "twist_stamped", "sensor_timeout", "autostart"):
+    [wait] = _set(h, "spiking_policy", reward_wait=-1.0)
+    assert not wait.successful and h.policy.reward_wait == 0.0
+    for name in ("mode", "checkpoint", "deterministic", "seed", "twist_stamped", "sensor_timeout", "reward_wait",
+                 "autostart"):
         assert h.policy.describe_parameter(name).description, name
+
+
+def _command_for(runtime, reward: float, task_start: bool) -> tuple[float, float]:
+    """The offline command for the harness's default tick (x = 0, ranges 1 m)."""
+    from l2l_ros.tasks.encoding import clamp_twist, encode_imaze, imaze_action_to_twist
+
+    obs = encode_imaze(0.0, 0.0, 0.0, 0.0, 0.0, [1.0] * SCAN_BEAMS, SCAN_RANGE_MAX)
+    return clamp_twist(*imaze_action_to_twist(int(runtime.step(obs, reward, task_start, True))))
+
+
+def test_a_tick_whose_reward_comes_after_its_sensors_is_answered_with_that_reward():
+    """CI failure: DDS delivered a tick's l2l/reward after its odom and scan (Fast DDS sends a
+    Float32 by data-sharing, the sensors by its transport); the policy answered with the
+    previous reward and the lockstep run left the offline evaluation. With reward_wait the
+    tick waits for its reward; with none coming, it is answered after reward_wait."""
+    from l2l_ros.graphs import default_model_path
+    from l2l_ros.policy_runtime import load_runtime
+
+    h = Harness(reward_wait=5.0)
+    try:
+        assert h.tick(0.0, task_start=True, reward=0.0) is not None  # a reward came: answered at once
+        odom, scan = Odometry(), LaserScan()
+        for m in (odom, scan):
+            m.header.stamp = to_stamp(0.1)
+        odom.pose.pose.orientation.w = 1.0
+        scan.range_max, scan.ranges = SCAN_RANGE_MAX, [1.0] * SCAN_BEAMS
+        n = len(h.cmds)
+        h.odom.publish(odom)
+        h.scan.publish(scan)
+        assert not h.spin_until(lambda: len(h.cmds) > n, 1.0), "answered before its reward came"
+        h.reward.publish(Float32(data=1.0))
+        assert h.spin_until(lambda: len(h.cmds) > n, 2.0), "the reward came and the tick stayed unanswered"
+        runtime = load_runtime(default_model_path(), "imaze")
+        runtime.reset()
+        _command_for(runtime, 0.0, True)
+        expected = _command_for(runtime, 1.0, False)
+        got = h.cmds[n][1]
+        assert (got.linear.x, got.angular.z) == pytest.approx(expected)
+        assert h.policy.late_rewards == 0
+        # No reward at all: answered once reward_wait has passed, and counted.
+        h.policy.reward_wait = 0.3
+        start = time.monotonic()
+        assert h.tick(0.2) is not None
+        assert 0.3 <= time.monotonic() - start < 1.5
+        assert h.policy.late_rewards == 1
+    finally:
+        h.close()
 
 
 def test_lifecycle_configure_activate_deactivate():

@@ -10,7 +10,12 @@ configures and activates at start.
 
 A tick is the set of sensor messages sharing one header stamp; it is acted on
 once all of them have arrived, with the latest l2l/reward and the trial-start
-flag, encoded by the same functions the gymnasium envs use. A stamp is answered
+flag, encoded by the same functions the gymnasium envs use. DDS does not order
+messages across topics (a Float32 reward may take Fast DDS's data-sharing path
+while the sensors take its transport), so with ``reward_wait`` > 0, for a
+simulator that publishes a reward with every tick as ours do, a tick waits until
+a reward newer than the previous answer has come, at most ``reward_wait`` s
+(then it is answered with the last reward, and a warning counts it). A stamp is answered
 once; a task start with an already answered stamp is a restarted simulation
 (time went back), which resets the bookkeeping instead of ignoring every later
 tick. The network's hidden state is reset on l2l/task_start, and that is when a
@@ -67,6 +72,9 @@ POLICY_PARAMS = (
     Param("sensor_timeout", 0.25, "Seconds without a complete sensor tick before the robot is "
           "commanded to stop, on the node's clock: simulated time under use_sim_time, so a "
           "lockstep simulator waiting for its command is not stopped.", low=0.01, high=3600.0),
+    Param("reward_wait", 0.0, "Seconds a complete sensor tick waits for its l2l/reward (one "
+          "published with every tick, as the simulators do) before it is answered with the last "
+          "reward; 0: answer at once with the latest reward.", low=0.0, high=10.0),
     Param("autostart", True, "Configure and activate at start; false: wait for the lifecycle "
           "transitions (ros2 lifecycle set).", read_only=True),
 )
@@ -81,6 +89,7 @@ class SpikingPolicyNode(LifecycleNode):
             raise ValueError(f"parameter mode={self.mode!r}: expected one of {MODES}")
         self.deterministic = bool(v["deterministic"])
         self.sensor_timeout = float(v["sensor_timeout"])
+        self.reward_wait = float(v["reward_wait"])
         self._checkpoint = str(v["checkpoint"])
         self._stamped = bool(v["twist_stamped"])
         torch.manual_seed(int(v["seed"]))
@@ -104,6 +113,7 @@ class SpikingPolicyNode(LifecycleNode):
         self.bad_inputs = 0
         self.refused_checkpoints = 0
         self.state_resets = 0
+        self.late_rewards = 0  # ticks answered without their reward after waiting reward_wait
         self._latencies: deque[float] = deque(maxlen=500)
         self._spikes = 0
         self._spike_steps = 0
@@ -127,6 +137,8 @@ class SpikingPolicyNode(LifecycleNode):
         self._trial_starts: deque[float] = deque(maxlen=REMEMBERED_TICKS)
         self._last_tick = -math.inf
         self._last_tick_clock_ns = self.get_clock().now().nanoseconds
+        self._reward_fresh = False  # a reward came after the last answered tick
+        self._waiting: tuple[float, list, float] | None = None  # (stamp, sensors, since): for its reward
 
     # --- lifecycle --------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -151,6 +163,7 @@ class SpikingPolicyNode(LifecycleNode):
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._publish_stop()
         self._active = False
+        self._waiting = None
         self.get_logger().info("inactive: robot commanded to stop")
         return super().on_deactivate(state)
 
@@ -203,6 +216,8 @@ class SpikingPolicyNode(LifecycleNode):
             self.deterministic = bool(value)
         elif name == "sensor_timeout":
             self.sensor_timeout = float(value)
+        elif name == "reward_wait":
+            self.reward_wait = float(value)
         elif name == "checkpoint":
             self._checkpoint = str(value)
             if value and self.runtime is not None:
@@ -253,6 +268,11 @@ class SpikingPolicyNode(LifecycleNode):
             self.get_logger().error(f"reward {r} refused (beyond +-{MAX_ABS_REWARD:g}): treated as 0",
                                     throttle_duration_sec=1.0)
             self._reward = 0.0
+        self._reward_fresh = True
+        if self._waiting is not None:
+            t, msgs, _ = self._waiting
+            self._waiting = None
+            self._act(t, msgs)
 
     def _stamp(self, msg) -> float | None:
         """The header stamp in seconds, or None (logged) when it is no clock reading."""
@@ -297,11 +317,30 @@ class SpikingPolicyNode(LifecycleNode):
                                           " the sensors' clock went back", throttle_duration_sec=5.0)
             self._answered.append(t)
             if self._active:
-                self._act(t, msgs)
+                self._act_with_reward(t, msgs)
+
+    def _act_with_reward(self, t: float, msgs: list) -> None:
+        """Act on a complete tick now, or (``reward_wait`` > 0) once its reward has come."""
+        if self._waiting is not None:  # a newer tick came first: the waiting one goes now
+            self._answer_without_reward("a newer tick came")
+        if self.reward_wait > 0 and not self._reward_fresh:
+            self._waiting = (t, msgs, time.monotonic())
+            return
+        self._act(t, msgs)
+
+    def _answer_without_reward(self, why: str) -> None:
+        t, msgs, since = self._waiting
+        self._waiting = None
+        self.late_rewards += 1
+        self.get_logger().warning(
+            f"tick t={t:.3f} s answered with the previous reward: none came on l2l/reward within "
+            f"{time.monotonic() - since:.3f} s ({why}; {self.late_rewards} so far)", throttle_duration_sec=5.0)
+        self._act(t, msgs)
 
     # --- the control tick -------------------------------------------------------------
     def _act(self, t: float, msgs: list) -> None:
         self._last_tick = t
+        self._reward_fresh = False
         task_start = t in self._task_starts
         trial_start = task_start or t in self._trial_starts
         if task_start:
@@ -402,6 +441,8 @@ class SpikingPolicyNode(LifecycleNode):
         The stop is sent one watchdog period after the timeout is first seen, if no tick
         came in between: a process that was starved of CPU wakes up with its timer and
         the waiting tick both ready, and the executor runs timers first."""
+        if self._waiting is not None and time.monotonic() - self._waiting[2] >= self.reward_wait:
+            self._answer_without_reward(f"reward_wait {self.reward_wait:g} s")
         stale = self._active and not self._stopped and self._sensor_age() > self.sensor_timeout
         if not stale:
             self._stop_due = False
@@ -423,6 +464,7 @@ class SpikingPolicyNode(LifecycleNode):
             "active": self._active, "control_rate_hz": rate, "control_steps": self.ticks,
             "sensor_age_s": age, "bad_inputs": self.bad_inputs,
             "refused_checkpoints": self.refused_checkpoints, "state_resets": self.state_resets,
+            "ticks_answered_without_their_reward": self.late_rewards,
         }
         if self._latencies:
             lat = np.asarray(self._latencies) * 1e3
