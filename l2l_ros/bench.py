@@ -248,25 +248,17 @@ def policy_step_latency(steps: int = 1000) -> dict:
 def distributed_throughput(nproc: int, policy_config: dict, updates: int) -> dict:
     """Agent steps/s of `l2l train imaze` (the bundled LSNN's network, 16 tasks per update)
     under torchrun with ``nproc`` ranks, from its log (update time only, start-up excluded)."""
-    import os
-    import socket
     import subprocess
-    import sys
 
+    from l2l_ros.meta.distributed import local_launcher
     from l2l_ros.resources import SOURCE_ROOT
 
-    with socket.socket() as sock:  # a free port for torchrun's rendezvous
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-
+    launcher, env = local_launcher(nproc)
+    env["OMP_NUM_THREADS"] = "1"  # what torchrun sets for each rank: the one process gets the same
     with tempfile.TemporaryDirectory() as tmp:
         args = ["-m", "l2l_ros.cli", "train", "imaze", "--updates", str(updates), "--num-envs", "16",
                 "--minibatches", "2", "--lr", "0.001", "--eval-tasks", "0",
                 "--policy-config", json.dumps(policy_config), "--out", tmp]
-        launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-                     "--master-addr", "127.0.0.1", "--master-port", str(port)] if nproc > 1 else [sys.executable])
-        env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": str(SOURCE_ROOT)}
         subprocess.run(launcher + args, check=True, env=env, capture_output=True, cwd=SOURCE_ROOT)
         log = read_train_log(Path(tmp) / "train_log.jsonl")
     seconds = sum(r["update_seconds"] for r in log)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from l2l_ros.families import FAMILIES, train_config
+from l2l_ros.recipes import SCALES
 
 
 def _command_line(argv: list[str]) -> str:
@@ -48,19 +49,24 @@ def cmd_train(args, argv) -> int:
                        teacher_soft=args.teacher_soft, teacher_index_tau=args.teacher_index_tau,
                        expected_reward=args.expected_reward,
                        policy_config=json.loads(args.policy_config) if args.policy_config else None)
-    previous_handler = signal.getsignal(signal.SIGINT)
-    stop_requested = _stop_on_first_ctrl_c()
-    try:
-        path = train(cfg, Path(args.out), command=_command_line(argv), should_stop=stop_requested.is_set)
-    except KeyboardInterrupt:  # the second Ctrl-C: the last periodic checkpoint stays
-        print(f"\ninterrupted mid-update: the same command resumes {args.out} from its last checkpoint, if any "
-              f"(one every {cfg.checkpoint_every} updates)", file=sys.stderr)
+    done = _with_ctrl_c(lambda stop: train(cfg, Path(args.out), command=_command_line(argv), should_stop=stop),
+                        f"the same command resumes {args.out} from its last checkpoint, if any "
+                        f"(one every {cfg.checkpoint_every} updates)")
+    if done is None:
         return 130
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
-    if int(os.environ.get("RANK", "0")) != 0:
-        return 0  # torchrun: rank 0 reports, plots and evaluates
-    if stop_requested.is_set():
+    path, stopped = done
+    from l2l_ros.meta.distributed import setup, shutdown
+
+    writer = setup().writer
+    shutdown()
+    if not writer:  # torchrun: rank 0 reports, plots and evaluates
+        # The other ranks leave without interpreter finalization: a worker's exit there
+        # aborted now and then ("terminate called without an active exception", 1 run in
+        # about 10), failing the whole torchrun after its training had finished.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    if stopped:
         from l2l_ros.meta.checkpoint import checkpoint_paths
 
         saved = json.loads(checkpoint_paths(path)[1].read_text())["evaluation"]["updates"]
@@ -90,16 +96,12 @@ def cmd_train_recipe(args, argv) -> int:
     recipe = load_recipe(args.recipe)
     if args.family and args.family != recipe.family:
         raise ValueError(f"recipe {recipe.name} trains on {recipe.family}, not {args.family}")
-    previous_handler = signal.getsignal(signal.SIGINT)
-    stop_requested = _stop_on_first_ctrl_c()
-    try:
-        summary = run_recipe(recipe, Path(args.out), args.scale, should_stop=stop_requested.is_set,
-                             command=_command_line(argv))
-    except KeyboardInterrupt:
-        print(f"\ninterrupted mid-update: the same command resumes {args.out}", file=sys.stderr)
+    done = _with_ctrl_c(lambda stop: run_recipe(recipe, Path(args.out), args.scale, should_stop=stop,
+                                                command=_command_line(argv)),
+                        f"the same command resumes {args.out}")
+    if done is None:
         return 130
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
+    summary, _ = done
     if summary is None:
         print(f"stopped: the same command resumes {args.out}", file=sys.stderr)
         return 130
@@ -107,6 +109,21 @@ def cmd_train_recipe(args, argv) -> int:
     print(f"recipe {recipe.name}: time to criterion {summary['time_to_criterion_s'] / 60:.1f} min of updates, "
           f"targets met: {summary['targets_met']}; {Path(args.out) / 'evaluation.json'}")
     return 0
+
+
+def _with_ctrl_c(run, resume_hint: str):
+    """``run(should_stop)`` where the first Ctrl-C makes ``should_stop()`` true (finish the
+    update, save) and a second one interrupts at once. Returns ``(result, stopped)``, or
+    None after a second Ctrl-C (``resume_hint`` printed)."""
+    previous_handler = signal.getsignal(signal.SIGINT)
+    stop_requested = _stop_on_first_ctrl_c()
+    try:
+        return run(stop_requested.is_set), stop_requested.is_set()
+    except KeyboardInterrupt:  # the second Ctrl-C: the last periodic checkpoint stays
+        print(f"\ninterrupted mid-update: {resume_hint}", file=sys.stderr)
+        return None
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
 
 
 def _stop_on_first_ctrl_c() -> threading.Event:
@@ -342,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run a whole recipe (every stage, teachers included, then its evaluation); "
                         "the other training options do not apply")
     p.add_argument("--list-recipes", action="store_true", help="list the bundled recipes and exit")
-    p.add_argument("--scale", choices=("full", "smoke"), default="full",
+    p.add_argument("--scale", choices=SCALES, default="full",
                    help="with --recipe: smoke runs every stage for a few updates on few tasks (a check, "
                         "not a model)")
     p.add_argument("--policy", choices=("lsnn", "lstm"), default="lsnn")

@@ -156,15 +156,6 @@ def stage_config(recipe: Recipe, settings: dict, out: Path):
                         arms=recipe.arms, horizons=horizons, **s)
 
 
-def update_seconds(log: Path) -> tuple[float, int]:
-    """Seconds spent in updates and the number of updates, from a stage's train log
-    (summed per update, so a resumed run counts each update once)."""
-    if not log.exists():
-        return 0.0, 0
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    return float(sum(r.get("update_seconds", 0.0) for r in rows)), len(rows)
-
-
 def run_recipe(recipe: Recipe, out: str | Path, scale: str = "full",
                should_stop: Callable[[], bool] | None = None,
                progress: Callable[[dict], None] | None = None,
@@ -172,7 +163,7 @@ def run_recipe(recipe: Recipe, out: str | Path, scale: str = "full",
     """Every stage in order (each resumes), then the evaluation. Returns the summary
     written to ``OUT/evaluation.json``, or None when ``should_stop`` ended it early."""
     from l2l_ros.meta.train import train
-    from l2l_ros.report import plot_learning_curve
+    from l2l_ros.report import plot_learning_curve, read_train_log
 
     if scale not in SCALES:
         raise RecipeError(f"scale must be one of {SCALES}, got {scale!r}")
@@ -190,9 +181,10 @@ def run_recipe(recipe: Recipe, out: str | Path, scale: str = "full",
             return None
         plot_learning_curve(folder / "train_log.jsonl", folder / "learning_curve.png",
                             f"{cfg.policy} on {recipe.family}: {recipe.name} / {settings['name']}")
-        seconds, updates = update_seconds(folder / "train_log.jsonl")
-        summary["stages"].append({"name": settings["name"], "policy": cfg.policy, "updates": updates,
-                                  "update_seconds": round(seconds, 3), "checkpoint": str(weights)})
+        rows = read_train_log(folder / "train_log.jsonl")  # one per update: a resumed run counts each once
+        summary["stages"].append({"name": settings["name"], "policy": cfg.policy, "updates": len(rows),
+                                  "update_seconds": round(sum(r["update_seconds"] for r in rows), 3),
+                                  "checkpoint": str(weights)})
     summary["time_to_criterion_s"] = round(sum(s["update_seconds"] for s in summary["stages"]), 3)
     final = out / stages[-1]["name"] / "policy.json"
     summary["checkpoint"] = str(final)

@@ -579,8 +579,7 @@ def hot_swap(count: int, seed: int, log_dir: Path) -> dict:
                 sent = time.monotonic()
                 if player.tick(player.valid_messages(rng, player.next_stamp()), wait=5.0) is not None:
                     warmup.append(player.commands[-1][0] - sent)
-            waits, unanswered = [], 0
-            slowest: dict = {}
+            waits, offered_before, unanswered = [], [], 0
             next_offer = time.monotonic()
             offered = 0
             deadline = time.monotonic() + 60 + 2 * len(paths)
@@ -596,19 +595,22 @@ def hot_swap(count: int, seed: int, log_dir: Path) -> dict:
                     unanswered += 1
                 else:
                     waits.append(player.commands[-1][0] - sent)
-                    if waits[-1] >= max(waits):
-                        slowest = {"wait_s": round(waits[-1], 4), "tick": len(waits),
-                                   "last_offered": Path(paths[offered - 1]).parent.name if offered else None}
+                    offered_before.append(offered)
                 if offered == len(paths) and log.read_text().count("refused, keeping current weights") >= offered:
                     break
             text = log.read_text()
+            slow = int(np.argmax(waits)) if waits else None
+            slowest = {} if slow is None else {
+                "wait_s": round(waits[slow], 4), "tick": slow + 1,
+                "last_offered": Path(paths[offered_before[slow] - 1]).parent.name if offered_before[slow] else None}
             result.update(
                 files=len(paths), refused=text.count("refused, keeping current weights"),
                 loaded=text.count("loaded; active"), ticks=len(waits), unanswered_ticks=unanswered,
                 max_tick_wait_s=round(max(waits), 4) if waits else None,
                 p99_tick_wait_s=round(float(np.percentile(waits, 99)), 4) if waits else None,
                 slowest_tick=slowest, warmup_ticks=len(warmup),
-                first_tick_wait_s=round(warmup[0], 4) if warmup else None, control_period_s=CONTROL_PERIOD, crashed=proc.poll() is not None)
+                first_tick_wait_s=round(warmup[0], 4) if warmup else None,
+                control_period_s=CONTROL_PERIOD, crashed=proc.poll() is not None)
             result["passed"] = (result["refused"] == len(paths) and not result["loaded"] and not unanswered
                                 and result["max_tick_wait_s"] is not None
                                 and result["max_tick_wait_s"] <= CONTROL_PERIOD and not result["crashed"])

@@ -2,36 +2,24 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from l2l_ros.meta.checkpoint import load_checkpoint
+from l2l_ros.meta.distributed import local_launcher
 from l2l_ros.meta.train import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 BANDIT = ["train", "bandit", "--arms", "2", "--horizons", "10", "--eval-tasks", "0"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(args: list[str], ranks: int = 1) -> subprocess.CompletedProcess:
-    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "PYTHONPATH": str(ROOT)}
-    if ranks == 1:
-        cmd = [sys.executable, "-m", "l2l_ros.cli", *args]
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(ranks),
-               "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), "-m", "l2l_ros.cli", *args]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    launcher, env = local_launcher(ranks)
+    return subprocess.run(launcher + ["-m", "l2l_ros.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
 
 
 def _log(folder: Path) -> list[dict]:
@@ -59,7 +47,8 @@ def test_two_ranks_learn_as_one_process_with_the_same_total_batch(tmp_path):
 def test_a_resumed_two_rank_run_ends_bit_identical_to_an_unbroken_one(tmp_path):
     small = BANDIT + ["--num-envs", "8", "--minibatches", "1"]
     for updates in (6, 12):  # stop at 6 (a checkpoint), then the same command extended to 12
-        assert _run(small + ["--updates", str(updates), "--out", str(tmp_path / "resumed")], 2).returncode == 0
+        done = _run(small + ["--updates", str(updates), "--out", str(tmp_path / "resumed")], 2)
+        assert done.returncode == 0, done.stderr[-3000:]
     done = _run(small + ["--updates", "12", "--out", str(tmp_path / "direct")], 2)
     assert done.returncode == 0, done.stderr[-2000:]
     a, _ = load_checkpoint(tmp_path / "resumed" / "policy.json")

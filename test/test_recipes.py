@@ -13,7 +13,7 @@ from l2l_ros.recipes import RecipeError, list_recipes, load_recipe, recipe_dir, 
 RECIPES = sorted(list_recipes())
 
 
-def test_every_bundled_model_has_a_recipe_and_every_recipe_file_is_listed():
+def test_the_comparison_tables_models_have_recipes_and_every_recipe_file_is_listed():
     models = {p.parent.name for p in Path("models").glob("*/policy.json")}
     assert set(RECIPES) == {p.stem for p in recipe_dir().glob("*.toml")}
     # The shipped models of the comparison tables; the superseded ones need no recipe.

@@ -9,12 +9,15 @@ before this module existed. gloo on CPU, nccl where the policy runs on a GPU.
 from __future__ import annotations
 
 import os
+import socket
+import sys
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["Ranks", "setup", "sync_and_clip", "all_mean", "all_sum", "any_rank", "broadcast_parameters", "barrier"]
+__all__ = ["Ranks", "setup", "sync_and_clip", "all_mean", "all_sum", "any_rank", "broadcast_parameters", "barrier",
+           "shutdown", "local_launcher"]
 
 
 @dataclass(frozen=True)
@@ -90,3 +93,27 @@ def broadcast_parameters(module: torch.nn.Module) -> None:
 def barrier() -> None:
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group on every rank together (a rank that exits while another
+    still holds its gloo connections can abort that one)."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def local_launcher(nproc: int) -> tuple[list[str], dict]:
+    """The command prefix (before ``-m module ...``) that starts ``nproc`` ranks on this
+    machine with torchrun (one plain process for 1), and its environment: rendezvous and
+    gloo on loopback, the package importable from its source tree."""
+    from l2l_ros.resources import SOURCE_ROOT
+
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "PYTHONPATH": str(SOURCE_ROOT)}
+    if nproc <= 1:
+        return [sys.executable], env
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+            "--master-addr", "127.0.0.1", "--master-port", str(port)], env

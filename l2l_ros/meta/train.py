@@ -283,12 +283,11 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             # 4. Log, checkpoint, report.
             last = {
                 "update": update, "updates": config.updates, "env_steps": env_steps,
-                "mean_return": ret_sum / config.num_envs if ranks.active else float(rewards.sum(0).mean()),
+                "mean_return": ret_sum / config.num_envs,
                 "lr": lr,
-                "mean_reward_per_step": (reward_sum / max(steps, 1.0) if ranks.active
-                                         else float(rewards.sum() / valid.sum().clamp(min=1))),
+                "mean_reward_per_step": reward_sum / max(steps, 1.0),
                 **({"reset_options": options} if options else {}),
-                "mean_trial_ends": ends_sum / config.num_envs if ranks.active else float(np.mean(roll["trial_ends"])),
+                "mean_trial_ends": ends_sum / config.num_envs,
                 **trial_ends_by_goal(roll),  # rank 0's tasks under torchrun
                 "task_steps": int(valid.shape[0]),
                 **all_mean({k: float(np.mean(v)) for k, v in stats.items() if v}),

@@ -77,7 +77,6 @@ class _LSNNSequence(torch.autograd.Function):
                               alpha, rho, beta)
         ctx.kappa, ctx.refractory = kappa, refractory
         ctx.dampening, ctx.detach_reset = dampening, detach_reset
-        z_T = z_T.clone()
         ctx.mark_non_differentiable(v_T, b_T, z_T, r)
         return ys, v_T, b_T, z_T, r
 
