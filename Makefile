@@ -12,7 +12,13 @@ TASKS ?= 5
 
 .PHONY: setup run test build train-imaze clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(VENV)/bin/l2l
+
+# `l2l` on the venv's PATH (`source .venv/bin/activate`), run from this source tree.
+$(VENV)/bin/l2l: $(STAMP)
+	printf '%s\n' '#!/bin/sh' '# l2l from $(CURDIR) (written by make setup)' \
+	  'PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" exec "$(CURDIR)/$(PY)" -m l2l_ros.cli "$$@"' > $@
+	chmod +x $@
 
 $(STAMP): requirements.txt requirements-ros.txt tools/build_tf2_msgs.sh $(wildcard msgs/tf2_msgs/*.xml msgs/tf2_msgs/*.txt msgs/tf2_msgs/msg/*.msg)
 	@if [ -n "$$ROS_DISTRO" ]; then \

@@ -362,15 +362,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", choices=SCALES, default="full",
                    help="with --recipe: smoke runs every stage for a few updates on few tasks (a check, "
                         "not a model)")
-    p.add_argument("--policy", choices=("lsnn", "lstm"), default="lsnn")
-    p.add_argument("--updates", type=int, default=200)
-    p.add_argument("--num-envs", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--ent-coef", type=float, default=None)
-    p.add_argument("--minibatches", type=int, default=None, help="minibatches of whole tasks per epoch")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--gamma", type=float, default=None, help="discount (bandit default 0.995)")
+    p.add_argument("--policy", choices=("lsnn", "lstm"), default="lsnn",
+                   help="network: lsnn (spiking, LIF + ALIF) or lstm (the non-spiking baseline)")
+    p.add_argument("--updates", type=int, default=200, help="outer-loop updates (each one task per env)")
+    p.add_argument("--num-envs", type=int, default=16, help="tasks collected in parallel per update")
+    p.add_argument("--seed", type=int, default=0, help="seed of the tasks, the initial weights and sampling")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 0.001)")
+    p.add_argument("--ent-coef", type=float, default=None, help="PPO entropy bonus (default 0.01)")
+    p.add_argument("--minibatches", type=int, default=None, help="minibatches of whole tasks per epoch (default 4)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over each update's tasks (default 4)")
+    p.add_argument("--gamma", type=float, default=None, help="discount (default 0.99; bandit 0.995)")
     p.add_argument("--anneal-lr-after", type=int, default=None, metavar="U",
                    help="decay the learning rate linearly to 0 from update U to the last")
     p.add_argument("--gae-lambda", type=float, default=None, help="GAE lambda (default 0.95)")
@@ -419,29 +420,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate checkpoints beside baselines")
     fam = p.add_subparsers(dest="family", required=True)
     q = fam.add_parser("imaze", help="spiking policy vs random on held-out I-maze tasks")
-    q.add_argument("--checkpoint", default="")
-    q.add_argument("--tasks", type=int, default=50)
-    q.add_argument("--seed", type=int, default=12345)
+    q.add_argument("--checkpoint", default="", help="policy .json to evaluate (default: the bundled spiking model)")
+    q.add_argument("--tasks", type=int, default=50, help="held-out tasks (goal alcoves) to play")
+    q.add_argument("--seed", type=int, default=12345, help="seed of the tasks (the model cards use 777)")
     q.add_argument("--compare", action="append", default=[], metavar="NAME=PATH",
                    help="another checkpoint to evaluate beside it (e.g. lstm=runs/x/policy.json)")
     q.add_argument("--stochastic", action="store_true", help="sample actions instead of argmax")
     q.add_argument("--no-bundled", action="store_true",
                    help="leave out the bundled LSTM models (models/imaze_lstm, models/imaze_lstm_imitation) "
                         "that are compared by default")
-    q.add_argument("--json", action="store_true")
-    q.add_argument("--plots", default="", help="folder for PNGs")
+    q.add_argument("--json", action="store_true", help="print the result as JSON")
+    q.add_argument("--plots", default="", help="folder for PNGs (trajectories, steps per trial)")
     q.set_defaults(func=cmd_eval)
     q = fam.add_parser("bandit", help="RL² Table 1: checkpoints vs Gittins, UCB1, Thompson, greedy, random")
     add_bandit_eval_arguments(q)
     q.set_defaults(func=lambda args, argv: main_eval_bandit(args))
 
     p = sub.add_parser("run", help="run a node graph (as a launch file would) on DDS")
-    p.add_argument("graph")
-    p.add_argument("--tasks", type=int, default=3)
+    p.add_argument("graph", help="navigation, manipulator or training (l2l_ros/graphs.py; the launch files' graphs)")
+    p.add_argument("--tasks", type=int, default=3, help="tasks the simulator runs before the graph ends")
     p.add_argument("--set", action="append", default=[], metavar="ARG=VALUE",
                    help="a launch argument of the graph")
-    p.add_argument("--out", default="out/run")
-    p.add_argument("--timeout", type=float, default=540.0)
+    p.add_argument("--out", default="out/run", help="folder for the nodes' logs, trials.jsonl and the pictures")
+    p.add_argument("--timeout", type=float, default=540.0, help="seconds before the run is stopped as overdue")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("bench", help="throughput benchmarks, written to benchmarks/")
@@ -449,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sim: physics steps/s; train: trainer throughput and time to criterion; "
                         "reliability: the nodes under malformed input, bad checkpoints, stale sensors and "
                         "trainer kills (issue 32's figures)")
-    p.add_argument("--task", default="imaze")
+    p.add_argument("--task", choices=("imaze", "manipulator", "bandit"), default="imaze",
+                   help="sim: imaze or manipulator; train: imaze or bandit")
     p.add_argument("--scale", choices=("small", "full"), default="full",
                    help="reliability: full (10,000 messages per topic, 30 checkpoints, 20 trainer kills) or "
                         "small (what the tests run)")
@@ -459,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "for the time-to-6.6 run (default 600)")
     p.add_argument("--nproc", type=int, default=1,
                    help="train --task imaze: also time torchrun with this many ranks against one process")
-    p.add_argument("--out", default="benchmarks")
+    p.add_argument("--out", default="benchmarks", help="folder the JSON result is written to")
     p.set_defaults(func=cmd_bench)
     return parser
 
