@@ -182,13 +182,17 @@ def cmd_eval(args, argv) -> int:
         agents[name] = load_runtime(path, "imaze")
     agents["searcher"] = SearcherAgent()  # the scripted teacher of the imitation-trained models
     agents["random"] = RandomAgent(len(IMAZE_ACTIONS), args.seed)
-    results, records_by_agent = {}, {}
+    results, records_by_agent, costs = {}, {}, {}
     for name, agent in agents.items():
+        if hasattr(agent, "count_spikes"):
+            agent.count_spikes()
         recs = run_imaze_tasks(agent, args.tasks, args.seed, not args.stochastic, keep_paths=keep)
         records_by_agent[name] = recs
         results[name] = summarize(recs)
+        if hasattr(agent, "cost"):
+            costs[name] = agent.cost()
     doc = {"checkpoint": checkpoint, "tasks": args.tasks, "seed": args.seed, "policies": results,
-           "oracle": imaze_oracle_figures()}
+           "oracle": imaze_oracle_figures(), "cost_per_control_step": costs}
     if args.plots:
         from l2l_ros.tasks.imaze import IMazeEnv
 
@@ -215,7 +219,21 @@ def cmd_eval(args, argv) -> int:
     else:
         for name, s in results.items():
             print(summary_lines(s, name))
+        for name, c in costs.items():
+            print(cost_line(name, c))
     return 0
+
+
+def cost_line(name: str, c: dict) -> str:
+    """One line of l2l_ros.cost figures per control step (energies are arithmetic-only floors)."""
+    if c["kind"] == "lstm":
+        return (f"{name} cost per step: {c['macs_per_step']:,} MACs; "
+                f"CPU {c['energy_cpu_nj_per_step']:.0f} nJ")
+    return (f"{name} cost per step: {c['spikes_per_neuron_per_tick']:.3f} spikes/neuron/tick, "
+            f"{100 * c['silent_fraction']:.0f}% of neurons silent, {c['synops_per_step']:,.0f} SynOps + "
+            f"{c['dense_macs_per_step']:,} input MACs; neuromorphic (Loihi) "
+            f"{c['energy_neuromorphic_nj_per_step']:.0f} nJ, CPU {c['energy_cpu_nj_per_step']:.0f} nJ "
+            f"({c['cpu_macs_per_step']:,} MACs)")
 
 
 # --- run -----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ class PolicyRuntime:
     mode: str
     state: Any = None
     prev_action: Any = None
+    steps: int = 0  # network steps since count_spikes() (or since loading)
     action_space: gym.Space = field(init=False)
 
     def __post_init__(self):
@@ -57,11 +58,6 @@ class PolicyRuntime:
         one action forever: the caller must stop the robot and reset)."""
         return all(bool(torch.isfinite(s).all()) for s in self.state)
 
-    def spikes_last_tick(self) -> int | None:
-        """Spikes of the last network tick (LSNN), None for a network without spikes."""
-        z = getattr(self.state, "z", None)
-        return int(z.sum()) if z is not None else None
-
     def neuron_count(self) -> int:
         z = getattr(self.state, "z", None)
         return int(z.shape[-1]) if z is not None else 0
@@ -69,11 +65,24 @@ class PolicyRuntime:
     def ticks_per_step(self) -> int:
         return int(getattr(getattr(self.policy, "config", None), "ticks_per_step", 1))
 
-    def fan_out(self) -> int:
-        """Synapses each spike drives at deployment: the other recurrent neurons (no
-        self-connections) and the policy readout (the value head is for training only)."""
-        n = self.neuron_count()
-        return max(0, n - 1) + int(self.policy.policy_head.out_features) if n else 0
+    def count_spikes(self) -> None:
+        """Count every tick's spikes per neuron from now on (an LSNN; else nothing to count)."""
+        if hasattr(self.policy, "spike_counter"):
+            # float64: a node counts for hours (float32 stops adding 1 beyond 2**24)
+            self.policy.spike_counter = torch.zeros(self.policy.config.n_rec, dtype=torch.float64)
+        self.steps = 0
+
+    def cost(self) -> dict:
+        """Spikes, synaptic operations or MACs, and energy per control step (l2l_ros.cost);
+        for an LSNN, over the steps since ``count_spikes()``."""
+        from l2l_ros.cost import lsnn_cost, lstm_cost
+
+        if getattr(self.policy, "kind", "") == "lstm":
+            return lstm_cost(self.policy)
+        counter = getattr(self.policy, "spike_counter", None)
+        if counter is None:
+            raise RuntimeError("call count_spikes() before the steps whose cost is wanted")
+        return lsnn_cost(self.policy, counter.numpy(), self.steps)
 
     @torch.no_grad()
     def step(self, encoded_obs: np.ndarray, prev_reward: float, trial_start: bool,
@@ -84,6 +93,7 @@ class PolicyRuntime:
             raise ValueError(f"non-finite network input {x.tolist()}")
         obs = torch.as_tensor(x, dtype=torch.float32).unsqueeze(0)
         action, _, _, self.state = self.policy.act(obs, self.state, deterministic=deterministic)
+        self.steps += 1
         a = action[0].cpu().numpy()
         self.prev_action = int(a) if isinstance(self.action_space, gym.spaces.Discrete) else a
         return self.prev_action

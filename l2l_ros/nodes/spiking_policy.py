@@ -115,8 +115,6 @@ class SpikingPolicyNode(LifecycleNode):
         self.state_resets = 0
         self.late_rewards = 0  # ticks answered without their reward after waiting reward_wait
         self._latencies: deque[float] = deque(maxlen=500)
-        self._spikes = 0
-        self._spike_steps = 0
         self._diag_ticks, self._diag_wall = 0, time.monotonic()
         self._configure_error = ""
 
@@ -145,6 +143,7 @@ class SpikingPolicyNode(LifecycleNode):
         self._configure_error = ""
         try:
             self.runtime = self._initial_runtime(self._checkpoint)
+            self.runtime.count_spikes()
         except Exception as exc:  # noqa: BLE001 - any bad file is a failed configure, not a crash
             self._configure_error = " ".join(str(exc).split())
             if not self._autostarting:  # at autostart, run_node prints it as the [FATAL] line
@@ -348,6 +347,7 @@ class SpikingPolicyNode(LifecycleNode):
                 pending, self._pending_runtime = self._pending_runtime, None
             if pending is not None:
                 self.runtime = pending
+                self.runtime.count_spikes()
                 self.get_logger().info(f"new weights active: {self.runtime.describe()}")
             self.runtime.reset()
         try:
@@ -372,10 +372,6 @@ class SpikingPolicyNode(LifecycleNode):
             self.runtime.reset()
             self._publish_stop()
             return
-        spikes = self.runtime.spikes_last_tick()
-        if spikes is not None:
-            self._spikes += spikes
-            self._spike_steps += 1
         self._last_tick_clock_ns = self.get_clock().now().nanoseconds
         self._publish_action(action)
         self.ticks += 1
@@ -472,11 +468,13 @@ class SpikingPolicyNode(LifecycleNode):
                           step_latency_p99_ms=float(np.percentile(lat, 99)),
                           step_latency_max_ms=float(lat.max()))
         rt = self.runtime
-        if rt is not None and self._spike_steps and rt.neuron_count():
-            # The state keeps the last tick's spikes only: a step's K ticks are estimated from it.
-            per_tick = self._spikes / self._spike_steps
-            values.update(spikes_per_neuron_per_tick=per_tick / rt.neuron_count(),
-                          synops_per_step=per_tick * rt.ticks_per_step() * rt.fan_out())
+        if rt is not None and rt.neuron_count() and rt.steps:
+            # Every tick's spikes since the last report (l2l_ros.cost), then a new window.
+            cost = rt.cost()
+            values.update({k: cost[k] for k in (
+                "spikes_per_neuron_per_tick", "silent_fraction", "synops_per_step", "dense_macs_per_step",
+                "energy_neuromorphic_nj_per_step", "energy_cpu_nj_per_step")})
+            rt.count_spikes()
         if rt is not None:
             values["policy"] = rt.describe()
         level, message = DIAG_OK, "commanding" if self._active else "inactive"

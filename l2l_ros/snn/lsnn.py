@@ -180,6 +180,9 @@ class LSNNPolicy(RecurrentPolicy):
         with torch.no_grad():
             self.w_rec.mul_(self.rec_mask)
         self.kappa = math.exp(-config.dt / config.tau_out) if config.tau_out > 0 else 0.0
+        #: ``[n]`` spikes per neuron summed over every tick of every inference run since it
+        #: was set (None: not counted). Set by ``PolicyRuntime.count_spikes``.
+        self.spike_counter: torch.Tensor | None = None
 
     @staticmethod
     def _adaptation_taus(config: LSNNConfig) -> float | torch.Tensor:
@@ -226,7 +229,8 @@ class LSNNPolicy(RecurrentPolicy):
         if done_mask is None and not any(s.requires_grad for s in state):
             n = self.neurons
             ys, final = lsnn_sequence(inp, w_rec, tuple(state), n.threshold, n.alpha, n.rho, n.beta,
-                                      self.kappa, n.refractory, n.dampening, n.detach_reset)
+                                      self.kappa, n.refractory, n.dampening, n.detach_reset,
+                                      spike_count=None if torch.is_grad_enabled() else self.spike_counter)
             final = LSNNState(*final)
         else:
             ys, final = self._features_stepwise(inp, w_rec, state, done_mask)
@@ -253,6 +257,8 @@ class LSNNPolicy(RecurrentPolicy):
                     ns = NeuronState(v, b, z, r)
             i_t = torch.addmm(inp[t], ns.z, w_rec)
             z_new, ns = neurons.step_scaled(i_t, ns, thr)
+            if self.spike_counter is not None and not torch.is_grad_enabled():
+                self.spike_counter += z_new.detach().sum(0)
             y = torch.lerp(z_new, y, kappa) if kappa > 0 else z_new
             traces.append(y)
         return torch.stack(traces), LSNNState(*ns, y)

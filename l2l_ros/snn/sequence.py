@@ -31,11 +31,13 @@ from l2l_ros.snn.neurons import pseudo_derivative
 __all__ = ["lsnn_sequence"]
 
 
-def _run(inp, w, v, b, z, r, y, thr, alpha, rho, beta, kappa: float, refractory: int, keep: bool):
+def _run(inp, w, v, b, z, r, y, thr, alpha, rho, beta, kappa: float, refractory: int, keep: bool,
+         spike_count: torch.Tensor | None = None):
     """The forward recurrence. ``keep``: also return what the backward needs (z_0..z_T,
     A_0..A_T, v_1..v_T, the refractory masks); without it (inference, no autograd) only
     the readout trace and the final state are kept, with the same operations in the same
-    order, so both give identical values."""
+    order, so both give identical values. ``spike_count`` (``[B, n]`` or ``[n]``), when
+    given, gets every tick's spikes added (the neuromorphic cost of an evaluation)."""
     T = inp.shape[0]
     zs = inp.new_empty((T + 1,) + z.shape) if keep else None   # z_0 .. z_T
     a_s = inp.new_empty((T + 1,) + z.shape) if keep else None  # A_0 .. A_T
@@ -59,6 +61,8 @@ def _run(inp, w, v, b, z, r, y, thr, alpha, rho, beta, kappa: float, refractory:
             r = torch.maximum(r - 1.0, z_next * float(refractory)).clamp_(min=0.0)
         y = torch.lerp(z_next, y, kappa) if kappa > 0 else z_next
         ys[t] = y
+        if spike_count is not None:
+            spike_count += z_next.sum(0) if spike_count.dim() == 1 else z_next
         if keep:
             vs[t], a_s[t + 1], zs[t + 1] = v, a_next, z_next
             if frees is not None:
@@ -119,8 +123,10 @@ class _LSNNSequence(torch.autograd.Function):
 
 def lsnn_sequence(inp: torch.Tensor, w: torch.Tensor, state: tuple, thr: torch.Tensor,
                   alpha: torch.Tensor, rho: torch.Tensor, beta: torch.Tensor, kappa: float,
-                  refractory: int, dampening: float, detach_reset: bool):
-    """Run ``inp[T,B,n]`` from ``state = (v, b, z, r, y)``; returns ``(y[T,B,n], (v, b, z, r, y_T))``."""
+                  refractory: int, dampening: float, detach_reset: bool,
+                  spike_count: torch.Tensor | None = None):
+    """Run ``inp[T,B,n]`` from ``state = (v, b, z, r, y)``; returns ``(y[T,B,n], (v, b, z, r, y_T))``.
+    ``spike_count``: a tensor that every tick's spikes are added to (inference only)."""
     v, b, z, r, y = state
     thr_n = thr.expand_as(beta).to(inp.dtype)
     if torch.is_grad_enabled() and (inp.requires_grad or w.requires_grad):
@@ -128,5 +134,5 @@ def lsnn_sequence(inp: torch.Tensor, w: torch.Tensor, state: tuple, thr: torch.T
                                              int(refractory), float(dampening), bool(detach_reset))
     else:  # inference (rollouts, the ROS node): nothing kept for a backward
         ys, v, b, z, r, _ = _run(inp, w, v, b, z, r, y, thr_n, alpha, rho, beta, float(kappa),
-                                 int(refractory), keep=False)
+                                 int(refractory), keep=False, spike_count=spike_count)
     return ys, (v, b, z, r, ys[-1])
