@@ -115,7 +115,8 @@ def evaluate_bandits(k: int, n: int, episodes: int, seed: int,
     task_rng = np.random.default_rng([int(seed), 0])
     probs = task_rng.uniform(0.0, 1.0, size=(episodes, k))
     uniforms = task_rng.random((episodes, n))
-    out: dict = {"k": k, "n": n, "episodes": episodes, "seed": int(seed), "policies": {}, "action_rules": {}}
+    out: dict = {"k": k, "n": n, "episodes": episodes, "seed": int(seed), "policies": {}, "action_rules": {},
+                 "cost_per_control_step": {}}
     for name in baselines:
         t0 = time.perf_counter()
         rng = np.random.default_rng([int(seed), 1, zlib.crc32(name.encode())])  # per-policy stream
@@ -129,14 +130,30 @@ def evaluate_bandits(k: int, n: int, episodes: int, seed: int,
         for suffix, det in (("", False), ("/argmax", True)):
             t0 = time.perf_counter()
             behaviour: dict = {}
+            own_rule = det == (out["action_rules"][name] == "argmax")
+            if own_rule and hasattr(policy, "spike_counter"):  # the cost of the model's own play
+                policy.spike_counter = torch.zeros(policy.config.n_rec, dtype=torch.float64)
             totals = run_checkpoint_on_bandits(policy, k, n, probs, uniforms, det, seed=int(seed),
                                                behaviour=behaviour)
+            if own_rule:
+                out["cost_per_control_step"][name] = _cost(policy, episodes * n)
             out["policies"][name + suffix] = {
                 **_stats(totals), "seconds": round(time.perf_counter() - t0, 3), **_exploration(behaviour)}
     out["paper"] = dict(PAPER_TABLE1.get((n, k), {}))
     if out["paper"]:
         out["paper"]["source"] = "Duan et al. 2016 (RL^2), Table 1"
     return out
+
+
+def _cost(policy, steps: int) -> dict:
+    """l2l_ros.cost figures of a policy after ``steps`` control steps (pulls) were counted."""
+    from l2l_ros.cost import lsnn_cost, lstm_cost
+
+    if getattr(policy, "spike_counter", None) is None:
+        return lstm_cost(policy)
+    cost = lsnn_cost(policy, policy.spike_counter.numpy(), steps)
+    policy.spike_counter = None
+    return cost
 
 
 BUNDLED_BANDIT_MODELS = {"spiking": "models/bandit_k{k}_lsnn/policy.json",
@@ -205,4 +222,8 @@ def main_eval_bandit(args: argparse.Namespace) -> int:
               f"{100 * st['best_arm_share']:4.0f}%{extra}")
     if "rl2_gru" in paper:
         print(f"  RL² (GRU) in the paper: {paper['rl2_gru']}")
+    from l2l_ros.cost import cost_line
+
+    for name, cost in res["cost_per_control_step"].items():
+        print(f"  {cost_line(name, cost)}")
     return 0

@@ -219,21 +219,12 @@ def cmd_eval(args, argv) -> int:
     else:
         for name, s in results.items():
             print(summary_lines(s, name))
+        from l2l_ros.cost import cost_line
+
         for name, c in costs.items():
             print(cost_line(name, c))
     return 0
 
-
-def cost_line(name: str, c: dict) -> str:
-    """One line of l2l_ros.cost figures per control step (energies are arithmetic-only floors)."""
-    if c["kind"] == "lstm":
-        return (f"{name} cost per step: {c['macs_per_step']:,} MACs; "
-                f"CPU {c['energy_cpu_nj_per_step']:.0f} nJ")
-    return (f"{name} cost per step: {c['spikes_per_neuron_per_tick']:.3f} spikes/neuron/tick, "
-            f"{100 * c['silent_fraction']:.0f}% of neurons silent, {c['synops_per_step']:,.0f} SynOps + "
-            f"{c['dense_macs_per_step']:,} input MACs; neuromorphic (Loihi) "
-            f"{c['energy_neuromorphic_nj_per_step']:.0f} nJ, CPU {c['energy_cpu_nj_per_step']:.0f} nJ "
-            f"({c['cpu_macs_per_step']:,} MACs)")
 
 
 # --- run -----------------------------------------------------------------------------

@@ -42,7 +42,7 @@ SOURCES = {
     "mac_pj": "Horowitz 2014, ISSCC: 32-bit float multiply 3.7 pJ + add 0.9 pJ at 45 nm (arithmetic only)",
 }
 
-__all__ = ["SYNOP_PJ", "NEURON_UPDATE_PJ", "MAC_PJ", "SOURCES", "lsnn_cost", "lstm_cost"]
+__all__ = ["SYNOP_PJ", "NEURON_UPDATE_PJ", "MAC_PJ", "SOURCES", "lsnn_cost", "lstm_cost", "cost_line"]
 
 
 def _readouts(policy) -> int:
@@ -84,3 +84,15 @@ def lstm_cost(policy) -> dict:
     macs = gates + int(policy.policy_head.weight.numel())
     return {"kind": "lstm", "hidden": int(policy.config.hidden), "macs_per_step": macs,
             "energy_cpu_nj_per_step": macs * MAC_PJ / 1e3, "energy_sources": {"mac_pj": SOURCES["mac_pj"]}}
+
+
+def cost_line(name: str, c: dict) -> str:
+    """One line of l2l_ros.cost figures per control step (energies are arithmetic-only floors)."""
+    if c["kind"] == "lstm":
+        return (f"{name} cost per step: {c['macs_per_step']:,} MACs; "
+                f"CPU {c['energy_cpu_nj_per_step']:.0f} nJ")
+    return (f"{name} cost per step: {c['spikes_per_neuron_per_tick']:.3f} spikes/neuron/tick, "
+            f"{100 * c['silent_fraction']:.0f}% of neurons silent, {c['synops_per_step']:,.0f} SynOps + "
+            f"{c['dense_macs_per_step']:,} input MACs; neuromorphic (Loihi) "
+            f"{c['energy_neuromorphic_nj_per_step']:.0f} nJ, CPU {c['energy_cpu_nj_per_step']:.0f} nJ "
+            f"({c['cpu_macs_per_step']:,} MACs)")

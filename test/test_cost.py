@@ -81,3 +81,12 @@ def test_eval_imaze_json_reports_the_cost_of_each_network(capsys):
     assert spiking["steps"] == IMazeEnv().task_steps  # one task, every step counted
     assert 0 < spiking["spikes_per_neuron_per_tick"] < 1 and 0 <= spiking["silent_fraction"] < 1
     assert lstm["macs_per_step"] > 0 and "searcher" not in doc["cost_per_control_step"]
+
+
+def test_eval_bandit_reports_the_cost_of_each_models_own_play():
+    from l2l_ros.bandit_eval import bundled_bandit_models, evaluate_bandits
+
+    res = evaluate_bandits(5, 6, 20, 0, bundled_bandit_models(5), baselines=("random",))
+    spiking, lstm = res["cost_per_control_step"]["spiking"], res["cost_per_control_step"]["lstm"]
+    assert spiking["steps"] == 20 * 6 and spiking["spikes_per_step"] > 0
+    assert lstm["macs_per_step"] > spiking["dense_macs_per_step"]
