@@ -15,6 +15,7 @@ from nav_msgs.msg import Odometry  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from l2l_ros.nodes.common import LATCHED_QOS, STREAM_QOS  # noqa: E402
 from l2l_ros.runner import node_command, ros_environment, start_graph  # noqa: E402
@@ -45,6 +46,8 @@ def test_navigation_graph_drives_the_robot(probe, tmp_path):
     odoms: list[Odometry] = []
     probe.create_subscription(Twist, "/cmd_vel", cmds.append, STREAM_QOS)
     probe.create_subscription(Odometry, "/odom", odoms.append, STREAM_QOS)
+    markers: list[MarkerArray] = []
+    probe.create_subscription(MarkerArray, "/markers", markers.append, LATCHED_QOS)
     results = tmp_path / "trials.jsonl"
     # Eight tasks (2512 lockstep steps, about 6 s here): the run must outlast the
     # probe's discovery of the graph's publishers. One task ended first on a loaded
@@ -86,6 +89,26 @@ def test_navigation_graph_drives_the_robot(probe, tmp_path):
         [(r["trial"], r["steps"], r["success"], r["goal"]) for r in offline]
     for ros_rec, off_rec in zip(records, offline):
         assert math.dist(ros_rec["path"][-1], off_rec["path"][-1]) < 1e-3
+    # RViz's view of the world: the walls MuJoCo collides with, four alcoves, and the goal
+    # once a trial has found it (a green tile inside a goal alcove of the run).
+    from l2l_ros.tasks.imaze import IMazeGeometry
+
+    geometry = IMazeGeometry()
+    assert markers, "no MarkerArray on /markers"
+    goals_shown = []
+    for array in markers:
+        assert array.markers[0].action == Marker.DELETEALL
+        by_ns = {}
+        for m in array.markers[1:]:
+            by_ns.setdefault(m.ns, []).append(m)
+            assert m.header.frame_id == "odom"
+        assert len(by_ns["walls"]) == len(geometry.wall_boxes()) and len(by_ns["alcoves"]) == 4
+        goals_shown += by_ns.get("goal", [])
+    regions = [geometry.goal_region(r["goal"]) for r in records]
+    assert goals_shown, "the goal was reached and never shown"
+    for m in goals_shown:
+        p = m.pose.position
+        assert any(x0 < p.x < x1 and y0 < p.y < y1 for x0, x1, y0, y1 in regions)
 
 
 def test_lockstep_sim_drops_a_command_sent_before_its_tick(probe):
@@ -119,6 +142,8 @@ def test_manipulator_graph_moves_the_arm(probe, tmp_path):
     joints: list[JointState] = []
     probe.create_subscription(Float64MultiArray, "/arm_controller/commands", cmds.append, STREAM_QOS)
     probe.create_subscription(JointState, "/joint_states", joints.append, STREAM_QOS)
+    markers: list[MarkerArray] = []
+    probe.create_subscription(MarkerArray, "/markers", markers.append, LATCHED_QOS)
     graph = start_graph("manipulator", {"tasks": "0"}, tmp_path / "logs")
     try:
         assert spin_until(probe, lambda: graph.check_alive() and len(cmds) >= 60 and len(joints) >= 60, 120.0), \
@@ -137,6 +162,10 @@ def test_manipulator_graph_moves_the_arm(probe, tmp_path):
     assert moved > 0.01, f"joints moved at most {moved:.4f} rad"
     sim_log = (tmp_path / "logs" / "manipulator_sim.log").read_text()
     assert "non-finite joint command" in sim_log and "has 1 values, expected 3" in sim_log
+    assert markers, "no MarkerArray on /markers"
+    [target] = [m for m in markers[-1].markers if m.ns == "target"]
+    assert target.type == Marker.SPHERE and target.header.frame_id == "base_link"
+    assert 0.0 < math.dist((target.pose.position.x, target.pose.position.y, target.pose.position.z), (0, 0, 0)) < 2.0
 
 
 def test_trainer_node_publishes_progress_and_a_loadable_checkpoint(probe, tmp_path):

@@ -3,7 +3,8 @@
 Subscribes cmd_vel (geometry_msgs/Twist, or TwistStamped with
 ``twist_stamped:=true``); publishes odom (odom -> base_link, REP-105), scan,
 l2l/reward, l2l/task_start and l2l/trial_start (std_msgs/Header: the stamp of
-the first tick of the task or trial), clock, robot_description, /diagnostics, and
+the first tick of the task or trial), clock, robot_description, /diagnostics,
+markers (visualization_msgs/MarkerArray, latched: walls, alcoves, the goal once found), and
 tf/tf_static (odom -> base_link -> base_scan and the wheels). Names are relative to
 the node's namespace.
 The episode logic (goal, trials, reward) is the gymnasium env's, not a copy.
@@ -18,7 +19,10 @@ from nav_msgs.msg import Odometry
 from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import LaserScan
 
-from l2l_ros.nodes.common import STREAM_QOS, Param, declare_params, run_node, yaw_to_quaternion
+from visualization_msgs.msg import MarkerArray
+
+from l2l_ros.nodes.common import LATCHED_QOS, STREAM_QOS, Param, declare_params, run_node, yaw_to_quaternion
+from l2l_ros.nodes.markers import imaze_markers
 from l2l_ros.nodes.sim_base import LockstepSimNode, sent_ns
 from l2l_ros.tasks.encoding import SCAN_BEAMS, SCAN_RANGE_MAX, SCAN_RANGE_MIN, clamp_twist
 
@@ -48,6 +52,7 @@ class IMazeSimNode(LockstepSimNode):
                   read_only=True),))["twist_stamped"])
         self._odom_pub = self.create_publisher(Odometry, "odom", STREAM_QOS)
         self._scan_pub = self.create_publisher(LaserScan, "scan", STREAM_QOS)
+        self._marker_pub = self.create_publisher(MarkerArray, "markers", LATCHED_QOS)
         self.command_sub = self.create_subscription(TwistStamped if stamped else Twist, "cmd_vel",
                                                     self._on_cmd_vel, STREAM_QOS)
 
@@ -74,6 +79,11 @@ class IMazeSimNode(LockstepSimNode):
         self.on_command(clamp_twist(v, w), sent_ns(info))
 
     # --- trials ---------------------------------------------------------------------
+    def on_world_changed(self, stamp) -> None:
+        """The maze, its alcoves, and the goal once a trial has reached it."""
+        found = int(self.task_info["goal"]) if self.trial > 0 else None
+        self._marker_pub.publish(imaze_markers(self.env.sim.geometry, found, stamp))
+
     def on_step(self, info: dict) -> None:
         x, y, _ = info["pose"]
         self.path.append([round(float(x), 4), round(float(y), 4)])

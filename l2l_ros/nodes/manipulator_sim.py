@@ -3,8 +3,8 @@
 Subscribes arm_controller/commands (std_msgs/Float64MultiArray of joint
 velocities in rad/s, the forward_command_controller convention); publishes
 joint_states, target (geometry_msgs/PointStamped in the arm's base frame),
-l2l/reward, l2l/task_start, l2l/trial_start, clock, robot_description and
-/diagnostics, and tf/tf_static (base_link -> ... -> tool0). Names are relative to the
+l2l/reward, l2l/task_start, l2l/trial_start, clock, robot_description,
+/diagnostics, markers (visualization_msgs/MarkerArray, latched: the target), and tf/tf_static (base_link -> ... -> tool0). Names are relative to the
 node's namespace.
 """
 from __future__ import annotations
@@ -15,7 +15,10 @@ from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
-from l2l_ros.nodes.common import STREAM_QOS, run_node
+from visualization_msgs.msg import MarkerArray
+
+from l2l_ros.nodes.common import LATCHED_QOS, STREAM_QOS, run_node
+from l2l_ros.nodes.markers import target_markers
 from l2l_ros.nodes.sim_base import LockstepSimNode, sent_ns
 from l2l_ros.tasks.encoding import ARM_JOINTS, ARM_MAX_JOINT_VELOCITY
 
@@ -30,6 +33,7 @@ class ManipulatorSimNode(LockstepSimNode):
     def create_io(self) -> None:
         self._joint_pub = self.create_publisher(JointState, "joint_states", STREAM_QOS)
         self._target_pub = self.create_publisher(PointStamped, "target", STREAM_QOS)
+        self._marker_pub = self.create_publisher(MarkerArray, "markers", LATCHED_QOS)
         self.command_sub = self.create_subscription(Float64MultiArray, "arm_controller/commands",
                                                     self._on_command, STREAM_QOS)
 
@@ -37,6 +41,10 @@ class ManipulatorSimNode(LockstepSimNode):
         from l2l_ros.tasks.manipulator import ManipulatorEnv
 
         return ManipulatorEnv(task_steps=task_steps) if task_steps > 0 else ManipulatorEnv()
+
+    def on_world_changed(self, stamp) -> None:
+        """The target as a sphere (a new one may come with each task or trial)."""
+        self._marker_pub.publish(target_markers(self.env.sim.target, stamp))
 
     def describe_task(self, info: dict) -> str:
         target = ", ".join(f"{v:.3f}" for v in info["target"])

@@ -102,6 +102,9 @@ class LockstepSimNode(Node):
     def on_step(self, info: dict) -> None:
         """Hook after each physics step (e.g. record the trajectory)."""
 
+    def on_world_changed(self, stamp) -> None:
+        """Hook after a task started or a trial ended (e.g. re-publish the world's markers)."""
+
     def __init__(self, name: str):
         self._results = None  # before anything can fail: destroy_node closes it
         super().__init__(name)
@@ -176,6 +179,7 @@ class LockstepSimNode(Node):
         self._trial_start_pending = True
         self._reward = 0.0
         self.get_logger().info(f"task {self.task} started ({self.describe_task(info)})")
+        self.on_world_changed(to_stamp(self.sim_time))
         self._publish_new_tick()
 
     def describe_task(self, info: dict) -> str:
@@ -203,6 +207,7 @@ class LockstepSimNode(Node):
             self.trial += 1
             self.trial_steps = 0
             self._trial_start_pending = True
+            self.on_world_changed(to_stamp(self.sim_time))
         if terminated or truncated:
             if self.trial_steps > 0:
                 self._record_trial(False)
