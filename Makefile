@@ -8,6 +8,8 @@ STAMP := $(VENV)/.l2l-setup
 # DDS discovery stays on loopback, in a domain of our own.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export ROS_DOMAIN_ID ?= 42
+# MuJoCo renders offscreen through EGL (Mesa's software rasteriser without a GPU).
+export MUJOCO_GL ?= egl
 TASKS ?= 5
 
 .PHONY: setup run test build train-imaze clean

@@ -155,6 +155,46 @@ BUNDLED_IMAZE_COMPARE = {"lstm": "models/imaze_lstm/policy.json",
                          "lstm_imitation": "models/imaze_lstm_imitation/policy.json"}
 
 
+def cmd_eval_manipulator(args, argv) -> int:
+    import torch
+
+    from l2l_ros.evaluation import RandomArmAgent, run_manipulator_tasks, summarize_manipulator
+    from l2l_ros.policy_runtime import load_runtime, untrained_runtime
+
+    if args.tasks < 1:
+        raise ValueError(f"--tasks must be at least 1, got {args.tasks}")
+    if args.checkpoint:
+        runtime = load_runtime(args.checkpoint, "manipulator")
+    else:
+        torch.manual_seed(args.seed)
+        runtime = untrained_runtime("manipulator")
+    runtime.count_spikes()
+    name = args.checkpoint or "untrained"
+    doc: dict = {"checkpoint": name, "tasks": args.tasks, "seed": args.seed, "policies": {
+        name: summarize_manipulator(run_manipulator_tasks(runtime, args.tasks, args.seed)),
+        "random": summarize_manipulator(run_manipulator_tasks(RandomArmAgent(args.seed), args.tasks, args.seed))},
+        "cost_per_control_step": {name: runtime.cost()}}
+    if args.video:
+        from l2l_ros.tasks.manipulator import ManipulatorEnv
+        from l2l_ros.video import record_task
+
+        doc["video"] = record_task(ManipulatorEnv(render_mode="rgb_array"), runtime, args.seed, args.video_task,
+                                   args.video)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    for policy, s in doc["policies"].items():
+        print(f"{policy}: {s['tasks']} tasks, {s['targets_per_task']:.2f} ± {s['targets_per_task_sem']:.2f} targets "
+              f"per task, return {s['mean_return']:.2f}, final distance {s['mean_final_distance_m']:.3f} m")
+    from l2l_ros.cost import cost_line
+
+    print(cost_line(name, doc["cost_per_control_step"][name]))
+    if args.video:
+        print(f"video of task {args.video_task}: {doc['video']['path']} ({doc['video']['frames']} frames, "
+              f"{doc['video']['trials_ended']} targets reached)")
+    return 0
+
+
 def cmd_eval(args, argv) -> int:
     from l2l_ros.evaluation import (RandomAgent, SearcherAgent, imaze_oracle_figures, record_lsnn_task,
                                     run_imaze_tasks)
@@ -214,11 +254,20 @@ def cmd_eval(args, argv) -> int:
         if log.exists():
             doc["plots"].append(str(plot_learning_curve(log, out / "learning_curve.png",
                                                         f"training of {Path(checkpoint).parent.name}")))
+    if args.video:
+        from l2l_ros.tasks.imaze import IMazeEnv
+        from l2l_ros.video import record_task
+
+        doc["video"] = record_task(IMazeEnv(render_mode="rgb_array"), runtime, args.seed, args.video_task,
+                                   args.video, not args.stochastic)
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
         for name, s in results.items():
             print(summary_lines(s, name))
+        if args.video:
+            print(f"video of task {args.video_task}: {doc['video']['path']} ({doc['video']['frames']} frames, "
+                  f"{doc['video']['trials_ended']} goals reached)")
         from l2l_ros.cost import cost_line
 
         for name, c in costs.items():
@@ -440,7 +489,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "that are compared by default")
     q.add_argument("--json", action="store_true", help="print the result as JSON")
     q.add_argument("--plots", default="", help="folder for PNGs (trajectories, steps per trial)")
+    q.add_argument("--video", default="", metavar="FILE.mp4|FILE.gif",
+                   help="also render one whole task of the checkpoint (every trial, the goal alcove in yellow) "
+                        "with MuJoCo's offscreen renderer")
+    q.add_argument("--video-task", type=int, default=0, metavar="N", help="which task of --seed the video shows")
     q.set_defaults(func=cmd_eval)
+    q = fam.add_parser("manipulator", help="a checkpoint (default: an untrained network) vs random on arm tasks")
+    q.add_argument("--checkpoint", default="", help="policy .json for the arm (default: an untrained, seeded LSNN)")
+    q.add_argument("--tasks", type=int, default=20, help="held-out tasks (arm dynamics and targets) to play")
+    q.add_argument("--seed", type=int, default=0, help="seed of the tasks, numbered as manipulator_sim numbers them")
+    q.add_argument("--json", action="store_true", help="print the result as JSON")
+    q.add_argument("--video", default="", metavar="FILE.mp4|FILE.gif",
+                   help="also render one whole task of the checkpoint (the target in red) offscreen")
+    q.add_argument("--video-task", type=int, default=0, metavar="N", help="which task of --seed the video shows")
+    q.set_defaults(func=cmd_eval_manipulator)
     q = fam.add_parser("bandit", help="RL² Table 1: checkpoints vs Gittins, UCB1, Thompson, greedy, random")
     add_bandit_eval_arguments(q)
     q.set_defaults(func=lambda args, argv: main_eval_bandit(args))

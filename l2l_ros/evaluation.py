@@ -40,6 +40,50 @@ class RandomAgent:
         return int(self.rng.integers(self.n))
 
 
+class RandomArmAgent:
+    """Uniform joint-velocity actions in [-1, 1]: the arm's floor."""
+
+    def __init__(self, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self) -> None:
+        pass
+
+    def step(self, encoded_obs, prev_reward, trial_start, deterministic=True) -> np.ndarray:
+        return self.rng.uniform(-1.0, 1.0, 3).astype(np.float32)
+
+
+def run_manipulator_tasks(agent: Agent, tasks: int, seed: int, deterministic: bool = True) -> list[dict]:
+    """Per-task records of the arm family: targets reached, return, final tool-target distance."""
+    from l2l_ros.tasks.manipulator import ManipulatorEnv
+
+    env = ManipulatorEnv()
+    records = []
+    for task in range(tasks):
+        obs, info = env.reset(seed=task_seed(seed, task))
+        agent.reset()
+        reward, trial_start, reached, total = 0.0, True, 0, 0.0
+        while True:
+            obs, reward, terminated, truncated, info = env.step(agent.step(obs, reward, trial_start, deterministic))
+            trial_start = bool(info.get("trial_end", False))
+            reached += trial_start
+            total += float(reward)
+            if terminated or truncated:
+                break
+        records.append({"task": task, "targets_reached": int(reached), "return": total,
+                        "final_distance_m": float(info["distance"])})
+    env.close()
+    return records
+
+
+def summarize_manipulator(records: list[dict]) -> dict:
+    reached = np.array([r["targets_reached"] for r in records], float)
+    return {"tasks": len(records), "targets_per_task": float(reached.mean()),
+            "targets_per_task_sem": float(reached.std(ddof=1) / np.sqrt(len(reached))) if len(reached) > 1 else 0.0,
+            "mean_return": float(np.mean([r["return"] for r in records])),
+            "mean_final_distance_m": float(np.mean([r["final_distance_m"] for r in records]))}
+
+
 class SearcherAgent:
     """The scripted searcher (``tasks.imaze_expert``, the imitation teacher) as an agent.
 

@@ -408,7 +408,7 @@ class IMazeEnv(gym.Env):
     collided, pose (x, y, yaw; where the step ended, before any restart), trial_end.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 5}
     num_goals = 4  # the alcoves; info["goal"] is one of 0..3 (the trainer's memory loss reads it)
 
     def __init__(self, geometry: IMazeGeometry | None = None, task_steps: int | None = None,
@@ -418,8 +418,8 @@ class IMazeEnv(gym.Env):
                  goal_weights: tuple[float, float, float, float] | None = None,
                  random_start: float = 0.0, revisit_penalty: float = 0.0,
                  render_mode: str | None = None):
-        if render_mode is not None:
-            raise ValueError("IMazeEnv has no render modes")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"IMazeEnv renders rgb_array only, not {render_mode!r}")
         self.sim = IMazeSim(geometry or IMazeGeometry(), control_period, physics_timestep)
         self.task_steps = int(task_steps) if task_steps is not None else \
             int(round(2.0 * self.sim.oracle_search_steps()))
@@ -437,7 +437,8 @@ class IMazeEnv(gym.Env):
         self._visited: set[tuple[int, int]] = set()
         self._searched: set[int] = set()  # non-goal alcoves entered in this task
         self._alcove: int | None = None  # the alcove the base is in now
-        self.render_mode = None
+        self.render_mode = render_mode
+        self._renderer = None
         self.action_space = gym.spaces.Discrete(len(IMAZE_ACTIONS))
         inf = np.inf
         low = np.array([-inf, -inf, -1, -1, -inf, -inf] + [0.0] * (IMAZE_OBS_DIM - 6), np.float32)
@@ -494,6 +495,31 @@ class IMazeEnv(gym.Env):
 
     def step(self, action):
         return self.step_twist(*imaze_action_to_twist(int(action)))
+
+    def render(self):
+        """Top view (``render_mode="rgb_array"``): the maze, the robot (a red dot, its heading
+        in black) and the goal alcove in yellow."""
+        if self.render_mode != "rgb_array":
+            return None
+        from l2l_ros.tasks.rendering import Box, SceneRenderer, Sphere
+
+        g = self.sim.geometry
+        if self._renderer is None:
+            reach = max(g.stem_half_length + g.corridor_width / 2 + g.alcove_depth,
+                        g.crossbar_half_length + g.corridor_width / 2) + g.wall_thickness
+            self._renderer = SceneRenderer(self.sim.model, distance=3.6 * reach)
+        x0, x1, y0, y1 = g.goal_region(self.sim.goal)
+        goal = Box(((x0 + x1) / 2, (y0 + y1) / 2, 0.01), ((x1 - x0) / 2, (y1 - y0) / 2, 0.003),
+                   (1.0, 0.85, 0.0, 1.0))
+        x, y, yaw = self.sim.pose()
+        robot = Sphere((x, y, 0.25), 0.06, (0.85, 0.1, 0.1, 1.0))  # the robot is small from above
+        heading = Sphere((x + 0.08 * math.cos(yaw), y + 0.08 * math.sin(yaw), 0.25), 0.03, (0.1, 0.1, 0.1, 1.0))
+        return self._renderer.render(self.sim.data, [goal, robot, heading])
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
 
     def step_twist(self, v: float, w: float):
         """One control period with a velocity command: the ROS sim node's entry point.

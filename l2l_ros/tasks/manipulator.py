@@ -183,20 +183,21 @@ class ManipulatorEnv(gym.Env):
     False: no obstacles), distance, pose (tool0 xyz), trial_end, task (ArmTask).
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
     def __init__(self, task_steps: int = 200, control_period: float = 0.05,
                  physics_timestep: float = 0.005, tolerance: float = 0.03,
                  distance_scale: float = 1.0, reach_bonus: float = 1.0,
                  render_mode: str | None = None):
-        if render_mode is not None:
-            raise ValueError("ManipulatorEnv has no render modes")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"ManipulatorEnv renders rgb_array only, not {render_mode!r}")
         self.sim = ArmSim(control_period, physics_timestep)
         self.task_steps = int(task_steps)
         self.tolerance = float(tolerance)
         self.distance_scale = float(distance_scale)
         self.reach_bonus = float(reach_bonus)
-        self.render_mode = None
+        self.render_mode = render_mode
+        self._renderer = None
         self.action_space = gym.spaces.Box(-1.0, 1.0, (len(ARM_JOINTS),), np.float32)
         n = len(ARM_JOINTS)
         low = np.array([-1.0] * 2 * n + [-np.inf] * (ARM_OBS_DIM - 2 * n), np.float32)
@@ -219,6 +220,27 @@ class ManipulatorEnv(gym.Env):
         self.sim.new_task(self.np_random, task=(options or {}).get("task"))
         self._steps = 0
         return self._obs(), self._info(False, self.sim.distance(), False, 0)
+
+    def render(self):
+        """Oblique view (``render_mode="rgb_array"``) of the arm on its table, the target in red."""
+        if self.render_mode != "rgb_array":
+            return None
+        from l2l_ros.tasks.rendering import SceneRenderer, Sphere
+
+        sim = self.sim
+        mujoco.mj_kinematics(sim.model, sim.data)
+        b = sim.arm.base_body
+        base, rot = sim.data.xpos[b].copy(), sim.data.xmat[b].reshape(3, 3)
+        if self._renderer is None:
+            self._renderer = SceneRenderer(sim.model, lookat=tuple(base + [0.0, 0.0, 0.2]), distance=1.6,
+                                           elevation=-30.0, azimuth=135.0)
+        target = Sphere(tuple(base + rot @ sim.target), self.tolerance, (0.9, 0.1, 0.1, 0.8))
+        return self._renderer.render(sim.data, [target])
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
 
     def step(self, action):
         return self.step_joint_velocities(manipulator_action_to_command(action))
