@@ -155,6 +155,27 @@ BUNDLED_IMAZE_COMPARE = {"lstm": "models/imaze_lstm/policy.json",
                          "lstm_imitation": "models/imaze_lstm_imitation/policy.json"}
 
 
+def cmd_export_nir(args, argv) -> int:
+    from l2l_ros.meta.checkpoint import load_checkpoint
+    from l2l_ros.snn.nir_export import export_lsnn, import_lsnn
+
+    policy, meta = load_checkpoint(args.model)
+    if meta.get("policy_kind") != "lsnn":
+        raise ValueError(f"{args.model} is a {meta.get('policy_kind')} model: NIR describes spiking networks")
+    path = Path(args.dir) / "network.nir"
+    graph = export_lsnn(policy, path, {"source": str(args.model), "env_id": meta.get("env_id")})
+    import_lsnn(path)  # it reads back
+    cfg = policy.config
+    print(f"{path}: NIR graph {' -> '.join(graph.nodes)}; {cfg.n_lif} LIF + {cfg.n_alif} ALIF neurons, "
+          f"{cfg.ticks_per_step} tick(s) per control step")
+    if cfg.n_alif:
+        print(f"note: NIR has no adaptive-threshold node: the {cfg.n_alif} ALIF neurons' adaptation (beta, tau_a) "
+              "is in the neurons node's l2l_ros metadata; a NIR simulator that ignores it runs them as LIF")
+    print("the input is the encoded observation (population coding and input products, l2l_ros.snn.nir_export."
+          "encoded_input); reset by subtraction and refractory ticks are in the metadata")
+    return 0
+
+
 def cmd_eval_manipulator(args, argv) -> int:
     import torch
 
@@ -506,6 +527,13 @@ def build_parser() -> argparse.ArgumentParser:
     q = fam.add_parser("bandit", help="RL² Table 1: checkpoints vs Gittins, UCB1, Thompson, greedy, random")
     add_bandit_eval_arguments(q)
     q.set_defaults(func=lambda args, argv: main_eval_bandit(args))
+
+    p = sub.add_parser("export", help="write a model in another format")
+    fmt = p.add_subparsers(dest="format", required=True)
+    q = fmt.add_parser("nir", help="a spiking model as a NIR graph (Neuromorphic Intermediate Representation)")
+    q.add_argument("model", help="checkpoint .json of a spiking (lsnn) model, e.g. models/bandit_k5_lsnn/policy.json")
+    q.add_argument("dir", help="folder for network.nir")
+    q.set_defaults(func=cmd_export_nir)
 
     p = sub.add_parser("run", help="run a node graph (as a launch file would) on DDS")
     p.add_argument("graph", help="navigation, manipulator or training (l2l_ros/graphs.py; the launch files' graphs)")
