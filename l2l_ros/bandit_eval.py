@@ -99,7 +99,7 @@ def action_rule(meta: dict) -> str:
 
 def evaluate_bandits(k: int, n: int, episodes: int, seed: int,
                      checkpoints: dict[str, str] | None = None,
-                     baselines: tuple[str, ...] = TABLE_BASELINES) -> dict:
+                     baselines: tuple[str, ...] = TABLE_BASELINES, progress: bool = False) -> dict:
     """Every baseline and checkpoint on the same ``episodes`` bandits; see the module doc.
 
     Returns ``{"k", "n", "episodes", "seed", "policies": {name: {"mean", "sem",
@@ -117,7 +117,12 @@ def evaluate_bandits(k: int, n: int, episodes: int, seed: int,
     uniforms = task_rng.random((episodes, n))
     out: dict = {"k": k, "n": n, "episodes": episodes, "seed": int(seed), "policies": {}, "action_rules": {},
                  "cost_per_control_step": {}}
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(baselines) + len(checkpoints or {}), disable=not progress, leave=False, unit="policy")
     for name in baselines:
+        bar.set_description(name)
+        bar.update()
         t0 = time.perf_counter()
         rng = np.random.default_rng([int(seed), 1, zlib.crc32(name.encode())])  # per-policy stream
         behaviour: dict = {}
@@ -125,6 +130,8 @@ def evaluate_bandits(k: int, n: int, episodes: int, seed: int,
         out["policies"][name] = {**_stats(totals), "seconds": round(time.perf_counter() - t0, 3),
                                  **_exploration(behaviour)}
     for name, path in (checkpoints or {}).items():
+        bar.set_description(name)
+        bar.update()
         policy, meta = load_checkpoint(path)
         out["action_rules"][name] = action_rule(meta)
         for suffix, det in (("", False), ("/argmax", True)):
@@ -139,6 +146,7 @@ def evaluate_bandits(k: int, n: int, episodes: int, seed: int,
                 out["cost_per_control_step"][name] = _cost(policy, episodes * n)
             out["policies"][name + suffix] = {
                 **_stats(totals), "seconds": round(time.perf_counter() - t0, 3), **_exploration(behaviour)}
+    bar.close()
     out["paper"] = dict(PAPER_TABLE1.get((n, k), {}))
     if out["paper"]:
         out["paper"]["source"] = "Duan et al. 2016 (RL^2), Table 1"
@@ -174,9 +182,11 @@ def bundled_bandit_models(k: int) -> dict[str, str]:
 
 def add_bandit_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """``--arms K --pulls N --episodes E --seed S --json [--checkpoint NAME=PATH ...]``."""
-    parser.add_argument("--arms", type=int, default=5, help="number of arms k (default 5)")
-    parser.add_argument("--pulls", type=int, default=100, help="horizon n, pulls per bandit (default 100)")
-    parser.add_argument("--episodes", type=int, default=1000, help="bandits sampled (default 1000)")
+    from l2l_ros.argtypes import positive_int
+
+    parser.add_argument("--arms", type=positive_int, default=5, help="number of arms k (default 5)")
+    parser.add_argument("--pulls", type=positive_int, default=100, help="horizon n, pulls per bandit (default 100)")
+    parser.add_argument("--episodes", type=positive_int, default=1000, help="bandits sampled (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bandits and reward draws")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
@@ -203,7 +213,8 @@ def main_eval_bandit(args: argparse.Namespace) -> int:
     try:
         checkpoints = {} if getattr(args, "no_bundled", False) else bundled_bandit_models(args.arms)
         checkpoints.update(_parse_checkpoints(getattr(args, "checkpoint", [])))
-        res = evaluate_bandits(args.arms, args.pulls, args.episodes, args.seed, checkpoints)
+        res = evaluate_bandits(args.arms, args.pulls, args.episodes, args.seed, checkpoints,
+                               progress=not getattr(args, "json", False))
     except (ValueError, CheckpointError, OSError) as e:
         print(f"l2l eval bandit: {e}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from l2l_ros.argtypes import positive_int
 from l2l_ros.families import FAMILIES, train_config
 from l2l_ros.recipes import SCALES
 
@@ -182,8 +183,6 @@ def cmd_eval_manipulator(args, argv) -> int:
     from l2l_ros.evaluation import RandomArmAgent, run_manipulator_tasks, summarize_manipulator
     from l2l_ros.policy_runtime import load_runtime, untrained_runtime
 
-    if args.tasks < 1:
-        raise ValueError(f"--tasks must be at least 1, got {args.tasks}")
     if args.checkpoint:
         runtime = load_runtime(args.checkpoint, "manipulator")
     else:
@@ -192,8 +191,10 @@ def cmd_eval_manipulator(args, argv) -> int:
     runtime.count_spikes()
     name = args.checkpoint or "untrained"
     doc: dict = {"checkpoint": name, "tasks": args.tasks, "seed": args.seed, "policies": {
-        name: summarize_manipulator(run_manipulator_tasks(runtime, args.tasks, args.seed)),
-        "random": summarize_manipulator(run_manipulator_tasks(RandomArmAgent(args.seed), args.tasks, args.seed))},
+        name: summarize_manipulator(run_manipulator_tasks(runtime, args.tasks, args.seed,
+                                                          progress=None if args.json else name)),
+        "random": summarize_manipulator(run_manipulator_tasks(RandomArmAgent(args.seed), args.tasks, args.seed,
+                                                              progress=None if args.json else "random"))},
         "cost_per_control_step": {name: runtime.cost()}}
     if args.video:
         from l2l_ros.tasks.manipulator import ManipulatorEnv
@@ -247,7 +248,8 @@ def cmd_eval(args, argv) -> int:
     for name, agent in agents.items():
         if hasattr(agent, "count_spikes"):
             agent.count_spikes()
-        recs = run_imaze_tasks(agent, args.tasks, args.seed, not args.stochastic, keep_paths=keep)
+        recs = run_imaze_tasks(agent, args.tasks, args.seed, not args.stochastic, keep_paths=keep,
+                               progress=None if args.json else name)
         records_by_agent[name] = recs
         results[name] = summarize(recs)
         if hasattr(agent, "cost"):
@@ -425,6 +427,15 @@ def _bench_reliability(args, argv) -> int:
     return 0 if report["passed"] else 1
 
 
+def _check_video(path: str) -> str:
+    """argparse type: a video file name the writer knows (checked before any work is done)."""
+    from l2l_ros.video import SUFFIXES
+
+    if path and not path.lower().endswith(SUFFIXES):  # '' (the default): no video
+        raise argparse.ArgumentTypeError(f"{path!r} must end in {' or '.join(SUFFIXES)}")
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
     from l2l_ros.bandit_eval import add_bandit_eval_arguments, main_eval_bandit
 
@@ -443,13 +454,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "not a model)")
     p.add_argument("--policy", choices=("lsnn", "lstm"), default="lsnn",
                    help="network: lsnn (spiking, LIF + ALIF) or lstm (the non-spiking baseline)")
-    p.add_argument("--updates", type=int, default=200, help="outer-loop updates (each one task per env)")
-    p.add_argument("--num-envs", type=int, default=16, help="tasks collected in parallel per update")
+    p.add_argument("--updates", type=positive_int, default=200, help="outer-loop updates (each one task per env)")
+    p.add_argument("--num-envs", type=positive_int, default=16, help="tasks collected in parallel per update")
     p.add_argument("--seed", type=int, default=0, help="seed of the tasks, the initial weights and sampling")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 0.001)")
     p.add_argument("--ent-coef", type=float, default=None, help="PPO entropy bonus (default 0.01)")
-    p.add_argument("--minibatches", type=int, default=None, help="minibatches of whole tasks per epoch (default 4)")
-    p.add_argument("--epochs", type=int, default=None, help="passes over each update's tasks (default 4)")
+    p.add_argument("--minibatches", type=positive_int, default=None, help="minibatches of whole tasks per epoch (default 4)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="passes over each update's tasks (default 4)")
     p.add_argument("--gamma", type=float, default=None, help="discount (default 0.99; bandit 0.995)")
     p.add_argument("--anneal-lr-after", type=int, default=None, metavar="U",
                    help="decay the learning rate linearly to 0 from update U to the last")
@@ -483,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PPO, bandits: PPO's advantages and value targets use the pulled arm's probability "
                         "minus the task's mean probability instead of the sampled 0/1 reward (training "
                         "only; the same expected gradient, less noise); the policy still sees the draw")
-    p.add_argument("--arms", type=int, default=5, help="bandit: number of arms k")
+    p.add_argument("--arms", type=positive_int, default=5, help="bandit: number of arms k")
     p.add_argument("--horizons", default="",
                    help="bandit: comma-separated pulls per task, one drawn per update (default 10,100,500)")
     p.add_argument("--env-kwargs", default="", help="JSON dict passed to the env")
@@ -500,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     fam = p.add_subparsers(dest="family", required=True)
     q = fam.add_parser("imaze", help="spiking policy vs random on held-out I-maze tasks")
     q.add_argument("--checkpoint", default="", help="policy .json to evaluate (default: the bundled spiking model)")
-    q.add_argument("--tasks", type=int, default=50, help="held-out tasks (goal alcoves) to play")
+    q.add_argument("--tasks", type=positive_int, default=50, help="held-out tasks (goal alcoves) to play")
     q.add_argument("--seed", type=int, default=12345, help="seed of the tasks (the model cards use 777)")
     q.add_argument("--compare", action="append", default=[], metavar="NAME=PATH",
                    help="another checkpoint to evaluate beside it (e.g. lstm=runs/x/policy.json)")
@@ -510,17 +521,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "that are compared by default")
     q.add_argument("--json", action="store_true", help="print the result as JSON")
     q.add_argument("--plots", default="", help="folder for PNGs (trajectories, steps per trial)")
-    q.add_argument("--video", default="", metavar="FILE.mp4|FILE.gif",
+    q.add_argument("--video", default="", type=_check_video, metavar="FILE.mp4|FILE.gif",
                    help="also render one whole task of the checkpoint (every trial, the goal alcove in yellow) "
                         "with MuJoCo's offscreen renderer")
     q.add_argument("--video-task", type=int, default=0, metavar="N", help="which task of --seed the video shows")
     q.set_defaults(func=cmd_eval)
     q = fam.add_parser("manipulator", help="a checkpoint (default: an untrained network) vs random on arm tasks")
     q.add_argument("--checkpoint", default="", help="policy .json for the arm (default: an untrained, seeded LSNN)")
-    q.add_argument("--tasks", type=int, default=20, help="held-out tasks (arm dynamics and targets) to play")
+    q.add_argument("--tasks", type=positive_int, default=20, help="held-out tasks (arm dynamics and targets) to play")
     q.add_argument("--seed", type=int, default=0, help="seed of the tasks, numbered as manipulator_sim numbers them")
     q.add_argument("--json", action="store_true", help="print the result as JSON")
-    q.add_argument("--video", default="", metavar="FILE.mp4|FILE.gif",
+    q.add_argument("--video", default="", type=_check_video, metavar="FILE.mp4|FILE.gif",
                    help="also render one whole task of the checkpoint (the target in red) offscreen")
     q.add_argument("--video-task", type=int, default=0, metavar="N", help="which task of --seed the video shows")
     q.set_defaults(func=cmd_eval_manipulator)
@@ -537,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a node graph (as a launch file would) on DDS")
     p.add_argument("graph", help="navigation, manipulator or training (l2l_ros/graphs.py; the launch files' graphs)")
-    p.add_argument("--tasks", type=int, default=3, help="tasks the simulator runs before the graph ends")
+    p.add_argument("--tasks", type=positive_int, default=3, help="tasks the simulator runs before the graph ends")
     p.add_argument("--set", action="append", default=[], metavar="ARG=VALUE",
                    help="a launch argument of the graph")
     p.add_argument("--out", default="out/run", help="folder for the nodes' logs, trials.jsonl and the pictures")

@@ -53,13 +53,21 @@ class RandomArmAgent:
         return self.rng.uniform(-1.0, 1.0, 3).astype(np.float32)
 
 
-def run_manipulator_tasks(agent: Agent, tasks: int, seed: int, deterministic: bool = True) -> list[dict]:
+def _tasks(first: int, count: int, progress: str | None):
+    """The task numbers, with a tqdm bar on stderr named ``progress`` (None: quiet)."""
+    from tqdm import tqdm
+
+    return tqdm(range(first, first + count), desc=progress, disable=progress is None, leave=False, unit="task")
+
+
+def run_manipulator_tasks(agent: Agent, tasks: int, seed: int, deterministic: bool = True,
+                          progress: str | None = None) -> list[dict]:
     """Per-task records of the arm family: targets reached, return, final tool-target distance."""
     from l2l_ros.tasks.manipulator import ManipulatorEnv
 
     env = ManipulatorEnv()
     records = []
-    for task in range(tasks):
+    for task in _tasks(0, tasks, progress):
         obs, info = env.reset(seed=task_seed(seed, task))
         agent.reset()
         reward, trial_start, reached, total = 0.0, True, 0, 0.0
@@ -113,13 +121,14 @@ class SearcherAgent:
 
 def run_imaze_tasks(agent: Agent, tasks: int, seed: int, deterministic: bool = True,
                     task_steps: int | None = None, keep_paths: bool = False,
-                    first_task: int = 0) -> list[dict]:
-    """Per-trial records (task, trial, goal, steps, success, oracle_path_steps[, path])."""
+                    first_task: int = 0, progress: str | None = None) -> list[dict]:
+    """Per-trial records (task, trial, goal, steps, success, oracle_path_steps[, path]);
+    ``progress`` names a tqdm bar on stderr (None: quiet)."""
     from l2l_ros.tasks.imaze import IMazeEnv
 
     env = IMazeEnv(task_steps=task_steps) if task_steps else IMazeEnv()
     records: list[dict] = []
-    for task in range(first_task, first_task + tasks):
+    for task in _tasks(first_task, tasks, progress):
         obs, info = env.reset(seed=task_seed(seed, task))
         goal = int(info["goal"])
         oracle = int(env.sim.oracle_path_steps(goal))

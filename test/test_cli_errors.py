@@ -28,3 +28,31 @@ def test_train_with_evaluation_leaves_a_checkpoint_that_loads(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     _, meta = load_checkpoint(tmp_path / "policy.json")
     assert meta["evaluation"]["tasks"] == 2 and meta["evaluation"]["updates"] == 1
+
+
+def test_bad_values_paths_and_json_end_in_one_error_line_before_any_work(tmp_path):
+    """Issue 34: out-of-range counts, bad JSON, bad paths and file names are refused with
+    one error line (argparse's usage line aside), exit 2, no traceback, nothing written."""
+    import pytest
+
+    from l2l_ros.cli import main
+
+    cases = [
+        ["eval", "imaze", "--tasks", "-1"],
+        ["train", "imaze", "--updates", "0", "--out", str(tmp_path / "a")],
+        ["train", "bandit", "--num-envs", "x", "--out", str(tmp_path / "b")],
+        ["eval", "imaze", "--video", str(tmp_path / "v.avi")],
+        ["eval", "bandit", "--pulls", "0"],
+        ["eval", "manipulator", "--tasks", "0"],
+    ]
+    for args in cases:
+        with pytest.raises(SystemExit) as stop:
+            main(args)
+        assert stop.value.code == 2, args
+    for args in (["train", "bandit", "--policy-config", "{bad", "--out", str(tmp_path / "c")],
+                 ["export", "nir", str(tmp_path / "missing.json"), str(tmp_path / "nir")],
+                 ["export", "nir", "models/imaze_lstm/policy.json", str(tmp_path / "nir")]):
+        out = l2l(*args)
+        assert out.returncode == 2, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert not any((tmp_path / name).exists() for name in ("a", "b", "c", "nir"))

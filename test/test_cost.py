@@ -74,7 +74,9 @@ def test_eval_imaze_json_reports_the_cost_of_each_network(capsys):
     from l2l_ros.cli import main
 
     assert main(["eval", "imaze", "--tasks", "1", "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert captured.err == "", "--json is quiet: no progress bars"
     spiking, lstm = doc["cost_per_control_step"]["spiking"], doc["cost_per_control_step"]["lstm"]
     from l2l_ros.tasks.imaze import IMazeEnv
 
