@@ -34,6 +34,12 @@ $(STAMP): requirements.txt requirements-ros.txt tools/build_tf2_msgs.sh $(wildca
 	  $(PY) -m pip install --quiet --disable-pip-version-check -r requirements-ros.txt; fi
 	# tf2_msgs (for /tf): no PyPI wheel, so built here with the rosidl generators (a sourced ROS has it).
 	bash tools/build_tf2_msgs.sh $(VENV)
+	# Offscreen rendering (l2l eval --video) needs EGL and Mesa's drivers (software rendering without a GPU).
+	@ldconfig -p 2>/dev/null | grep -q libEGL_mesa || { \
+	  echo "installing Debian's libegl-mesa0 and libgl1-mesa-dri for offscreen rendering"; \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && apt-get install -y -q libegl-mesa0 libgl1-mesa-dri || true; \
+	  else echo "  not root: sudo apt-get install libegl-mesa0 libgl1-mesa-dri"; fi; }
 	touch $(VENV)/COLCON_IGNORE $@
 
 run: setup
