@@ -469,12 +469,12 @@ class SpikingPolicyNode(LifecycleNode):
                           step_latency_max_ms=float(lat.max()))
         rt = self.runtime
         if rt is not None and rt.neuron_count() and rt.steps:
-            # Every tick's spikes since the last report (l2l_ros.cost), then a new window.
+            # Every tick's spikes since these weights were loaded (l2l_ros.cost; the counter is
+            # float64, exact for far longer than a node runs), so a pause keeps the figures.
             cost = rt.cost()
             values.update({k: cost[k] for k in (
                 "spikes_per_neuron_per_tick", "silent_fraction", "synops_per_step", "dense_macs_per_step",
                 "energy_neuromorphic_nj_per_step", "energy_cpu_nj_per_step")})
-            rt.count_spikes()
         if rt is not None:
             values["policy"] = rt.describe()
         level, message = DIAG_OK, "commanding" if self._active else "inactive"
