@@ -10,7 +10,7 @@ import torch
 
 from l2l_ros.meta.checkpoint import load_checkpoint
 from l2l_ros.snn.lsnn import LSNNPolicy
-from l2l_ros.snn.nir_export import encoded_input, export_lsnn, import_lsnn
+from l2l_ros.snn.nir_export import export_lsnn, import_lsnn
 
 
 def _recorded_imaze_inputs(steps: int = 120) -> torch.Tensor:
@@ -60,7 +60,7 @@ def test_the_graph_run_by_its_nir_meaning_spikes_as_the_network(tmp_path):
     extra = json.loads(lif.metadata["l2l_ros"])
     assert extra["n_alif"] == 0 and extra["reset"].startswith("subtract")
     obs = torch.rand(60, 1, 4) * 2 - 1
-    x = encoded_input(policy, obs)[:, 0].double().numpy()
+    x = policy.encode_inputs(obs)[:, 0].double().numpy()
     v, z, y = np.zeros(10), np.zeros(10), np.zeros(10)
     spikes, logits = [], []
     for t in range(len(x)):

@@ -201,15 +201,21 @@ class LSNNPolicy(RecurrentPolicy):
         z = torch.zeros(batch, self.config.n_rec, device=self._device())
         return LSNNState(z, z.clone(), z.clone(), z.clone(), z.clone())
 
-    def _currents(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Input currents ``[T,B,n]`` of the whole sequence and the recurrent weights, both
-        with ``thr * (1 - alpha)`` folded in (so ``I_scaled = (1 - alpha) * I``)."""
+    def encode_inputs(self, obs: torch.Tensor) -> torch.Tensor:
+        """``obs [..., obs_dim]`` -> the input channels ``[..., n_in]`` that ``w_in`` reads:
+        ignored inputs zeroed, product channels appended, then the tuning curves."""
         if self.config.ignore_inputs:
             obs = obs * self.input_keep
         obs = append_products(obs, self.product_pairs)
         if self.config.input_population > 0:
             tuned = torch.exp(-0.5 * ((obs[..., None] - self.tuning_centres) / self.tuning_width) ** 2)
             obs = torch.cat([obs, tuned.flatten(-2)], dim=-1)
+        return obs
+
+    def _currents(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input currents ``[T,B,n]`` of the whole sequence and the recurrent weights, both
+        with ``thr * (1 - alpha)`` folded in (so ``I_scaled = (1 - alpha) * I``)."""
+        obs = self.encode_inputs(obs)
         T, B, D = obs.shape
         scale = self.neurons.threshold * (1.0 - self.neurons.alpha)
         inp = torch.addmm(self.b_in, obs.reshape(T * B, D), self.w_in).reshape(T, B, -1)
@@ -230,7 +236,7 @@ class LSNNPolicy(RecurrentPolicy):
             n = self.neurons
             ys, final = lsnn_sequence(inp, w_rec, tuple(state), n.threshold, n.alpha, n.rho, n.beta,
                                       self.kappa, n.refractory, n.dampening, n.detach_reset,
-                                      spike_count=None if torch.is_grad_enabled() else self.spike_counter)
+                                      spike_count=self.spike_counter)  # counted on the inference path only
             final = LSNNState(*final)
         else:
             ys, final = self._features_stepwise(inp, w_rec, state, done_mask)

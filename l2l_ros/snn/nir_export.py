@@ -8,7 +8,7 @@ Graph, per network tick (time unit: one tick, ``dt = 1``)::
 
 * ``input``: the network's input channels: the observation after the policy's own
   encoding (population coding by Gaussian tuning curves and input products, which NIR
-  has no node for); ``l2l_ros.snn.nir_export.encoded_input`` computes them.
+  has no node for); ``LSNNPolicy.encode_inputs`` computes them.
 * ``neurons``: one LIF node for the whole recurrent population, with the parameters
   under which forward Euler (``v += dt / tau * (v_leak - v + r I)``, how snnTorch, Norse
   and most NIR back ends step it) is our exact update: ``tau = 1 / (1 - alpha)``,
@@ -44,28 +44,13 @@ import torch
 
 from l2l_ros.snn.lsnn import LSNNPolicy
 
-__all__ = ["export_lsnn", "import_lsnn", "encoded_input", "NIR_FORMAT"]
+__all__ = ["export_lsnn", "import_lsnn", "NIR_FORMAT"]
 
 NIR_FORMAT = 1
 
 
 def _f64(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().double().numpy()
-
-
-def encoded_input(policy: LSNNPolicy, obs: torch.Tensor) -> torch.Tensor:
-    """``obs [..., obs_dim]`` -> the graph's input channels ``[..., n_in]`` (ignored inputs
-    zeroed, products appended, tuning curves), as ``LSNNPolicy`` computes them."""
-    from l2l_ros.policy_base import append_products
-
-    cfg = policy.config
-    if cfg.ignore_inputs:
-        obs = obs * policy.input_keep
-    obs = append_products(obs, policy.product_pairs)
-    if cfg.input_population > 0:
-        tuned = torch.exp(-0.5 * ((obs[..., None] - policy.tuning_centres) / policy.tuning_width) ** 2)
-        obs = torch.cat([obs, tuned.flatten(-2)], dim=-1)
-    return obs
 
 
 def export_lsnn(policy: LSNNPolicy, path: str | Path, description: dict | None = None):
