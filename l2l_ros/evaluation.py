@@ -53,6 +53,20 @@ class RandomArmAgent:
         return self.rng.uniform(-1.0, 1.0, 3).astype(np.float32)
 
 
+def play_task(env, agent: Agent, obs, deterministic: bool = True):
+    """Play one task from ``obs`` (the env and the agent just reset): yields ``(reward, info,
+    done)`` after every step, the previous reward and the trial-start flag fed back as RL²
+    inputs exactly as the meta wrapper and the ROS graph feed them."""
+    reward, trial_start = 0.0, True
+    while True:
+        obs, reward, terminated, truncated, info = env.step(agent.step(obs, reward, trial_start, deterministic))
+        trial_start = bool(info.get("trial_end", False))
+        done = terminated or truncated
+        yield float(reward), info, done
+        if done:
+            return
+
+
 def _tasks(first: int, count: int, progress: str | None):
     """The task numbers, with a tqdm bar on stderr named ``progress`` (None: quiet)."""
     from tqdm import tqdm
@@ -70,14 +84,10 @@ def run_manipulator_tasks(agent: Agent, tasks: int, seed: int, deterministic: bo
     for task in _tasks(0, tasks, progress):
         obs, info = env.reset(seed=task_seed(seed, task))
         agent.reset()
-        reward, trial_start, reached, total = 0.0, True, 0, 0.0
-        while True:
-            obs, reward, terminated, truncated, info = env.step(agent.step(obs, reward, trial_start, deterministic))
-            trial_start = bool(info.get("trial_end", False))
-            reached += trial_start
-            total += float(reward)
-            if terminated or truncated:
-                break
+        reached, total = 0, 0.0
+        for reward, info, _ in play_task(env, agent, obs, deterministic):
+            reached += bool(info.get("trial_end", False))
+            total += reward
         records.append({"task": task, "targets_reached": int(reached), "return": total,
                         "final_distance_m": float(info["distance"])})
     env.close()
@@ -133,25 +143,20 @@ def run_imaze_tasks(agent: Agent, tasks: int, seed: int, deterministic: bool = T
         goal = int(info["goal"])
         oracle = int(env.sim.oracle_path_steps(goal))
         agent.reset()
-        reward, trial_start, trial, steps, path = 0.0, True, 0, 0, []
-        while True:
-            action = agent.step(obs, reward, trial_start, deterministic)
-            obs, reward, terminated, truncated, info = env.step(action)
+        trial, steps, path = 0, 0, []
+        for _, info, done in play_task(env, agent, obs, deterministic):
             steps += 1
             if keep_paths:
                 x, y, _ = info["pose"]
                 path.append([float(x), float(y)])
-            trial_start = bool(info.get("trial_end", False))
-            done = terminated or truncated
-            if trial_start or (done and steps > 0):
+            reached = bool(info.get("trial_end", False))
+            if reached or done:
                 rec = {"task": task, "trial": trial, "goal": goal, "steps": steps,
-                       "success": trial_start, "oracle_path_steps": oracle}
+                       "success": reached, "oracle_path_steps": oracle}
                 if keep_paths:
                     rec["path"] = path
                 records.append(rec)
                 trial, steps, path = trial + 1, 0, []
-            if done:
-                break
     env.close()
     return records
 

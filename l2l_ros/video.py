@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from l2l_ros.evaluation import task_seed
+from l2l_ros.evaluation import play_task, task_seed
 
 __all__ = ["record_task"]
 
@@ -25,15 +25,11 @@ def record_task(env, agent, seed: int, task: int, path: str | Path, deterministi
     obs, _ = env.reset(seed=task_seed(seed, task))
     agent.reset()
     frames = [env.render()]
-    reward, trial_start, ended, steps = 0.0, True, 0, 0
-    while True:
-        action = agent.step(obs, reward, trial_start, deterministic)
-        obs, reward, terminated, truncated, info = env.step(action)
-        trial_start = bool(info.get("trial_end", False))
-        ended += trial_start
-        steps += 1
+    ended = 0
+    for _, info, _ in play_task(env, agent, obs, deterministic):
+        ended += bool(info.get("trial_end", False))
         frames.append(env.render())
-        if terminated or truncated or (max_steps is not None and steps >= max_steps):
+        if max_steps is not None and len(frames) > max_steps:
             break
     env.close()
     fps = int(env.metadata.get("render_fps", 10))
