@@ -138,12 +138,15 @@ def evaluate_bandits(k: int, n: int, episodes: int, seed: int,
             t0 = time.perf_counter()
             behaviour: dict = {}
             own_rule = det == (out["action_rules"][name] == "argmax")
-            if own_rule and hasattr(policy, "spike_counter"):  # the cost of the model's own play
-                policy.spike_counter = torch.zeros(policy.config.n_rec, dtype=torch.float64)
+            if own_rule and hasattr(policy, "count_spikes"):  # the cost of the model's own play
+                policy.count_spikes()
             totals = run_checkpoint_on_bandits(policy, k, n, probs, uniforms, det, seed=int(seed),
                                                behaviour=behaviour)
             if own_rule:
-                out["cost_per_control_step"][name] = _cost(policy, episodes * n)
+                from l2l_ros.cost import policy_cost
+
+                out["cost_per_control_step"][name] = policy_cost(policy, episodes * n)
+                policy.spike_counter = None
             out["policies"][name + suffix] = {
                 **_stats(totals), "seconds": round(time.perf_counter() - t0, 3), **_exploration(behaviour)}
     bar.close()
@@ -151,17 +154,6 @@ def evaluate_bandits(k: int, n: int, episodes: int, seed: int,
     if out["paper"]:
         out["paper"]["source"] = "Duan et al. 2016 (RL^2), Table 1"
     return out
-
-
-def _cost(policy, steps: int) -> dict:
-    """l2l_ros.cost figures of a policy after ``steps`` control steps (pulls) were counted."""
-    from l2l_ros.cost import lsnn_cost, lstm_cost
-
-    if getattr(policy, "spike_counter", None) is None:
-        return lstm_cost(policy)
-    cost = lsnn_cost(policy, policy.spike_counter.numpy(), steps)
-    policy.spike_counter = None
-    return cost
 
 
 BUNDLED_BANDIT_MODELS = {"spiking": "models/bandit_k{k}_lsnn/policy.json",

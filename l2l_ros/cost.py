@@ -42,7 +42,7 @@ SOURCES = {
     "mac_pj": "Horowitz 2014, ISSCC: 32-bit float multiply 3.7 pJ + add 0.9 pJ at 45 nm (arithmetic only)",
 }
 
-__all__ = ["SYNOP_PJ", "NEURON_UPDATE_PJ", "MAC_PJ", "SOURCES", "lsnn_cost", "lstm_cost", "cost_line"]
+__all__ = ["SYNOP_PJ", "NEURON_UPDATE_PJ", "MAC_PJ", "SOURCES", "lsnn_cost", "lstm_cost", "policy_cost", "cost_line"]
 
 
 def _readouts(policy) -> int:
@@ -84,6 +84,16 @@ def lstm_cost(policy) -> dict:
     macs = gates + int(policy.policy_head.weight.numel())
     return {"kind": "lstm", "hidden": int(policy.config.hidden), "macs_per_step": macs,
             "energy_cpu_nj_per_step": macs * MAC_PJ / 1e3, "energy_sources": {"mac_pj": SOURCES["mac_pj"]}}
+
+
+def policy_cost(policy, steps: int) -> dict:
+    """The cost of either network: an LSNN's from the spikes counted over ``steps`` control
+    steps since its ``count_spikes()``, an LSTM's from its weights."""
+    if getattr(policy, "kind", "") == "lstm":
+        return lstm_cost(policy)
+    if getattr(policy, "spike_counter", None) is None:
+        raise RuntimeError("call count_spikes() before the steps whose cost is wanted")
+    return lsnn_cost(policy, policy.spike_counter.cpu().numpy(), steps)
 
 
 def cost_line(name: str, c: dict) -> str:

@@ -67,22 +67,16 @@ class PolicyRuntime:
 
     def count_spikes(self) -> None:
         """Count every tick's spikes per neuron from now on (an LSNN; else nothing to count)."""
-        if hasattr(self.policy, "spike_counter"):
-            # float64: a node counts for hours (float32 stops adding 1 beyond 2**24)
-            self.policy.spike_counter = torch.zeros(self.policy.config.n_rec, dtype=torch.float64)
+        if hasattr(self.policy, "count_spikes"):
+            self.policy.count_spikes()
         self.steps = 0
 
     def cost(self) -> dict:
         """Spikes, synaptic operations or MACs, and energy per control step (l2l_ros.cost);
         for an LSNN, over the steps since ``count_spikes()``."""
-        from l2l_ros.cost import lsnn_cost, lstm_cost
+        from l2l_ros.cost import policy_cost
 
-        if getattr(self.policy, "kind", "") == "lstm":
-            return lstm_cost(self.policy)
-        counter = getattr(self.policy, "spike_counter", None)
-        if counter is None:
-            raise RuntimeError("call count_spikes() before the steps whose cost is wanted")
-        return lsnn_cost(self.policy, counter.numpy(), self.steps)
+        return policy_cost(self.policy, self.steps)
 
     @torch.no_grad()
     def step(self, encoded_obs: np.ndarray, prev_reward: float, trial_start: bool,

@@ -22,7 +22,7 @@ def test_every_ticks_spikes_are_counted(ticks):
     obs = torch.randn(40, 2, 5)
     with torch.no_grad():
         for done_mask in (None, torch.zeros(40, 2)):  # the fused sequence, then the step-by-step path
-            policy.spike_counter = torch.zeros(12, dtype=torch.float64)
+            policy.count_spikes()
             ys, _ = policy.features_sequence(obs, policy.initial_state(2), done_mask)
             expected = (ys.double() * ticks).sum((0, 1))
             assert policy.spike_counter.sum() > 0

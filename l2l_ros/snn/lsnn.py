@@ -180,9 +180,14 @@ class LSNNPolicy(RecurrentPolicy):
         with torch.no_grad():
             self.w_rec.mul_(self.rec_mask)
         self.kappa = math.exp(-config.dt / config.tau_out) if config.tau_out > 0 else 0.0
-        #: ``[n]`` spikes per neuron summed over every tick of every inference run since it
-        #: was set (None: not counted). Set by ``PolicyRuntime.count_spikes``.
+        #: ``[n]`` spikes per neuron summed over every tick of every inference run since
+        #: ``count_spikes()`` (None: not counted).
         self.spike_counter: torch.Tensor | None = None
+
+    def count_spikes(self) -> None:
+        """Count every inference tick's spikes per neuron from now on (float64: a node counts
+        for hours, and float32 stops adding 1 beyond 2**24)."""
+        self.spike_counter = torch.zeros(self.config.n_rec, dtype=torch.float64, device=self._device())
 
     @staticmethod
     def _adaptation_taus(config: LSNNConfig) -> float | torch.Tensor:
