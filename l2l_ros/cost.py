@@ -93,7 +93,8 @@ def policy_cost(policy, steps: int) -> dict:
         return lstm_cost(policy)
     if getattr(policy, "spike_counter", None) is None:
         raise RuntimeError("call count_spikes() before the steps whose cost is wanted")
-    return lsnn_cost(policy, policy.spike_counter.cpu().numpy(), steps)
+    counts = policy.spike_counter
+    return lsnn_cost(policy, counts.reshape(-1, counts.shape[-1]).sum(0).cpu().numpy(), steps)
 
 
 def cost_line(name: str, c: dict) -> str:

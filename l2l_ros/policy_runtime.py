@@ -68,7 +68,7 @@ class PolicyRuntime:
     def count_spikes(self) -> None:
         """Count every tick's spikes per neuron from now on (an LSNN; else nothing to count)."""
         if hasattr(self.policy, "count_spikes"):
-            self.policy.count_spikes()
+            self.policy.count_spikes(batch=1)
         self.steps = 0
 
     def cost(self) -> dict:

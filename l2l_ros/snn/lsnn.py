@@ -184,10 +184,13 @@ class LSNNPolicy(RecurrentPolicy):
         #: ``count_spikes()`` (None: not counted).
         self.spike_counter: torch.Tensor | None = None
 
-    def count_spikes(self) -> None:
+    def count_spikes(self, batch: int | None = None) -> None:
         """Count every inference tick's spikes per neuron from now on (float64: a node counts
-        for hours, and float32 stops adding 1 beyond 2**24)."""
-        self.spike_counter = torch.zeros(self.config.n_rec, dtype=torch.float64, device=self._device())
+        for hours, and float32 stops adding 1 beyond 2**24). ``batch``: keep ``[batch, n]``
+        counts, one add per tick with no reduction (the robot's batch of 1 on the control
+        path); None: ``[n]``, summed over any batch."""
+        shape = (self.config.n_rec,) if batch is None else (batch, self.config.n_rec)
+        self.spike_counter = torch.zeros(shape, dtype=torch.float64, device=self._device())
 
     @staticmethod
     def _adaptation_taus(config: LSNNConfig) -> float | torch.Tensor:

@@ -36,8 +36,8 @@ def _run(inp, w, v, b, z, r, y, thr, alpha, rho, beta, kappa: float, refractory:
     """The forward recurrence. ``keep``: also return what the backward needs (z_0..z_T,
     A_0..A_T, v_1..v_T, the refractory masks); without it (inference, no autograd) only
     the readout trace and the final state are kept, with the same operations in the same
-    order, so both give identical values. ``spike_count`` (``[B, n]`` or ``[n]``), when
-    given, gets every tick's spikes added (the neuromorphic cost of an evaluation)."""
+    order, so both give identical values. ``spike_count`` (``[B, n]``: one add per tick, or
+    ``[n]``: summed over the batch), when given, gets every tick's spikes added."""
     T = inp.shape[0]
     zs = inp.new_empty((T + 1,) + z.shape) if keep else None   # z_0 .. z_T
     a_s = inp.new_empty((T + 1,) + z.shape) if keep else None  # A_0 .. A_T
