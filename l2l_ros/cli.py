@@ -177,40 +177,84 @@ def cmd_export_nir(args, argv) -> int:
     return 0
 
 
+def _arm_family(text: str):
+    """``--family``: a preset name or a JSON object of ArmFamily fields."""
+    from l2l_ros.tasks.manipulator import ArmFamily
+
+    try:
+        spec = json.loads(text) if text.strip().startswith("{") else text
+        ArmFamily.from_spec(spec)  # refuse an unknown preset or field here, with its message
+    except (ValueError, TypeError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return spec
+
+
+def _fmt(value, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def cmd_eval_manipulator(args, argv) -> int:
     import torch
 
-    from l2l_ros.evaluation import RandomArmAgent, run_manipulator_tasks, summarize_manipulator
+    from l2l_ros.evaluation import (ARM_GAINS, RandomArmAgent, arm_controller, run_manipulator_tasks,
+                                    summarize_manipulator, tune_arm_gains)
     from l2l_ros.policy_runtime import load_runtime, untrained_runtime
 
-    if args.checkpoint:
-        runtime = load_runtime(args.checkpoint, "manipulator")
-    else:
-        torch.manual_seed(args.seed)
-        runtime = untrained_runtime("manipulator")
-    runtime.count_spikes()
-    name = args.checkpoint or "untrained"
-    doc: dict = {"checkpoint": name, "tasks": args.tasks, "seed": args.seed, "policies": {
-        name: summarize_manipulator(run_manipulator_tasks(runtime, args.tasks, args.seed,
-                                                          progress=None if args.json else name)),
-        "random": summarize_manipulator(run_manipulator_tasks(RandomArmAgent(args.seed), args.tasks, args.seed,
-                                                              progress=None if args.json else "random"))},
-        "cost_per_control_step": {name: runtime.cost()}}
+    env_kwargs = {"family": args.family, "hidden_goal": args.hidden_goal}
+    if args.tune_gains:
+        print(json.dumps(tune_arm_gains(args.tasks, args.seed, env_kwargs, progress=not args.json), indent=2))
+        return 0
+    agents: dict = {}
+    runtimes: dict = {}
+    for path in args.checkpoint or [""]:
+        if path:
+            runtime = load_runtime(path, "manipulator")
+        else:
+            torch.manual_seed(args.seed)
+            runtime = untrained_runtime("manipulator")
+        runtime.count_spikes()
+        runtimes[path or "untrained"] = runtime
+    agents.update(runtimes)
+    agents["random"] = RandomArmAgent(args.seed)
+    if not args.no_baselines:
+        for name in ARM_GAINS:
+            agents[name] = arm_controller(name, hidden_goal=args.hidden_goal)
+    records = {name: run_manipulator_tasks(agent, args.tasks, args.seed, env_kwargs=env_kwargs,
+                                           progress=None if args.json else name)
+               for name, agent in agents.items()}
+    policies = {name: summarize_manipulator(r) for name, r in records.items()}
+    if "oracle" in policies:
+        ref = policies["oracle"]
+        for s in policies.values():
+            s["targets_vs_oracle"] = s["targets_per_task"] / ref["targets_per_task"] if ref["targets_per_task"] else None
+            later, ref_later = s["steps_per_later_reach"], ref["steps_per_later_reach"]
+            s["later_reach_vs_oracle"] = later / ref_later if later and ref_later else None
+    doc: dict = {"tasks": args.tasks, "seed": args.seed, "env_kwargs": env_kwargs, "policies": policies,
+                 "cost_per_control_step": {name: rt.cost() for name, rt in runtimes.items()}}
     if args.video:
         from l2l_ros.tasks.manipulator import ManipulatorEnv
         from l2l_ros.video import record_task
 
-        doc["video"] = record_task(ManipulatorEnv(render_mode="rgb_array"), runtime, args.seed, args.video_task,
-                                   args.video)
+        name, runtime = next(iter(runtimes.items()))
+        doc["video"] = record_task(ManipulatorEnv(render_mode="rgb_array", **env_kwargs), runtime, args.seed,
+                                   args.video_task, args.video)
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
-    for policy, s in doc["policies"].items():
-        print(f"{policy}: {s['tasks']} tasks, {s['targets_per_task']:.2f} ± {s['targets_per_task_sem']:.2f} targets "
-              f"per task, return {s['mean_return']:.2f}, final distance {s['mean_final_distance_m']:.3f} m")
+    print(f"{args.tasks} arm tasks of seed {args.seed}, family {json.dumps(args.family)}"
+          f"{', hidden goal' if args.hidden_goal else ''}; reaches within 200 steps (10 s) per task")
+    print(f"{'policy':<28} {'targets/task':>14} {'vs oracle':>9} {'1st reach':>9} {'later':>6} "
+          f"{'final m':>7}  targets/task by latency 0..3 | by sign flips 0..3")
+    for policy, s in policies.items():
+        lat = " ".join(_fmt(s["by_latency"].get(str(k), {}).get("targets_per_task"), ".2f") for k in range(4))
+        flips = " ".join(_fmt(s["by_sign_flips"].get(str(k), {}).get("targets_per_task"), ".2f") for k in range(4))
+        print(f"{policy:<28} {s['targets_per_task']:>7.2f} ± {s['targets_per_task_sem']:<4.2f} "
+              f"{_fmt(s.get('targets_vs_oracle'), '.2f'):>9} {_fmt(s['steps_to_first_reach']):>9} "
+              f"{_fmt(s['steps_per_later_reach']):>6} {s['mean_final_distance_m']:>7.3f}  {lat} | {flips}")
     from l2l_ros.cost import cost_line
 
-    print(cost_line(name, doc["cost_per_control_step"][name]))
+    for name, cost in doc["cost_per_control_step"].items():
+        print(cost_line(name, cost))
     if args.video:
         print(f"video of task {args.video_task}: {doc['video']['path']} ({doc['video']['frames']} frames, "
               f"{doc['video']['trials_ended']} targets reached)")
@@ -526,10 +570,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "with MuJoCo's offscreen renderer")
     q.add_argument("--video-task", type=int, default=0, metavar="N", help="which task of --seed the video shows")
     q.set_defaults(func=cmd_eval)
-    q = fam.add_parser("manipulator", help="a checkpoint (default: an untrained network) vs random on arm tasks")
-    q.add_argument("--checkpoint", default="", help="policy .json for the arm (default: an untrained, seeded LSNN)")
+    q = fam.add_parser("manipulator", help="checkpoints vs the classical controllers (fixed-gain resolved rate, PI, "
+                                           "an oracle given the task's calibration) and random on arm tasks")
+    q.add_argument("--checkpoint", action="append", default=[], metavar="POLICY.json",
+                   help="policy .json for the arm, repeatable (default: an untrained, seeded LSNN)")
     q.add_argument("--tasks", type=positive_int, default=20, help="held-out tasks (arm dynamics and targets) to play")
     q.add_argument("--seed", type=int, default=0, help="seed of the tasks, numbered as manipulator_sim numbers them")
+    q.add_argument("--family", type=_arm_family, default="sim2real", metavar="PRESET|JSON",
+                   help="ranges of the per-task dynamics: sim2real (calibration with sign flips, payload, "
+                        "damping, servo gain, latency, noise), nominal_calibration (no calibration error, "
+                        "light payloads), out_of_range (every range widened), or a JSON object of "
+                        "ArmFamily fields, e.g. '{\"preset\": \"sim2real\", \"flip_prob\": 0}'")
+    q.add_argument("--hidden-goal", action="store_true",
+                   help="the hidden-goal variant: the target is one of four marked spots, never observed; "
+                        "only the reward says when the tool is there (the baselines search the spots)")
+    q.add_argument("--no-baselines", action="store_true", help="leave out the classical controllers")
+    q.add_argument("--tune-gains", action="store_true",
+                   help="instead of evaluating, score the classical controllers' gain grid on --tasks of "
+                        "--seed (the bundled gains: 100 tasks of seed 7) and print it as JSON")
     q.add_argument("--json", action="store_true", help="print the result as JSON")
     q.add_argument("--video", default="", type=_check_video, metavar="FILE.mp4|FILE.gif",
                    help="also render one whole task of the checkpoint (the target in red) offscreen")

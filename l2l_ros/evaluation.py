@@ -75,31 +75,91 @@ def _tasks(first: int, count: int, progress: str | None):
 
 
 def run_manipulator_tasks(agent: Agent, tasks: int, seed: int, deterministic: bool = True,
-                          progress: str | None = None) -> list[dict]:
-    """Per-task records of the arm family: targets reached, return, final tool-target distance."""
+                          progress: str | None = None, env_kwargs: dict | None = None) -> list[dict]:
+    """Per-task records of the arm family: targets reached, the steps each reach took
+    (``reach_steps``: the first from the task start, later ones from the previous reach),
+    return, final tool-target distance, and the task's hidden dynamics (latency, sign
+    flips, scales, payload). An agent with ``privileged = True`` (the oracle controller)
+    is reset with the task: ``agent.reset(task=...)``."""
     from l2l_ros.tasks.manipulator import ManipulatorEnv
 
-    env = ManipulatorEnv()
+    env = ManipulatorEnv(**(env_kwargs or {}))
     records = []
     for task in _tasks(0, tasks, progress):
         obs, info = env.reset(seed=task_seed(seed, task))
-        agent.reset()
-        reached, total = 0, 0.0
+        arm_task = info["task"]
+        agent.reset(task=arm_task) if getattr(agent, "privileged", False) else agent.reset()
+        reach_steps, since, total = [], 0, 0.0
         for reward, info, _ in play_task(env, agent, obs, deterministic):
-            reached += bool(info.get("trial_end", False))
+            since += 1
             total += reward
-        records.append({"task": task, "targets_reached": int(reached), "return": total,
-                        "final_distance_m": float(info["distance"])})
+            if info.get("trial_end", False):
+                reach_steps.append(since)
+                since = 0
+        records.append({"task": task, "targets_reached": len(reach_steps), "reach_steps": reach_steps,
+                        "return": total, "final_distance_m": float(info["distance"]),
+                        "latency": arm_task.latency, "sign_flips": arm_task.flips,
+                        "scale": list(arm_task.scale), "payload_kg": arm_task.payload})
     env.close()
     return records
 
 
-def summarize_manipulator(records: list[dict]) -> dict:
+def _mean(values) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+def summarize_manipulator(records: list[dict], breakdown: bool = True) -> dict:
+    """Targets per task (mean, SEM), steps to the first reach (tasks that reached),
+    steps per later reach, return, final distance; with ``breakdown`` the same per
+    command latency and per number of flipped joint signs."""
     reached = np.array([r["targets_reached"] for r in records], float)
-    return {"tasks": len(records), "targets_per_task": float(reached.mean()),
-            "targets_per_task_sem": float(reached.std(ddof=1) / np.sqrt(len(reached))) if len(reached) > 1 else 0.0,
-            "mean_return": float(np.mean([r["return"] for r in records])),
-            "mean_final_distance_m": float(np.mean([r["final_distance_m"] for r in records]))}
+    firsts = [r["reach_steps"][0] for r in records if r["reach_steps"]]
+    laters = [s for r in records for s in r["reach_steps"][1:]]
+    out = {"tasks": len(records), "targets_per_task": float(reached.mean()),
+           "targets_per_task_sem": float(reached.std(ddof=1) / np.sqrt(len(reached))) if len(reached) > 1 else 0.0,
+           "tasks_with_a_reach": float(np.mean(reached > 0)),
+           "steps_to_first_reach": _mean(firsts), "steps_per_later_reach": _mean(laters),
+           "mean_return": float(np.mean([r["return"] for r in records])),
+           "mean_final_distance_m": float(np.mean([r["final_distance_m"] for r in records]))}
+    if breakdown:
+        for key, name in (("latency", "by_latency"), ("sign_flips", "by_sign_flips")):
+            out[name] = {str(v): summarize_manipulator([r for r in records if r[key] == v], breakdown=False)
+                         for v in sorted({r[key] for r in records})}
+    return out
+
+
+#: Gains of the classical arm controllers (``tasks.arm_controllers``): the best of a grid
+#: on 100 tasks of seed 7 of the sim2real family (a tuning seed, never an evaluation
+#: seed), re-run by ``l2l eval manipulator --tune-gains``. Resolved rate: K in
+#: {2, 3, 4, 6, 8, 12}; PI: K in {4, 6, 8} x Ki in {2, 5, 10}; oracle: K in {4, ..., 20}.
+ARM_GAINS = {"resolved_rate": (12.0, 0.0), "pi": (8.0, 10.0), "oracle": (20.0, 0.0)}
+ARM_GAIN_GRID = {"resolved_rate": [(k, 0.0) for k in (2, 3, 4, 6, 8, 12)],
+                 "pi": [(k, ki) for k in (4, 6, 8) for ki in (2, 5, 10)],
+                 "oracle": [(k, 0.0) for k in (4, 6, 8, 10, 14, 20)]}
+
+
+def arm_controller(name: str, gains: tuple[float, float] | None = None, hidden_goal: bool = False):
+    """A classical arm baseline by name (``ARM_GAINS``' keys); with a hidden goal wrapped in
+    the spot searcher."""
+    from l2l_ros.tasks.arm_controllers import ResolvedRateController, SpotSearcher
+
+    gain, integral = gains or ARM_GAINS[name]
+    controller = ResolvedRateController(gain, integral, oracle=name == "oracle")
+    return SpotSearcher(controller) if hidden_goal else controller
+
+
+def tune_arm_gains(tasks: int = 100, seed: int = 7, env_kwargs: dict | None = None,
+                   progress: bool = False) -> dict:
+    """Targets per task of every grid point of ``ARM_GAIN_GRID``; the best per controller."""
+    out = {}
+    for name, grid in ARM_GAIN_GRID.items():
+        scores = {}
+        for gains in grid:
+            records = run_manipulator_tasks(arm_controller(name, gains), tasks, seed, env_kwargs=env_kwargs,
+                                            progress=f"{name} {gains}" if progress else None)
+            scores[f"{gains[0]:g},{gains[1]:g}"] = summarize_manipulator(records, breakdown=False)["targets_per_task"]
+        out[name] = {"targets_per_task": scores, "best": max(scores, key=scores.get)}
+    return out
 
 
 class SearcherAgent:

@@ -1,17 +1,24 @@
 """The manipulator task family: a 3-joint arm on a table whose dynamics change per task.
 
 ``ArmSim`` is the physics core (no gymnasium, no ROS), used by ``ManipulatorEnv``
-and by the ROS sim node. Per task it samples (``ArmTask``): a payload mass at
-``tool0`` (not gravity compensated, so it makes the arm sag), viscous joint
-damping, the velocity-servo gain (scales how hard the joints track commands and
-resist the payload), a command latency in control steps, and observation noise on
-the joint state. Targets are sampled from the reachable workspace (forward
-kinematics of random joint configurations inside the limits, above the table).
+and by the ROS sim node. Per task it samples (``ArmTask``, from the ranges of an
+``ArmFamily``): an actuator calibration per joint (a command scale and a sign: a
+miswired motor or a mirrored joint convention, the classic sim-to-real bug), a
+payload mass at ``tool0`` (not gravity compensated, so it makes the arm sag), viscous
+joint damping, the velocity-servo gain (scales how hard the joints track commands
+and resist the payload), a command latency in control steps, and observation noise
+on the joint state. The calibration is what makes adaptation matter: with a sign
+unknown, no fixed controller knows which way to drive a joint.
+
+Targets are sampled from the reachable workspace (forward kinematics of random joint
+configurations inside the limits, above the table), or, in the hidden-goal variant,
+the goal is one of ``SPOT_CONFIGS``'s marked spots, the same all task long and never
+observed: only the reward says when the tool is there.
 """
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gymnasium as gym
 import mujoco
@@ -25,6 +32,86 @@ from l2l_ros.tasks.encoding import (ARM_JOINTS, ARM_MAX_JOINT_VELOCITY, ARM_OBS_
 ARM_PREFIX = "arm/"
 #: Arm pose at the start of every task (rad): elbow bent, tool in front of the base.
 HOME_Q = np.array([0.0, 0.4, 1.2])
+#: Joint configurations (pan, lift, elbow; rad) of the hidden-goal variant's marked spots
+#: on the table, left to right: 12 cm above the table, 0.3 to 0.5 m from the base.
+SPOT_CONFIGS = ((-1.0, 1.2, 1.0), (-0.35, 1.2, 1.0), (0.35, 1.2, 1.0), (1.0, 1.2, 1.0))
+
+
+@dataclass(frozen=True)
+class ArmFamily:
+    """The ranges one task's dynamics are drawn from (uniform unless said otherwise).
+
+    A range whose ends are equal (or ``flip_prob`` 0) switches that randomization off
+    and draws nothing from the task's random stream, so ``ArmFamily.preset("nominal_calibration")``
+    reproduces the family before calibration was randomized, task for task.
+    """
+
+    #: Command scale per joint, log-uniform: the motor turns ``scale`` times the command.
+    scale: tuple[float, float] = (1 / 3, 3.0)
+    #: Probability that a joint's command sign is flipped (independent per joint).
+    flip_prob: float = 0.5
+    #: Payload at tool0, kg. 1.4 kg at full reach holds the weakest servo (gain 0.5) at
+    #: 1.5 rad/s of sag, three quarters of the joints' 2 rad/s: near saturation.
+    payload: tuple[float, float] = (0.0, 1.4)
+    damping: tuple[float, float] = (0.05, 2.0)  # N m s/rad per joint
+    gain: tuple[float, float] = (0.5, 1.5)  # multiplier on robots.ARM_KV
+    latency: tuple[int, int] = (0, 3)  # control steps, both ends included
+    q_noise_max: float = 0.01  # rad, std drawn uniform in [0, max]
+    qd_noise_max: float = 0.05  # rad/s
+
+    PRESETS = ("sim2real", "nominal_calibration", "out_of_range")
+
+    def __post_init__(self):
+        for name in ("scale", "payload", "damping", "gain", "latency"):
+            lo, hi = getattr(self, name)
+            if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo <= hi):
+                raise ValueError(f"arm family {name} range must be 0 <= low <= high, got {(lo, hi)}")
+        if self.scale[0] <= 0 or self.gain[0] <= 0:
+            raise ValueError(f"arm family scale and gain must be positive, got {self.scale}, {self.gain}")
+        if any(int(v) != v for v in self.latency):
+            raise ValueError(f"arm family latency is in whole control steps, got {self.latency}")
+        if not 0.0 <= self.flip_prob <= 1.0:
+            raise ValueError(f"arm family flip_prob must be in [0, 1], got {self.flip_prob}")
+        if not (0.0 <= self.q_noise_max < 1.0 and 0.0 <= self.qd_noise_max < 10.0):
+            raise ValueError(f"arm family noise out of range: q {self.q_noise_max} rad, qd {self.qd_noise_max} rad/s")
+
+    @classmethod
+    def preset(cls, name: str) -> "ArmFamily":
+        """``sim2real`` (the default: calibration, payload, dynamics, latency, noise);
+        ``nominal_calibration`` (scale 1, no flips, payload up to 0.5 kg: the family before
+        issue 30); ``out_of_range`` (every range widened past ``sim2real``'s, for robustness)."""
+        if name == "sim2real":
+            return cls()
+        if name == "nominal_calibration":
+            return cls(scale=(1.0, 1.0), flip_prob=0.0, payload=(0.0, 0.5))
+        if name == "out_of_range":
+            return cls(scale=(1 / 5, 5.0), payload=(0.0, 2.0), damping=(0.05, 4.0), gain=(0.35, 2.0),
+                       latency=(0, 5), q_noise_max=0.02, qd_noise_max=0.1)
+        raise ValueError(f"unknown arm family preset {name!r}; one of {', '.join(cls.PRESETS)}")
+
+    @classmethod
+    def from_spec(cls, spec: "str | dict | ArmFamily | None") -> "ArmFamily":
+        """A preset name, a dict (``{"preset": name, field: value, ...}``; fields override the
+        preset, default ``sim2real``), an ArmFamily, or None (``sim2real``)."""
+        if spec is None or isinstance(spec, cls):
+            return spec or cls()
+        if isinstance(spec, str):
+            return cls.preset(spec)
+        spec = dict(spec)
+        base = cls.preset(spec.pop("preset", "sim2real"))
+        unknown = set(spec) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown arm family setting(s) {sorted(unknown)}; "
+                             f"known: {', '.join(cls.__dataclass_fields__)}")
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
+        return replace(base, **fields)
+
+
+def _uniform(rng: np.random.Generator, lo_hi, size=None):
+    lo, hi = lo_hi
+    if lo == hi:
+        return np.full(size, float(lo)) if size else float(lo)
+    return rng.uniform(lo, hi, size=size)
 
 
 @dataclass(frozen=True)
@@ -37,25 +124,46 @@ class ArmTask:
     latency: int  # control steps between a command and its effect
     q_noise: float  # std of joint position noise, rad
     qd_noise: float  # std of joint velocity noise, rad/s
+    scale: tuple[float, float, float] = (1.0, 1.0, 1.0)  # motor velocity per commanded velocity
+    sign: tuple[int, int, int] = (1, 1, 1)  # -1: that joint's command is reversed
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> "ArmTask":
-        return cls(payload=float(rng.uniform(0.0, 0.5)),
-                   damping=tuple(float(x) for x in rng.uniform(0.05, 2.0, size=3)),
-                   gain=float(rng.uniform(0.5, 1.5)),
-                   latency=int(rng.integers(0, 4)),
-                   q_noise=float(rng.uniform(0.0, 0.01)),
-                   qd_noise=float(rng.uniform(0.0, 0.05)))
+    def sample(cls, rng: np.random.Generator, family: ArmFamily | None = None) -> "ArmTask":
+        f = family or ArmFamily()
+        payload = float(_uniform(rng, f.payload))
+        damping = tuple(float(x) for x in _uniform(rng, f.damping, 3))
+        gain = float(_uniform(rng, f.gain))
+        lat_lo, lat_hi = f.latency
+        latency = int(rng.integers(lat_lo, lat_hi + 1)) if lat_hi > lat_lo else int(lat_lo)
+        q_noise = float(rng.uniform(0.0, f.q_noise_max)) if f.q_noise_max else 0.0
+        qd_noise = float(rng.uniform(0.0, f.qd_noise_max)) if f.qd_noise_max else 0.0
+        log_scale = _uniform(rng, np.log(f.scale), 3)
+        flips = rng.random(3) < f.flip_prob if f.flip_prob > 0 else np.zeros(3, bool)
+        return cls(payload, damping, gain, latency, q_noise, qd_noise,
+                   scale=tuple(float(x) for x in np.exp(log_scale)),
+                   sign=tuple(-1 if flip else 1 for flip in flips))
 
     @classmethod
     def nominal(cls) -> "ArmTask":
         return cls(0.0, (0.1, 0.1, 0.1), 1.0, 0, 0.0, 0.0)
 
+    @property
+    def calibration(self) -> np.ndarray:
+        """Motor velocity per commanded velocity, per joint (sign times scale)."""
+        return np.asarray(self.sign, float) * np.asarray(self.scale, float)
+
+    @property
+    def flips(self) -> int:
+        return sum(s < 0 for s in self.sign)
+
 
 class ArmSim:
     """MuJoCo arm on a table with per-task dynamics; one ``step`` is one control period."""
 
-    def __init__(self, control_period: float = 0.05, physics_timestep: float = 0.005):
+    def __init__(self, control_period: float = 0.05, physics_timestep: float = 0.005,
+                 family: "str | dict | ArmFamily | None" = None, hidden_goal: bool = False):
+        self.family = ArmFamily.from_spec(family)
+        self.hidden_goal = bool(hidden_goal)
         self.control_period = float(control_period)
         self.substeps = max(1, int(round(self.control_period / physics_timestep)))
         spec = mujoco.MjSpec.from_file(str(share_path("sim", "table.xml")))
@@ -75,6 +183,8 @@ class ArmSim:
         self._queue: collections.deque = collections.deque()
         self.task = ArmTask.nominal()
         self.trial = 0
+        self.spots = np.array([self.forward_kinematics(np.array(q)) for q in SPOT_CONFIGS])
+        self.spot = 0
         self.new_task(np.random.default_rng(0), task=ArmTask.nominal())
 
     # --- frames ---------------------------------------------------------------------
@@ -103,8 +213,9 @@ class ArmSim:
         return float(self.data.time)
 
     def new_task(self, rng: np.random.Generator, task: ArmTask | None = None) -> ArmTask:
-        """Sample dynamics (or use ``task``), move to HOME_Q at rest, sample a target."""
-        self.task = ArmTask.sample(rng) if task is None else task
+        """Sample dynamics (or use ``task``), move to HOME_Q at rest, sample a target
+        (hidden goal: the spot of this task)."""
+        self.task = ArmTask.sample(rng, self.family) if task is None else task
         m, a = self.model, self.arm
         t = self.task
         m.body_mass[a.tool_body] = self._tool_mass0 + t.payload
@@ -115,16 +226,24 @@ class ArmSim:
         m.actuator_gainprm[a.actuators, 0] = kv
         m.actuator_biasprm[a.actuators, 2] = -kv
         self._noise_rng = np.random.default_rng(rng.integers(2 ** 63))
-        d = self.data
+        self.trial = 0
+        self.go_home()
+        if self.hidden_goal:
+            self.spot = int(rng.integers(len(self.spots)))
+            self._target = self.spots[self.spot].copy()
+        else:
+            self.new_target(rng)
+        return self.task
+
+    def go_home(self) -> None:
+        """Put the arm at HOME_Q at rest with no command in flight (sim time keeps running)."""
+        m, d = self.model, self.data
         t0 = d.time  # sim time stays monotonic across tasks (/clock)
         mujoco.mj_resetData(m, d)
         d.time = t0
-        d.qpos[a.qpos_adr] = HOME_Q
+        d.qpos[self.arm.qpos_adr] = HOME_Q
         mujoco.mj_forward(m, d)
-        self._queue = collections.deque([np.zeros(3)] * t.latency)
-        self.trial = 0
-        self.new_target(rng)
-        return self.task
+        self._queue = collections.deque([np.zeros(3)] * self.task.latency)
 
     def new_target(self, rng: np.random.Generator) -> np.ndarray:
         """A reachable target in the base frame: FK of a random configuration, above the table."""
@@ -140,19 +259,25 @@ class ArmSim:
         raise RuntimeError("could not sample a reachable target")
 
     def next_trial(self, rng: np.random.Generator) -> np.ndarray:
-        """A new target (the arm stays where it is); counts a trial."""
+        """Counts a trial. A new target, the arm stays where it is; hidden goal: the same
+        spot, the arm back home (trial 1 is a search, later trials can use memory)."""
         self.trial += 1
+        if self.hidden_goal:
+            self.go_home()
+            return self.target
         return self.new_target(rng)
 
     # --- stepping / sensing --------------------------------------------------------------
     def step(self, qd_cmd) -> None:
         """Apply joint velocity commands (rad/s, clipped to ARM_MAX_JOINT_VELOCITY, non-finite
-        -> 0) after ``task.latency`` control steps, for one control period."""
+        -> 0) after ``task.latency`` control steps, for one control period. The motors turn
+        the task's calibration (sign x scale) times the command, within the joints' limits."""
         cmd = manipulator_action_to_command(np.asarray(qd_cmd, dtype=np.float64)
                                             / ARM_MAX_JOINT_VELOCITY)
         self._queue.append(cmd)
         applied = self._queue.popleft()
-        self.data.ctrl[self.arm.actuators] = applied
+        self.data.ctrl[self.arm.actuators] = np.clip(self.task.calibration * applied,
+                                                     -self.arm.max_velocity, self.arm.max_velocity)
         for _ in range(self.substeps):
             mujoco.mj_step(self.model, self.data)
 
@@ -173,12 +298,16 @@ class ManipulatorEnv(gym.Env):
     """Meta-RL reaching: one episode is one task (arm dynamics) of many reaching trials.
 
     Action: ``Box(-1, 1, (3,))`` decoded by ``encoding.manipulator_action_to_command``.
-    Observation: ``encoding.encode_manipulator(q, qd, target)`` with the task's noisy q, qd.
-    Reward per control step: ``-distance_scale * |ee - target|`` (m; default scale 1),
-    plus ``reach_bonus`` (default 1) when the tool is within ``tolerance`` (default
-    0.03 m) of the target; that ends the trial: a new target is sampled, the arm stays
-    where it is, and ``info["trial_end"]`` is True. Never terminated; truncated after
-    ``task_steps`` (default 200 = 10 s) control steps.
+    Observation: ``encoding.encode_manipulator(q, qd, target)`` with the task's noisy q, qd
+    (hidden goal: the target reads as zeros, as a node without a ``target`` topic feeds it).
+    Reward per control step: ``-distance_scale * |ee - target|`` (m; default scale 1;
+    none with a hidden goal, where it would give the goal away), plus ``reach_bonus``
+    (default 1) when the tool is within ``tolerance`` (default 0.03 m) of the target;
+    that ends the trial and ``info["trial_end"]`` is True: a new target is sampled and
+    the arm stays where it is (hidden goal: the same spot, the arm back home). Never
+    terminated; truncated after ``task_steps`` (default 200 = 10 s) control steps.
+    ``family``: the ranges of the per-task dynamics (``ArmFamily.from_spec``: a preset
+    name or a dict; default ``sim2real``).
     info: goal (the target, base frame), target, trial, reached_goal, collided (always
     False: no obstacles), distance, pose (tool0 xyz), trial_end, task (ArmTask).
     """
@@ -188,10 +317,12 @@ class ManipulatorEnv(gym.Env):
     def __init__(self, task_steps: int = 200, control_period: float = 0.05,
                  physics_timestep: float = 0.005, tolerance: float = 0.03,
                  distance_scale: float = 1.0, reach_bonus: float = 1.0,
+                 family: "str | dict | ArmFamily | None" = None, hidden_goal: bool = False,
                  render_mode: str | None = None):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"ManipulatorEnv renders rgb_array only, not {render_mode!r}")
-        self.sim = ArmSim(control_period, physics_timestep)
+        self.sim = ArmSim(control_period, physics_timestep, family=family, hidden_goal=hidden_goal)
+        self.hidden_goal = self.sim.hidden_goal
         self.task_steps = int(task_steps)
         self.tolerance = float(tolerance)
         self.distance_scale = float(distance_scale)
@@ -207,7 +338,7 @@ class ManipulatorEnv(gym.Env):
 
     def _obs(self) -> np.ndarray:
         q, qd = self.sim.joint_state()
-        return encode_manipulator(q, qd, self.sim.target)
+        return encode_manipulator(q, qd, np.zeros(3) if self.hidden_goal else self.sim.target)
 
     def _info(self, reached: bool, dist: float, trial_end: bool, trial: int) -> dict:
         t = self.sim.target
@@ -249,7 +380,7 @@ class ManipulatorEnv(gym.Env):
         """One control period with joint velocity commands (rad/s): the ROS sim node's entry point."""
         self.sim.step(cmd)
         dist = self.sim.distance()
-        reward = -self.distance_scale * dist
+        reward = 0.0 if self.hidden_goal else -self.distance_scale * dist
         trial = self.sim.trial
         reached = dist <= self.tolerance
         if reached:

@@ -1,0 +1,105 @@
+"""Issue 30: the arm family where adaptation matters (calibration, sign flips, payload,
+latency, a hidden goal), its classical baselines and the oracle teacher."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from l2l_ros.evaluation import arm_controller, run_manipulator_tasks, summarize_manipulator
+from l2l_ros.tasks.manipulator import HOME_Q, ArmFamily, ArmTask, ManipulatorEnv
+
+
+def test_switched_off_randomizations_draw_nothing_so_the_old_family_is_reproduced():
+    """The calibration is drawn after everything else and not at all when switched off:
+    the nominal-calibration preset gives the same tasks as the sim2real family gives
+    before its calibration draws (hence today's figures stay reproducible)."""
+    old = ArmFamily.preset("nominal_calibration")
+    new = ArmFamily(payload=old.payload)
+    for seed in range(5):
+        a = ArmTask.sample(np.random.default_rng(seed), old)
+        b = ArmTask.sample(np.random.default_rng(seed), new)
+        assert a.scale == (1.0, 1.0, 1.0) and a.sign == (1, 1, 1)
+        assert (a.payload, a.damping, a.gain, a.latency, a.q_noise, a.qd_noise) == \
+               (b.payload, b.damping, b.gain, b.latency, b.q_noise, b.qd_noise)
+    tasks = [ArmTask.sample(np.random.default_rng(s)) for s in range(200)]
+    scales = np.array([t.scale for t in tasks])
+    assert scales.min() >= 1 / 3 - 1e-9 and scales.max() <= 3 + 1e-9
+    assert 0.4 < np.mean([t.sign[0] < 0 for t in tasks]) < 0.6
+    assert max(t.payload for t in tasks) > 1.2 and {t.latency for t in tasks} == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("spec", ["bogus", {"flipprob": 1}, {"flip_prob": 1.5}, {"scale": [0, 2]},
+                                  {"latency": [2, 1]}])
+def test_bad_family_specs_are_refused(spec):
+    with pytest.raises(ValueError):
+        ArmFamily.from_spec(spec)
+
+
+def test_a_flipped_sign_reverses_a_joint_and_the_scale_speeds_it_within_the_joint_limit():
+    env = ManipulatorEnv()
+    moved = {}
+    for name, task in (("nominal", ArmTask.nominal()),
+                       ("flipped", ArmTask(0.0, (0.1,) * 3, 1.0, 0, 0.0, 0.0, sign=(-1, 1, 1))),
+                       ("fast", ArmTask(0.0, (0.1,) * 3, 1.0, 0, 0.0, 0.0, scale=(3.0, 1.0, 1.0)))):
+        env.reset(seed=0, options={"task": task})
+        q0 = env.sim.joint_state(noisy=False)[0][0]
+        for _ in range(4):
+            env.step(np.array([0.5, 0.0, 0.0]))
+        q, qd = env.sim.joint_state(noisy=False)
+        moved[name] = (q[0] - q0, qd[0])
+    assert moved["nominal"][0] > 0.05 and moved["flipped"][0] < -0.05
+    assert moved["flipped"][0] == pytest.approx(-moved["nominal"][0], rel=0.05)
+    # 0.5 x 1.5 rad/s x 3 = 2.25 rad/s, held to the URDF's 2 rad/s
+    assert moved["fast"][1] > 1.5 * moved["nominal"][1] and moved["fast"][1] <= 2.0 + 0.05
+
+
+def test_hidden_goal_hides_the_target_and_keeps_it_for_the_task():
+    env = ManipulatorEnv(hidden_goal=True)
+    obs, info = env.reset(seed=3, options={"task": ArmTask.nominal()})
+    sim = env.sim
+    assert any(np.allclose(info["target"], spot) for spot in sim.spots)
+    np.testing.assert_array_equal(obs[-3:], 0.0)
+    searcher = arm_controller("oracle", hidden_goal=True)
+    searcher.reset(task=ArmTask.nominal())
+    reward, trial_start, rewards, reaches = 0.0, True, [], []
+    for step in range(200):
+        obs, reward, _, _, info = env.step(searcher.step(obs, reward, trial_start))
+        trial_start = info["trial_end"]
+        rewards.append(reward)
+        np.testing.assert_array_equal(obs[-3:], 0.0)
+        if info["trial_end"]:
+            reaches.append(step)
+            np.testing.assert_allclose(sim.joint_state(noisy=False)[0], HOME_Q)  # back home
+            np.testing.assert_array_equal(sim.target, info["target"])  # the same spot
+    assert set(rewards) <= {0.0, 1.0} and len(reaches) >= 3
+    first, later = reaches[0] + 1, np.diff(reaches)
+    assert later.max() < first  # memory: no search after trial 1
+
+
+def test_the_oracle_knows_the_calibration_and_the_fixed_controller_fails_when_a_sign_flips():
+    records = {name: run_manipulator_tasks(arm_controller(name), 24, seed=11) for name in ("resolved_rate", "oracle")}
+    fixed, oracle = (summarize_manipulator(records[n]) for n in ("resolved_rate", "oracle"))
+    for flips, s in oracle["by_sign_flips"].items():
+        assert s["targets_per_task"] > 2.0, flips
+        if flips != "0":
+            assert fixed["by_sign_flips"][flips]["targets_per_task"] < 0.5 * s["targets_per_task"], flips
+    # without calibration errors the tuned fixed controller is a real controller
+    nominal = summarize_manipulator(run_manipulator_tasks(arm_controller("resolved_rate"), 8, seed=11,
+                                                          env_kwargs={"family": "nominal_calibration"}))
+    assert nominal["targets_per_task"] > 5.0
+
+
+def test_the_arm_oracle_teacher_guides_ppo_and_is_refused_for_plain_imitation(tmp_path):
+    import json
+
+    from l2l_ros.families import train_config
+    from l2l_ros.meta.train import train
+
+    cfg = train_config("manipulator", "lstm", updates=2, num_envs=2, seed=0, teacher="arm-oracle",
+                       imitation_coef=1.0, minibatches=1, epochs=1)
+    train(cfg, tmp_path / "guided")
+    rows = [json.loads(line) for line in (tmp_path / "guided" / "train_log.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(np.isfinite(r["imitation_loss"]) and r["imitation_loss"] > 0 for r in rows)
+    plain = train_config("manipulator", "lstm", updates=1, num_envs=2, seed=0, teacher="arm-oracle")
+    with pytest.raises(ValueError, match="continuous"):
+        train(plain, tmp_path / "plain")
