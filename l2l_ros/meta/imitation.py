@@ -57,10 +57,11 @@ from l2l_ros.meta.rollout import collect_tasks
 from l2l_ros.policy_base import RecurrentPolicy
 from l2l_ros.tasks.encoding import IMAZE_ACTIONS
 
-__all__ = ["TEACHERS", "Teacher", "GittinsTeacher", "IMazeSearchTeacher", "PolicyTeacher", "make_teacher",
+__all__ = ["TEACHERS", "Teacher", "GittinsTeacher", "IMazeSearchTeacher", "PolicyTeacher", "ArmOracleTeacher",
+           "make_teacher",
            "teacher_share", "imitation_update"]
 
-TEACHERS = ("gittins", "searcher", "searcher-lenient")
+TEACHERS = ("gittins", "searcher", "searcher-lenient", "arm-oracle")
 
 
 class Teacher(Protocol):
@@ -234,6 +235,40 @@ class PolicyTeacher:
         pass  # the next observation carries them
 
 
+class ArmOracleTeacher:
+    """The arm's oracle controller (``tasks.arm_controllers``, given each task's calibration,
+    payload and latency) as a teacher of continuous actions: its action in [-1, 1]^3 is
+    the target of the policy's mean (``losses.teacher_action_error``). Privileged: the
+    student never sees the task and must infer from its history what the teacher is
+    told (the teacher-student scheme of Lee et al. 2020 and RMA, Kumar et al. 2021, with a
+    controller as the teacher). Used with PPO (``imitation_coef``), whose reward still
+    has to teach the probing that a teacher who knows the answer never shows."""
+
+    continuous = True
+
+    def __init__(self):
+        self.controllers: list = []
+
+    def reset(self, envs: gym.vector.VectorEnv) -> None:
+        from l2l_ros.evaluation import ARM_GAINS
+        from l2l_ros.tasks.arm_controllers import ResolvedRateController
+
+        members = getattr(envs, "envs", None)
+        if members is None:
+            raise TypeError("the arm oracle teacher needs a synchronous vector env (it reads each task)")
+        while len(self.controllers) < len(members):
+            self.controllers.append(ResolvedRateController(*ARM_GAINS["oracle"], oracle=True))
+        for controller, env in zip(self.controllers, members):
+            controller.reset(task=env.unwrapped.sim.task)
+
+    def target(self, obs: np.ndarray, student: np.ndarray | None = None) -> np.ndarray:
+        return np.stack([c.action(o) for c, o in zip(self.controllers, np.asarray(obs))])
+
+    def observe(self, actions: np.ndarray, rewards: np.ndarray) -> None:
+        for c, a in zip(self.controllers, np.asarray(actions)):
+            c.executed(a)
+
+
 def make_teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False, index_tau: float = 0.0) -> Teacher:
     """``"gittins"`` (bandits), ``"searcher"`` or ``"searcher-lenient"`` (I-maze), or the path of
     a saved policy for the same env (``soft``: its action distribution, or the tempered
@@ -243,8 +278,14 @@ def make_teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False, i
     from l2l_ros.tasks import IMAZE_ID
     from l2l_ros.tasks.bandit import BANDIT_ENV_ID
 
-    if soft and name in ("searcher", "searcher-lenient"):
+    if soft and name in ("searcher", "searcher-lenient", "arm-oracle"):
         raise ValueError(f"soft targets need a saved policy or gittins as the teacher, not {name!r}")
+    if name == "arm-oracle":
+        from l2l_ros.tasks import MANIPULATOR_ID
+
+        if env_id != MANIPULATOR_ID:
+            raise ValueError(f"the arm-oracle teacher plays the manipulator family, not {env_id}")
+        return ArmOracleTeacher()
     if name == "gittins":
         if env_id != BANDIT_ENV_ID:
             raise ValueError(f"the gittins teacher plays the bandit family, not {env_id}")
@@ -284,10 +325,11 @@ def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy
                      update: int) -> tuple[dict[str, list[float]], dict]:
     """One DAgger update (see the module docstring); same contract as ``ppo.ppo_update``."""
     if not policy.discrete:
-        raise ValueError("imitation needs a discrete action space (the teacher's actions)")
+        raise ValueError("plain imitation needs a discrete action space; a teacher of continuous actions guides "
+                         "PPO (imitation_coef > 0), since executing the policy's mean would never probe the arm")
     teacher = make_teacher_cached(config.teacher, config.env_id, config.env_kwargs, soft=config.teacher_soft,
                        index_tau=config.teacher_index_tau)
-    kind = teacher_targets(config)
+    kind = teacher_targets(config, teacher)
     beta = teacher_share(config.teacher_mix_updates, update)
     rng = np.random.default_rng([int(config.seed), int(update), 2])
 

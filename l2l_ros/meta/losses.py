@@ -19,11 +19,14 @@ def teacher_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.
     return -(targets * torch.log_softmax(logits, dim=-1)).sum(-1)
 
 
-def teacher_targets(config: TrainConfig) -> str:
-    """What a run's teacher targets are: ``"index"`` (index gaps as logits,
-    ``teacher_index_tau``), ``"soft"`` (an action distribution, ``teacher_soft``) or
-    ``"set"`` (the teacher's equally good actions). The first two are learnt on the
-    policy's own samples, a set on its most likely actions."""
+def teacher_targets(config: TrainConfig, teacher=None) -> str:
+    """What a run's teacher targets are: ``"action"`` (a continuous action, a teacher with
+    ``continuous = True``), ``"index"`` (index gaps as logits, ``teacher_index_tau``),
+    ``"soft"`` (an action distribution, ``teacher_soft``) or ``"set"`` (the teacher's
+    equally good actions). All but the last are learnt on the policy's own samples, a
+    set on its most likely actions."""
+    if getattr(teacher, "continuous", False):
+        return "action"
     if config.teacher_index_tau > 0:
         return "index"
     return "soft" if config.teacher_soft else "set"
@@ -31,8 +34,9 @@ def teacher_targets(config: TrainConfig) -> str:
 
 def imitation_loss(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
     """The loss for targets of ``kind`` (``teacher_targets``): ``index_logit_loss``,
-    ``teacher_cross_entropy`` or ``teacher_nll``."""
-    losses = {"index": index_logit_loss, "soft": teacher_cross_entropy, "set": teacher_nll}
+    ``teacher_cross_entropy``, ``teacher_nll`` or ``teacher_action_error``."""
+    losses = {"index": index_logit_loss, "soft": teacher_cross_entropy, "set": teacher_nll,
+              "action": teacher_action_error}
     if kind not in losses:
         raise ValueError(f"unknown kind of teacher targets {kind!r} (expected one of {sorted(losses)})")
     return losses[kind](logits, targets)
@@ -60,3 +64,11 @@ def teacher_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     Equal to the cross-entropy when the teacher names one action."""
     logp = torch.log_softmax(logits, dim=-1)
     return -torch.logsumexp(logp.masked_fill(targets <= 0, float("-inf")), dim=-1)
+
+
+def teacher_action_error(mean: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Squared distance between the policy's mean action (a Box policy's ``params``) and
+    the teacher's action, summed over the action's components. The mean only: the
+    spread stays PPO's (its entropy bonus keeps the probing a known-answer teacher
+    never shows)."""
+    return ((mean - targets) ** 2).sum(-1)

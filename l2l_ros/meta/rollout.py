@@ -11,6 +11,10 @@ from l2l_ros.tasks.meta_wrapper import MetaWrapper
 
 __all__ = ["make_env", "make_vector_env", "collect_tasks", "compute_gae", "trial_ends_by_goal"]
 
+#: A continuous policy "agrees" with its teacher when its mean action is within this of
+#: the teacher's in every component (actions span [-1, 1]).
+CONTINUOUS_AGREEMENT = 0.1
+
 
 def _ensure_registered(env_id: str) -> None:
     if env_id in gym.registry:
@@ -72,7 +76,8 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
     Envs with goals and trial ends (the I-maze) also give ``task_goals[B]``, each task's
     reset ``info["goal"]``, for the log's ``trial_ends_by_goal``.
 
-    With a ``teacher`` (``l2l_ros.meta.imitation.Teacher``, discrete actions) every step
+    With a ``teacher`` (``l2l_ros.meta.imitation.Teacher``; for a continuous policy its
+    target is an action and ``agree`` means within ``CONTINUOUS_AGREEMENT``) every step
     also records the teacher's ``targets`` ``[T, B, A]`` and ``agree`` (the policy's
     action is one of the teacher's), and the executed action is a draw from the
     teacher's target with probability ``teacher_share`` (random numbers from ``rng``,
@@ -99,7 +104,15 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
         params, value, state = policy.forward_sequence(obs_t[None], state)
         dist = policy.distribution(params[0])
         raw = policy.deterministic_action(params[0]) if deterministic else dist.sample()
-        if teacher is not None:
+        if teacher is not None and not policy.discrete:  # a continuous action is the target
+            target = teacher.target(obs)
+            buf["targets"].append(torch.as_tensor(target, dtype=torch.float32))
+            mean = policy.deterministic_action(params[0]).numpy()
+            buf["agree"].append(torch.as_tensor(np.abs(mean - target).max(axis=1) <= CONTINUOUS_AGREEMENT))
+            if teacher_share > 0:
+                taught = torch.as_tensor(target, dtype=raw.dtype)
+                raw = torch.where(torch.as_tensor(rng.random((B, 1)) < teacher_share), taught, raw)
+        elif teacher is not None:
             target = teacher.target(obs, student=dist.probs.double().numpy())
             own = raw.numpy()
             buf["targets"].append(torch.as_tensor(target, dtype=torch.float32))
@@ -183,7 +196,7 @@ def trial_ends_by_goal(roll: dict) -> dict:
     The mean over all tasks hides a policy that searches only some alcoves; this shows it.
     """
     goals = roll.get("task_goals")
-    if goals is None:
+    if goals is None or np.ndim(goals) != 1:  # the arm's goals are points, not a few labels
         return {}
     ends = np.asarray(roll["trial_ends"])
     return {"trial_ends_by_goal": {str(g): float(ends[goals == g].mean()) for g in np.unique(goals)}}
