@@ -85,6 +85,8 @@ def _sim_and_policy(sim: str, mode: str) -> Callable[[Mapping[str, Any]], list[N
 
     def build(a: Mapping[str, Any]) -> list[NodeSpec]:
         stamped = {"twist_stamped": a["twist_stamped"]} if mode == "imaze" else {}
+        arm = {"hidden_goal": a["hidden_goal"]} if mode == "manipulator" else {}
+        world = {k: a[k] for k in ARM_WORLD_ARGS} if mode == "manipulator" else {}
         return [
             NodeSpec(sim, sim, {
                 "use_sim_time": a["use_sim_time"],
@@ -92,7 +94,7 @@ def _sim_and_policy(sim: str, mode: str) -> Callable[[Mapping[str, Any]], list[N
                 "max_tasks": a["tasks"],
                 "lockstep": a["lockstep"],
                 "results_file": a["results_file"],
-                **stamped,
+                **stamped, **arm, **world,
             }, ends_graph=True, namespace=a["namespace"], remappings=CLOCK_REMAP),
             NodeSpec("spiking_policy", "spiking_policy", {
                 "use_sim_time": a["use_sim_time"],
@@ -103,7 +105,7 @@ def _sim_and_policy(sim: str, mode: str) -> Callable[[Mapping[str, Any]], list[N
                 # The sims publish a reward with every tick: wait for it (DDS may deliver it
                 # after the tick's sensors), so a lockstep run is the offline evaluation.
                 "reward_wait": "0.5",
-                **stamped,
+                **stamped, **arm,
             }, namespace=a["namespace"], remappings=CLOCK_REMAP),
         ]
 
@@ -126,6 +128,9 @@ def _training(a: Mapping[str, Any]) -> list[NodeSpec]:
         }, ends_graph=True, namespace=a["namespace"], stop_timeout=120.0),
     ]
 
+
+#: The manipulator_sim parameters that shape its world, passed through as launch arguments.
+ARM_WORLD_ARGS = ("family", "integrator", "physics_timestep", "substep_jitter", "extra_q_noise", "extra_qd_noise")
 
 _SIM_ARGS = (
     LaunchArgument("tasks", "0", "Tasks to run before the simulator exits (0: run forever)."),
@@ -151,6 +156,15 @@ GRAPHS: dict[str, Graph] = {
         _COMMON + _SIM_ARGS + (
             LaunchArgument("checkpoint", "",
                            "Policy checkpoint (.json); '' : an untrained network (seeded)."),
+            LaunchArgument("hidden_goal", "false", "The hidden-goal variant (both nodes): the goal is one "
+                                                   "of four marked spots, never published."),
+            LaunchArgument("family", "sim2real", "Arm task family preset: sim2real, nominal_calibration "
+                                                 "or out_of_range."),
+            LaunchArgument("integrator", "implicitfast", "Simulator's MuJoCo integrator (reality gap)."),
+            LaunchArgument("physics_timestep", "0.005", "Simulator's physics step, s (reality gap)."),
+            LaunchArgument("substep_jitter", "0", "Control-rate jitter in physics steps (reality gap)."),
+            LaunchArgument("extra_q_noise", "0.0", "Extra joint position noise, rad (reality gap)."),
+            LaunchArgument("extra_qd_noise", "0.0", "Extra joint velocity noise, rad/s (reality gap)."),
         ),
         _sim_and_policy("manipulator_sim", "manipulator"),
     ),

@@ -103,3 +103,32 @@ def test_the_arm_oracle_teacher_guides_ppo_and_is_refused_for_plain_imitation(tm
     plain = train_config("manipulator", "lstm", updates=1, num_envs=2, seed=0, teacher="arm-oracle")
     with pytest.raises(ValueError, match="continuous"):
         train(plain, tmp_path / "plain")
+
+
+def test_joint_limit_stop_holds_a_joint_that_a_policy_drives_into_its_limit():
+    """Issue 30: whatever the network outputs, the arm stops at its joint limits; a joint at
+    rest near a limit can still be moved (the stop cannot know the calibration's sign)."""
+    from l2l_ros.tasks.arm_safety import LIMIT_MARGIN, JointLimitStop, arm_position_limits
+
+    lower, upper = arm_position_limits()
+    cmd = np.array([1.0, -1.0, 1.0])
+    near = upper - LIMIT_MARGIN / 2
+    stop = JointLimitStop()
+    np.testing.assert_array_equal(stop(cmd, np.zeros(3), [2.0, -2.0, 2.0]), cmd)  # far from the limits
+    np.testing.assert_array_equal(stop(cmd, near, [0.0, 0.0, 0.0]), cmd)  # at rest: either way
+    np.testing.assert_array_equal(stop(cmd, near, [0.5, 0.5, 0.5]), 0.0)  # moving towards: stopped
+    # learnt: the last command's sign drove each joint out; that sign is refused, the other passes
+    np.testing.assert_array_equal(stop(cmd, near, [0.0, 0.0, 0.0]), 0.0)
+    np.testing.assert_array_equal(stop(-cmd, near, [0.0, 0.0, 0.0]), -cmd)
+    np.testing.assert_array_equal(stop(cmd, np.zeros(3), [0.0] * 3), cmd)  # away from the limit: forgotten
+    stop.reset()
+    np.testing.assert_array_equal(stop(cmd, lower + LIMIT_MARGIN / 2, [-0.5] * 3), 0.0)
+    for latency, sign in ((0, 1), (3, 1), (3, -1)):
+        env = ManipulatorEnv()
+        env.reset(seed=0, options={"task": ArmTask(0.0, (0.1,) * 3, 1.0, latency, 0.0, 0.0, scale=(3.0,) * 3,
+                                                   sign=(1, sign, 1))})
+        highest = -np.inf
+        for _ in range(200):  # full speed up on the lift joint, for 10 s
+            env.step(np.array([0.0, sign, 0.0]))
+            highest = max(highest, env.sim.joint_state(noisy=False)[0][1])
+        assert upper[1] - LIMIT_MARGIN < highest < upper[1] - 0.02, (latency, sign, highest)

@@ -168,6 +168,37 @@ def test_manipulator_graph_moves_the_arm(probe, tmp_path):
     assert 0.0 < math.dist((target.pose.position.x, target.pose.position.y, target.pose.position.z), (0, 0, 0)) < 2.0
 
 
+def test_manipulator_graph_is_the_offline_evaluation_with_a_reality_gap_and_a_hidden_goal(tmp_path):
+    """Issue 30: through DDS, lockstep, the arm run is the offline one of the same seed, step
+    for step (the final tool-target distance of every task agrees to 1e-9 m), with the
+    sim2real family's noise, a different integrator and a control-rate jitter; and with a
+    hidden goal, where the policy gets no target topic."""
+    import torch
+
+    from l2l_ros.evaluation import run_manipulator_tasks
+    from l2l_ros.policy_runtime import untrained_runtime
+
+    tasks = 2
+    gap = {"integrator": "rk4", "physics_timestep": "0.0025", "substep_jitter": "2", "extra_qd_noise": "0.05"}
+    for name, args in (("gap", gap), ("hidden", {"hidden_goal": "true"})):
+        results = tmp_path / f"{name}.jsonl"
+        graph = start_graph("manipulator", {"tasks": str(tasks), "seed": "4", "results_file": str(results), **args},
+                            tmp_path / f"logs_{name}")
+        try:
+            assert graph.wait(240.0)[1] == 0, f"logs in {tmp_path / f'logs_{name}'}"
+        finally:
+            graph.stop()
+        ros = [json.loads(line) for line in results.read_text().splitlines()]
+        torch.manual_seed(4)
+        env_kwargs = {k: (v == "true") if v in ("true", "false") else float(v) if "." in v else
+                      (int(v) if v.isdigit() else v) for k, v in args.items()}
+        offline = run_manipulator_tasks(untrained_runtime("manipulator"), tasks, seed=4, env_kwargs=env_kwargs)
+        for task, rec in enumerate(offline):
+            trials = [r for r in ros if r["task"] == task]
+            assert [r["steps"] for r in trials if r["success"]] == rec["reach_steps"], (name, task)
+            assert trials[-1]["distance"] == pytest.approx(rec["final_distance_m"], abs=1e-9), (name, task)
+
+
 def test_trainer_node_publishes_progress_and_a_loadable_checkpoint(probe, tmp_path):
     from l2l_ros.meta.checkpoint import load_checkpoint
 

@@ -23,7 +23,10 @@ checkpoint received on l2l/checkpoint (or set as the ``checkpoint`` parameter)
 replaces the weights; it is loaded and validated in a worker thread, off the
 control path. A malformed, implausible or non-finite input makes the node log an
 error and command a stop; a non-finite hidden state is logged, the robot stopped
-and the state reset. The node never sends a non-finite or out-of-limit command.
+and the state reset. The node never sends a non-finite or out-of-limit command; in manipulator mode a joint
+within 0.05 rad of a URDF position limit is stopped unless it already moves away from
+it, and then the command sign that drove it there is refused (``tasks.arm_safety``, which
+the arm env applies too).
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PointStamped, Twist, TwistStamped
+from geometry_msgs.msg import Point, PointStamped, Twist, TwistStamped
 from nav_msgs.msg import Odometry
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import JointState, LaserScan
@@ -47,6 +50,7 @@ from l2l_ros.nodes.common import (DIAG_ERROR, DIAG_OK, DIAG_WARN, DIAGNOSTICS_TO
                                   STEADY_CLOCK, STREAM_QOS, Param, declare_params, diagnostic_array,
                                   from_stamp, quaternion_to_yaw, run_node)
 from l2l_ros.policy_runtime import PolicyRuntime, load_runtime, untrained_runtime
+from l2l_ros.tasks.arm_safety import JointLimitStop
 from l2l_ros.tasks.encoding import (ARM_JOINTS, MAX_ABS_REWARD, clamp_twist, encode_imaze,
                                     encode_manipulator, imaze_action_to_twist,
                                     manipulator_action_to_command)
@@ -66,6 +70,8 @@ POLICY_PARAMS = (
           "untrained network (manipulator). Set at run time: loaded off the control path, active "
           "from the next task start."),
     Param("deterministic", True, "Greedy actions instead of sampling."),
+    Param("hidden_goal", False, "manipulator: the hidden-goal variant (no target topic; the network "
+          "sees a zero target, as in training).", read_only=True),
     Param("seed", 0, "Seed of torch (stochastic actions, the untrained network).", read_only=True,
           low=0, high=2**31 - 1),
     Param("twist_stamped", False, "Publish cmd_vel as geometry_msgs/TwistStamped.", read_only=True),
@@ -85,6 +91,7 @@ class SpikingPolicyNode(LifecycleNode):
         super().__init__("spiking_policy")
         v = declare_params(self, POLICY_PARAMS, self._on_param)
         self.mode = str(v["mode"])
+        self.hidden_goal = bool(v["hidden_goal"])
         if self.mode not in MODES:
             raise ValueError(f"parameter mode={self.mode!r}: expected one of {MODES}")
         self.deterministic = bool(v["deterministic"])
@@ -104,6 +111,8 @@ class SpikingPolicyNode(LifecycleNode):
         self._requested: str | None = None  # the newest checkpoint asked for
         self._io: list = []  # subscriptions and publishers made by configure
         self._cmd_pub = None
+        self._joints_seen = (np.zeros(len(ARM_JOINTS)), np.zeros(len(ARM_JOINTS)))
+        self._limit_stop = JointLimitStop()
         self._active = False
         self._reset_ticks()
         self._stopped = True
@@ -193,11 +202,12 @@ class SpikingPolicyNode(LifecycleNode):
             self._io += [sub(Odometry, "odom", lambda m: self._on_sensor("odom", m), STREAM_QOS),
                          sub(LaserScan, "scan", lambda m: self._on_sensor("scan", m), STREAM_QOS)]
         else:
-            self._streams = ("joint_states", "target")
+            self._streams = ("joint_states",) if self.hidden_goal else ("joint_states", "target")
             self._cmd_pub = self.create_publisher(Float64MultiArray, "arm_controller/commands", STREAM_QOS)
-            self._io += [sub(JointState, "joint_states", lambda m: self._on_sensor("joint_states", m),
-                             STREAM_QOS),
-                         sub(PointStamped, "target", lambda m: self._on_sensor("target", m), STREAM_QOS)]
+            self._io.append(sub(JointState, "joint_states", lambda m: self._on_sensor("joint_states", m),
+                                STREAM_QOS))
+            if not self.hidden_goal:
+                self._io.append(sub(PointStamped, "target", lambda m: self._on_sensor("target", m), STREAM_QOS))
         self._io.append(self._cmd_pub)
 
     def _destroy_io(self) -> None:
@@ -350,6 +360,7 @@ class SpikingPolicyNode(LifecycleNode):
                 self.runtime.count_spikes()
                 self.get_logger().info(f"new weights active: {self.runtime.describe()}")
             self.runtime.reset()
+            self._limit_stop.reset()
         try:
             obs = self._encode(msgs)
         except (ValueError, TypeError, OverflowError, IndexError) as exc:
@@ -384,21 +395,23 @@ class SpikingPolicyNode(LifecycleNode):
             yaw = quaternion_to_yaw(q.x, q.y, q.z, q.w)
             return encode_imaze(pose.position.x, pose.position.y, yaw, twist.linear.x,
                                 twist.angular.z, np.asarray(scan.ranges), float(scan.range_max))
-        joints, target = msgs
+        joints = msgs[0]
         index = {name: i for i, name in enumerate(joints.name)}
         missing = [j for j in ARM_JOINTS if j not in index]
         if missing or len(joints.position) != len(joints.name) or len(joints.velocity) != len(joints.name):
             raise ValueError(f"joint_states lacks joints {missing} or has ragged arrays")
         q = [joints.position[index[j]] for j in ARM_JOINTS]
         qd = [joints.velocity[index[j]] for j in ARM_JOINTS]
-        p = target.point
-        return encode_manipulator(q, qd, [p.x, p.y, p.z])
+        p = msgs[1].point if len(msgs) > 1 else Point()  # hidden goal: a zero target, as in training
+        encoded = encode_manipulator(q, qd, [p.x, p.y, p.z])
+        self._joints_seen = (q, qd)  # the joint-limit stop acts on the state this tick answers
+        return encoded
 
     def _publish_action(self, action) -> None:
         if self.mode == "imaze":
             self._publish_twist(*clamp_twist(*imaze_action_to_twist(int(action))))
         else:
-            cmd = manipulator_action_to_command(np.asarray(action))
+            cmd = self._limit_stop(manipulator_action_to_command(np.asarray(action)), *self._joints_seen)
             self._cmd_pub.publish(Float64MultiArray(data=[float(v) for v in cmd]))
         self._stopped = False
 

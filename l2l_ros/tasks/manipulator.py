@@ -26,6 +26,7 @@ import numpy as np
 
 from l2l_ros.resources import share_path
 from l2l_ros.tasks import robots
+from l2l_ros.tasks.arm_safety import JointLimitStop
 from l2l_ros.tasks.encoding import (ARM_JOINTS, ARM_MAX_JOINT_VELOCITY, ARM_OBS_DIM,
                                     encode_manipulator, manipulator_action_to_command)
 
@@ -35,6 +36,12 @@ HOME_Q = np.array([0.0, 0.4, 1.2])
 #: Joint configurations (pan, lift, elbow; rad) of the hidden-goal variant's marked spots
 #: on the table, left to right: 12 cm above the table, 0.3 to 0.5 m from the base.
 SPOT_CONFIGS = ((-1.0, 1.2, 1.0), (-0.35, 1.2, 1.0), (0.35, 1.2, 1.0), (1.0, 1.2, 1.0))
+
+
+#: MuJoCo integrators by name (sim/table.xml uses implicitfast).
+INTEGRATORS = {"euler": mujoco.mjtIntegrator.mjINT_EULER, "rk4": mujoco.mjtIntegrator.mjINT_RK4,
+               "implicit": mujoco.mjtIntegrator.mjINT_IMPLICIT,
+               "implicitfast": mujoco.mjtIntegrator.mjINT_IMPLICITFAST}
 
 
 @dataclass(frozen=True)
@@ -161,13 +168,27 @@ class ArmSim:
     """MuJoCo arm on a table with per-task dynamics; one ``step`` is one control period."""
 
     def __init__(self, control_period: float = 0.05, physics_timestep: float = 0.005,
-                 family: "str | dict | ArmFamily | None" = None, hidden_goal: bool = False):
+                 family: "str | dict | ArmFamily | None" = None, hidden_goal: bool = False,
+                 integrator: str = "implicitfast", substep_jitter: int = 0,
+                 extra_q_noise: float = 0.0, extra_qd_noise: float = 0.0):
+        """``integrator``, ``physics_timestep``, ``substep_jitter`` (each control period lasts
+        a random number of physics steps within this many of nominal: a control-rate jitter)
+        and ``extra_*_noise`` (rad, rad/s, added to the task's) are a reality gap for a
+        policy trained with the defaults: the sim-to-sim check of a deployment."""
+        if integrator not in INTEGRATORS:
+            raise ValueError(f"unknown integrator {integrator!r}; one of {', '.join(INTEGRATORS)}")
+        if not (0.0 <= extra_q_noise < 1.0 and 0.0 <= extra_qd_noise < 10.0):
+            raise ValueError(f"extra noise out of range: {extra_q_noise} rad, {extra_qd_noise} rad/s")
         self.family = ArmFamily.from_spec(family)
         self.hidden_goal = bool(hidden_goal)
         self.control_period = float(control_period)
         self.substeps = max(1, int(round(self.control_period / physics_timestep)))
+        self.substep_jitter = min(max(0, int(substep_jitter)), self.substeps - 1)
+        self.extra_noise = (float(extra_q_noise), float(extra_qd_noise))
+        self._jitter_rng = np.random.default_rng(0)
         spec = mujoco.MjSpec.from_file(str(share_path("sim", "table.xml")))
         spec.option.timestep = self.control_period / self.substeps
+        spec.option.integrator = INTEGRATORS[integrator]
         robots.attach_arm(spec, prefix=ARM_PREFIX)
         self.spec = spec
         self.model = spec.compile()
@@ -226,6 +247,8 @@ class ArmSim:
         m.actuator_gainprm[a.actuators, 0] = kv
         m.actuator_biasprm[a.actuators, 2] = -kv
         self._noise_rng = np.random.default_rng(rng.integers(2 ** 63))
+        if self.substep_jitter:  # its own stream: the tasks stay those of the jitter-free family
+            self._jitter_rng = np.random.default_rng(self._noise_rng.integers(2 ** 63))
         self.trial = 0
         self.go_home()
         if self.hidden_goal:
@@ -278,7 +301,10 @@ class ArmSim:
         applied = self._queue.popleft()
         self.data.ctrl[self.arm.actuators] = np.clip(self.task.calibration * applied,
                                                      -self.arm.max_velocity, self.arm.max_velocity)
-        for _ in range(self.substeps):
+        substeps = self.substeps
+        if self.substep_jitter:
+            substeps += int(self._jitter_rng.integers(-self.substep_jitter, self.substep_jitter + 1))
+        for _ in range(substeps):
             mujoco.mj_step(self.model, self.data)
 
     def joint_state(self, noisy: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -286,8 +312,9 @@ class ArmSim:
         q = self.data.qpos[self.arm.qpos_adr].copy()
         qd = self.data.qvel[self.arm.dof_adr].copy()
         if noisy:
-            q += self._noise_rng.normal(0.0, self.task.q_noise, 3) if self.task.q_noise else 0.0
-            qd += self._noise_rng.normal(0.0, self.task.qd_noise, 3) if self.task.qd_noise else 0.0
+            q_std, qd_std = self.task.q_noise + self.extra_noise[0], self.task.qd_noise + self.extra_noise[1]
+            q += self._noise_rng.normal(0.0, q_std, 3) if q_std else 0.0
+            qd += self._noise_rng.normal(0.0, qd_std, 3) if qd_std else 0.0
         return q, qd
 
     def distance(self) -> float:
@@ -297,7 +324,8 @@ class ArmSim:
 class ManipulatorEnv(gym.Env):
     """Meta-RL reaching: one episode is one task (arm dynamics) of many reaching trials.
 
-    Action: ``Box(-1, 1, (3,))`` decoded by ``encoding.manipulator_action_to_command``.
+    Action: ``Box(-1, 1, (3,))`` decoded by ``encoding.manipulator_action_to_command``,
+    stopped at the joint limits by ``arm_safety.JointLimitStop``.
     Observation: ``encoding.encode_manipulator(q, qd, target)`` with the task's noisy q, qd
     (hidden goal: the target reads as zeros, as a node without a ``target`` topic feeds it).
     Reward per control step: ``-distance_scale * |ee - target|`` (m; default scale 1;
@@ -307,7 +335,8 @@ class ManipulatorEnv(gym.Env):
     the arm stays where it is (hidden goal: the same spot, the arm back home). Never
     terminated; truncated after ``task_steps`` (default 200 = 10 s) control steps.
     ``family``: the ranges of the per-task dynamics (``ArmFamily.from_spec``: a preset
-    name or a dict; default ``sim2real``).
+    name or a dict; default ``sim2real``). ``integrator``, ``physics_timestep``,
+    ``substep_jitter``, ``extra_q_noise``, ``extra_qd_noise``: a reality gap (``ArmSim``).
     info: goal (the target, base frame), target, trial, reached_goal, collided (always
     False: no obstacles), distance, pose (tool0 xyz), trial_end, task (ArmTask).
     """
@@ -318,10 +347,13 @@ class ManipulatorEnv(gym.Env):
                  physics_timestep: float = 0.005, tolerance: float = 0.03,
                  distance_scale: float = 1.0, reach_bonus: float = 1.0,
                  family: "str | dict | ArmFamily | None" = None, hidden_goal: bool = False,
-                 render_mode: str | None = None):
+                 integrator: str = "implicitfast", substep_jitter: int = 0, extra_q_noise: float = 0.0,
+                 extra_qd_noise: float = 0.0, render_mode: str | None = None):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"ManipulatorEnv renders rgb_array only, not {render_mode!r}")
-        self.sim = ArmSim(control_period, physics_timestep, family=family, hidden_goal=hidden_goal)
+        self.sim = ArmSim(control_period, physics_timestep, family=family, hidden_goal=hidden_goal,
+                          integrator=integrator, substep_jitter=substep_jitter, extra_q_noise=extra_q_noise,
+                          extra_qd_noise=extra_qd_noise)
         self.hidden_goal = self.sim.hidden_goal
         self.task_steps = int(task_steps)
         self.tolerance = float(tolerance)
@@ -335,9 +367,12 @@ class ManipulatorEnv(gym.Env):
         high = np.array([1.0] * 2 * n + [np.inf] * (ARM_OBS_DIM - 2 * n), np.float32)
         self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
         self._steps = 0
+        self.seen_joint_state = self.sim.joint_state(noisy=False)
+        self.limit_stop = JointLimitStop()
 
     def _obs(self) -> np.ndarray:
         q, qd = self.sim.joint_state()
+        self.seen_joint_state = (q, qd)  # the observation's noisy state: the limit stop and the ROS node use it
         return encode_manipulator(q, qd, np.zeros(3) if self.hidden_goal else self.sim.target)
 
     def _info(self, reached: bool, dist: float, trial_end: bool, trial: int) -> dict:
@@ -349,6 +384,7 @@ class ManipulatorEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.sim.new_task(self.np_random, task=(options or {}).get("task"))
+        self.limit_stop.reset()
         self._steps = 0
         return self._obs(), self._info(False, self.sim.distance(), False, 0)
 
@@ -374,7 +410,9 @@ class ManipulatorEnv(gym.Env):
             self._renderer = None
 
     def step(self, action):
-        return self.step_joint_velocities(manipulator_action_to_command(action))
+        """One control period with a policy's action: decoded, and stopped at the joint limits
+        on the joint state the policy saw (``arm_safety``), as the ``spiking_policy`` node does."""
+        return self.step_joint_velocities(self.limit_stop(manipulator_action_to_command(action), *self.seen_joint_state))
 
     def step_joint_velocities(self, cmd: np.ndarray):
         """One control period with joint velocity commands (rad/s): the ROS sim node's entry point."""
