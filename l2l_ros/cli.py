@@ -496,8 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", choices=SCALES, default="full",
                    help="with --recipe: smoke runs every stage for a few updates on few tasks (a check, "
                         "not a model)")
-    p.add_argument("--policy", choices=("lsnn", "lstm"), default="lsnn",
-                   help="network: lsnn (spiking, LIF + ALIF) or lstm (the non-spiking baseline)")
+    p.add_argument("--policy", choices=("lsnn", "lstm", "mlp"), default="lsnn",
+                   help="network: lsnn (spiking, LIF + ALIF), lstm (the non-spiking baseline) or mlp "
+                        "(memoryless: the domain-randomization baseline)")
     p.add_argument("--updates", type=positive_int, default=200, help="outer-loop updates (each one task per env)")
     p.add_argument("--num-envs", type=positive_int, default=16, help="tasks collected in parallel per update")
     p.add_argument("--seed", type=int, default=0, help="seed of the tasks, the initial weights and sampling")

@@ -86,11 +86,21 @@ def lstm_cost(policy) -> dict:
             "energy_cpu_nj_per_step": macs * MAC_PJ / 1e3, "energy_sources": {"mac_pj": SOURCES["mac_pj"]}}
 
 
+def mlp_cost(policy) -> dict:
+    """Per-control-step MACs and CPU energy of the memoryless MLP (its layers and readout)."""
+    macs = sum(int(m.weight.numel()) for m in policy.mlp if hasattr(m, "weight"))
+    macs += int(policy.policy_head.weight.numel())
+    return {"kind": "mlp", "hidden": int(policy.config.hidden), "macs_per_step": macs,
+            "energy_cpu_nj_per_step": macs * MAC_PJ / 1e3, "energy_sources": {"mac_pj": SOURCES["mac_pj"]}}
+
+
 def policy_cost(policy, steps: int) -> dict:
-    """The cost of either network: an LSNN's from the spikes counted over ``steps`` control
-    steps since its ``count_spikes()``, an LSTM's from its weights."""
+    """The cost of any network: an LSNN's from the spikes counted over ``steps`` control
+    steps since its ``count_spikes()``, an LSTM's or an MLP's from its weights."""
     if getattr(policy, "kind", "") == "lstm":
         return lstm_cost(policy)
+    if getattr(policy, "kind", "") == "mlp":
+        return mlp_cost(policy)
     if getattr(policy, "spike_counter", None) is None:
         raise RuntimeError("call count_spikes() before the steps whose cost is wanted")
     counts = policy.spike_counter
@@ -99,7 +109,7 @@ def policy_cost(policy, steps: int) -> dict:
 
 def cost_line(name: str, c: dict) -> str:
     """One line of l2l_ros.cost figures per control step (energies are arithmetic-only floors)."""
-    if c["kind"] == "lstm":
+    if c["kind"] in ("lstm", "mlp"):
         return (f"{name} cost per step: {c['macs_per_step']:,} MACs; "
                 f"CPU {c['energy_cpu_nj_per_step']:.0f} nJ")
     return (f"{name} cost per step: {c['spikes_per_neuron_per_tick']:.3f} spikes/neuron/tick, "

@@ -132,3 +132,24 @@ def test_joint_limit_stop_holds_a_joint_that_a_policy_drives_into_its_limit():
             env.step(np.array([0.0, sign, 0.0]))
             highest = max(highest, env.sim.joint_state(noisy=False)[0][1])
         assert upper[1] - LIMIT_MARGIN < highest < upper[1] - 0.02, (latency, sign, highest)
+
+
+def test_the_memoryless_baseline_has_no_state_and_saves_like_the_others(tmp_path):
+    """The MLP (issue 30's domain-randomization baseline) sees the same inputs and keeps
+    nothing: the same input gives the same output whatever came before."""
+    import torch
+
+    from l2l_ros.cost import policy_cost
+    from l2l_ros.meta.checkpoint import load_checkpoint, save_checkpoint
+    from l2l_ros.meta.policies import build_policy
+
+    policy = build_policy("mlp", 17, {"type": "box", "shape": [3], "low": -1.0, "high": 1.0})
+    x = torch.randn(5, 1, 17)
+    params, _, state = policy.forward_sequence(x, policy.initial_state(1))
+    again, _, _ = policy.forward_sequence(x[-1:], state)
+    torch.testing.assert_close(params[-1], again[0])
+    _, js = save_checkpoint(tmp_path / "mlp", policy, {"env_id": "l2l_ros/Manipulator-v0"})
+    loaded, meta = load_checkpoint(js)
+    assert meta["policy_kind"] == "mlp"
+    torch.testing.assert_close(loaded.forward_sequence(x, loaded.initial_state(1))[0], params)
+    assert policy_cost(loaded, 1)["macs_per_step"] == 128 * 17 + 128 * 128 + 3 * 128

@@ -162,7 +162,7 @@ def _good_pair(folder: Path, kind: str, fmt: int) -> tuple[bytes, bytes]:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(kind=st.sampled_from(["lsnn", "lstm"]), fmt=st.sampled_from([1, 2]),
+@given(kind=st.sampled_from(["lsnn", "lstm", "mlp"]), fmt=st.sampled_from([1, 2]),
        section=st.sampled_from([None, "policy_config", "action_space"]),
        key=st.sampled_from(["obs_dim", "format_version", "policy_kind", "n_lif", "n_alif", "thr", "beta",
                             "tau_m", "tau_a", "tau_out", "dt", "refractory", "dampening", "detach_reset",

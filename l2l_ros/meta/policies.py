@@ -1,4 +1,4 @@
-"""The LSTM baseline and the factory of both policy kinds (the LSNN is in ``snn/``).
+"""The LSTM and MLP baselines and the factory of the policy kinds (the LSNN is in ``snn/``).
 
 The interface both implement is :mod:`l2l_ros.policy_base` (re-exported here)."""
 from __future__ import annotations
@@ -18,14 +18,14 @@ from l2l_ros.policy_base import (MAX_BOX_SIZE, MAX_DISCRETE_ACTIONS, MAX_PARAMET
 from l2l_ros.snn.lsnn import LSNNConfig, LSNNPolicy
 
 __all__ = [
-    "RecurrentPolicy", "LSTMPolicy", "LSTMConfig", "DictConfig", "build_policy", "config_from_dict",
+    "RecurrentPolicy", "LSTMPolicy", "LSTMConfig", "MLPPolicy", "MLPConfig", "DictConfig", "build_policy", "config_from_dict",
     "action_spec_from_space", "normalize_action_spec", "space_from_action_spec",
     "select_state", "POLICY_KINDS", "product_pairs", "append_products", "shared_policy_config",
     "check_int", "check_real", "check_bool", "check_index_list", "check_index_pairs",
     "MAX_UNITS", "MAX_PARAMETERS", "MAX_DISCRETE_ACTIONS", "MAX_BOX_SIZE",
 ]
 
-POLICY_KINDS = ("lsnn", "lstm")
+POLICY_KINDS = ("lsnn", "lstm", "mlp")
 
 
 @dataclass
@@ -91,12 +91,62 @@ class LSTMPolicy(RecurrentPolicy):
         return torch.stack(outs), (h, c)
 
 
+@dataclass
+class MLPConfig(DictConfig):
+    """Memoryless baseline: two tanh layers of ``hidden`` units on the current input only.
+
+    Same inputs as the recurrent networks (observation, previous action and reward), no
+    state: the domain-randomization policy of standard sim-to-real practice, which can
+    react to the last step but cannot accumulate what a task is like."""
+
+    hidden: int = 128
+    log_std_init: float = -0.5
+    input_products: list = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        check_int("hidden", self.hidden, 1, MAX_UNITS)
+        check_real("log_std_init", self.log_std_init, -20.0, 20.0)
+        check_index_pairs("input_products", self.input_products)
+
+
+class MLPPolicy(RecurrentPolicy):
+    """The policy interface with an empty state (a ``[batch, 0]`` tensor)."""
+
+    kind = "mlp"
+
+    def __init__(self, obs_dim: int, action_spec: dict, config: MLPConfig | dict | None = None):
+        if not isinstance(config, MLPConfig):
+            config = MLPConfig.from_dict(config)
+        config.validate()
+        self.config = config
+        n_in = check_int("obs_dim", obs_dim, 1, MAX_UNITS) + len(config.input_products)
+        h = config.hidden
+        check_parameter_count("mlp", h * (n_in + h + 2))
+        super().__init__(obs_dim, action_spec, h, config.log_std_init)
+        self.register_buffer("product_pairs", product_pairs(config.input_products, obs_dim), persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(n_in, h), nn.Tanh(), nn.Linear(h, h), nn.Tanh())
+
+    def config_dict(self) -> dict:
+        return self.config.to_dict()
+
+    def initial_state(self, batch: int):
+        return (torch.zeros(batch, 0, device=self._device()),)
+
+    def features_sequence(self, obs, state, done_mask=None):
+        return self.mlp(append_products(obs, self.product_pairs)), state
+
+
 # --------------------------------------------------------------------------- factory
 def _config_class(kind: str) -> type:
     if kind == "lsnn":
         return LSNNConfig
     if kind == "lstm":
         return LSTMConfig
+    if kind == "mlp":
+        return MLPConfig
     raise ValueError(f"unknown policy kind {kind!r} (expected one of {POLICY_KINDS})")
 
 
@@ -115,8 +165,10 @@ def shared_policy_config(policy_config: dict | None, kind: str) -> dict:
 
 
 def build_policy(kind: str, obs_dim: int, action_space_spec: dict, config: Any = None) -> RecurrentPolicy:
-    """``kind`` is ``"lsnn"`` or ``"lstm"``; ``config`` a config dataclass, dict or None."""
+    """``kind`` is ``"lsnn"``, ``"lstm"`` or ``"mlp"``; ``config`` a config dataclass, dict or None."""
     cfg = config_from_dict(kind, config)
     if kind == "lsnn":
         return LSNNPolicy(obs_dim, action_space_spec, cfg)
+    if kind == "mlp":
+        return MLPPolicy(obs_dim, action_space_spec, cfg)
     return LSTMPolicy(obs_dim, action_space_spec, cfg)
