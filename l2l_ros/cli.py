@@ -201,6 +201,8 @@ def cmd_eval_manipulator(args, argv) -> int:
     from l2l_ros.policy_runtime import load_runtime, untrained_runtime
 
     env_kwargs = {"family": args.family, "hidden_goal": args.hidden_goal}
+    if (args.plots or args.video) and not 0 <= args.video_task < args.tasks:
+        raise ValueError(f"--video-task {args.video_task} is not one of the {args.tasks} tasks (0..{args.tasks - 1})")
     if args.tune_gains:
         print(json.dumps(tune_arm_gains(args.tasks, args.seed, env_kwargs, progress=not args.json), indent=2))
         return 0
@@ -220,7 +222,7 @@ def cmd_eval_manipulator(args, argv) -> int:
         for name in ARM_GAINS:
             agents[name] = arm_controller(name, hidden_goal=args.hidden_goal)
     records = {name: run_manipulator_tasks(agent, args.tasks, args.seed, env_kwargs=env_kwargs,
-                                           progress=None if args.json else name)
+                                           progress=None if args.json else name, keep_traces=bool(args.plots))
                for name, agent in agents.items()}
     policies = {name: summarize_manipulator(r) for name, r in records.items()}
     if "oracle" in policies:
@@ -231,6 +233,19 @@ def cmd_eval_manipulator(args, argv) -> int:
             s["later_reach_vs_oracle"] = later / ref_later if later and ref_later else None
     doc: dict = {"tasks": args.tasks, "seed": args.seed, "env_kwargs": env_kwargs, "policies": policies,
                  "cost_per_control_step": {name: rt.cost() for name, rt in runtimes.items()}}
+    if args.plots:
+        from l2l_ros.evaluation import record_lsnn_task
+        from l2l_ros.report import plot_arm_adaptation, plot_spike_raster
+
+        out = Path(args.plots)
+        name, runtime = next(iter(runtimes.items()))
+        shown = {k: records[k] for k in (name, "oracle", "resolved_rate") if k in records}
+        doc["plots"] = [str(plot_arm_adaptation(
+            shown, {k: r[args.video_task]["distances"] for k, r in shown.items()}, out / "adaptation.png",
+            f"{args.tasks} arm tasks of seed {args.seed}; right: task {args.video_task}"))]
+        if hasattr(runtime.state, "b"):
+            rec = record_lsnn_task(runtime, args.seed, args.video_task, "manipulator", env_kwargs)
+            doc["plots"].append(str(plot_spike_raster(rec, out / "spike_raster.png", f"arm task {args.video_task}")))
     if args.video:
         from l2l_ros.tasks.manipulator import ManipulatorEnv
         from l2l_ros.video import record_task
@@ -588,13 +603,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the hidden-goal variant: the target is one of four marked spots, never observed; "
                         "only the reward says when the tool is there (the baselines search the spots)")
     q.add_argument("--no-baselines", action="store_true", help="leave out the classical controllers")
+    q.add_argument("--plots", default="", metavar="DIR",
+                   help="folder for PNGs: steps per successive reach and the distance over one task "
+                        "(--video-task) for the first checkpoint and the controllers; its spike raster")
     q.add_argument("--tune-gains", action="store_true",
                    help="instead of evaluating, score the classical controllers' gain grid on --tasks of "
                         "--seed (the bundled gains: 100 tasks of seed 7) and print it as JSON")
     q.add_argument("--json", action="store_true", help="print the result as JSON")
     q.add_argument("--video", default="", type=_check_video, metavar="FILE.mp4|FILE.gif",
                    help="also render one whole task of the checkpoint (the target in red) offscreen")
-    q.add_argument("--video-task", type=int, default=0, metavar="N", help="which task of --seed the video shows")
+    q.add_argument("--video-task", type=int, default=0, metavar="N",
+                   help="which task of --seed the video (and the plots' single-task panels) show")
     q.set_defaults(func=cmd_eval_manipulator)
     q = fam.add_parser("bandit", help="RL² Table 1: checkpoints vs Gittins, UCB1, Thompson, greedy, random")
     add_bandit_eval_arguments(q)

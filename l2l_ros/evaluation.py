@@ -75,31 +75,35 @@ def _tasks(first: int, count: int, progress: str | None):
 
 
 def run_manipulator_tasks(agent: Agent, tasks: int, seed: int, deterministic: bool = True,
-                          progress: str | None = None, env_kwargs: dict | None = None) -> list[dict]:
+                          progress: str | None = None, env_kwargs: dict | None = None,
+                          first_task: int = 0, keep_traces: bool = False) -> list[dict]:
     """Per-task records of the arm family: targets reached, the steps each reach took
     (``reach_steps``: the first from the task start, later ones from the previous reach),
     return, final tool-target distance, and the task's hidden dynamics (latency, sign
     flips, scales, payload). An agent with ``privileged = True`` (the oracle controller)
-    is reset with the task: ``agent.reset(task=...)``."""
+    is reset with the task: ``agent.reset(task=...)``. ``keep_traces``: also the tool-target
+    distance after every step (``distances``)."""
     from l2l_ros.tasks.manipulator import ManipulatorEnv
 
     env = ManipulatorEnv(**(env_kwargs or {}))
     records = []
-    for task in _tasks(0, tasks, progress):
+    for task in _tasks(first_task, tasks, progress):
         obs, info = env.reset(seed=task_seed(seed, task))
         arm_task = info["task"]
         agent.reset(task=arm_task) if getattr(agent, "privileged", False) else agent.reset()
-        reach_steps, since, total = [], 0, 0.0
+        reach_steps, since, total, distances = [], 0, 0.0, []
         for reward, info, _ in play_task(env, agent, obs, deterministic):
             since += 1
             total += reward
+            distances.append(float(info["distance"]))
             if info.get("trial_end", False):
                 reach_steps.append(since)
                 since = 0
         records.append({"task": task, "targets_reached": len(reach_steps), "reach_steps": reach_steps,
                         "return": total, "final_distance_m": float(info["distance"]),
                         "latency": arm_task.latency, "sign_flips": arm_task.flips,
-                        "scale": list(arm_task.scale), "payload_kg": arm_task.payload})
+                        "scale": list(arm_task.scale), "payload_kg": arm_task.payload,
+                        **({"distances": distances} if keep_traces else {})})
     env.close()
     return records
 
@@ -239,22 +243,28 @@ class _StateRecorder:
         return action
 
 
-def record_lsnn_task(runtime, seed: int, task: int = 0) -> dict:
-    """Spikes and threshold adaptation of an LSNN runtime over one whole task.
+def record_lsnn_task(runtime, seed: int, task: int = 0, family: str = "imaze",
+                     env_kwargs: dict | None = None) -> dict:
+    """Spikes and threshold adaptation of an LSNN runtime over one whole task of ``family``
+    (``imaze`` or ``manipulator``, with ``env_kwargs``).
 
     Returns ``z`` and ``b`` as [steps, neurons] arrays, the steps at which trials
-    ended (goal entries), the goal, how many of the neurons are LIF (the rest ALIF) and
-    ``ticks_per_step``: with several network ticks per step, each row is the state after
-    the step's last tick.
+    ended (goal entries, reaches), the goal (the I-maze's alcove), how many of the
+    neurons are LIF (the rest ALIF) and ``ticks_per_step``: with several network ticks
+    per step, each row is the state after the step's last tick.
     """
     if not hasattr(runtime.state, "b"):
         raise TypeError("spike recording needs an LSNN policy")
     recorder = _StateRecorder(runtime)
-    records = run_imaze_tasks(recorder, 1, seed, first_task=task)
-    ends = np.cumsum([r["steps"] for r in records]) - 1
-    return {"z": np.asarray(recorder.z), "b": np.asarray(recorder.b),
-            "trial_ends": [int(e) for r, e in zip(records, ends) if r["success"]],
-            "goal": records[0]["goal"], "n_lif": int(runtime.policy.config.n_lif),
+    if family == "manipulator":
+        [rec] = run_manipulator_tasks(recorder, 1, seed, env_kwargs=env_kwargs, first_task=task)
+        ends, goal, step_seconds = np.cumsum(rec["reach_steps"]) - 1, "the target", 0.05
+    else:
+        records = run_imaze_tasks(recorder, 1, seed, first_task=task)
+        ends = [e for r, e in zip(records, np.cumsum([r["steps"] for r in records]) - 1) if r["success"]]
+        goal, step_seconds = records[0]["goal"], 0.2
+    return {"z": np.asarray(recorder.z), "b": np.asarray(recorder.b), "trial_ends": [int(e) for e in ends],
+            "goal": goal, "step_seconds": step_seconds, "n_lif": int(runtime.policy.config.n_lif),
             "ticks_per_step": int(getattr(runtime.policy.config, "ticks_per_step", 1))}
 
 

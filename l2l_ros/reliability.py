@@ -342,15 +342,12 @@ def fuzz_policy(mode: str, messages_per_topic: int, seed: int, log_dir: Path) ->
         probe.spin_until(lambda: False, 0.3)
         runtime = load_runtime(_default(), mode) if mode == "imaze" else _seeded_untrained(seed)
         runtime.reset()
-        from l2l_ros.tasks.arm_safety import JointLimitStop
-
-        limit_stop = JointLimitStop()
         matches, answered = 0, 0
         recovery_ticks = 30
         for k in range(recovery_ticks):
             msgs = player.valid_messages(rng, stamp if k == 0 else player.next_stamp())
             got = player.tick(msgs)
-            expected = _offline_command(runtime, mode, msgs, trial_start=(k == 0), limit_stop=limit_stop)
+            expected = _offline_command(runtime, mode, msgs, trial_start=(k == 0))
             if got is not None:
                 answered += 1
                 matches += _same_command(mode, got, expected)
@@ -382,9 +379,8 @@ def _seeded_untrained(seed: int):
     return untrained_runtime("manipulator")
 
 
-def _offline_command(runtime, mode: str, msgs: list, trial_start: bool, limit_stop=None):
-    """The command the node should send for ``msgs`` (same encoder, same runtime step; the
-    arm's ``limit_stop``, ``arm_safety.JointLimitStop``, reset with the task as the node's)."""
+def _offline_command(runtime, mode: str, msgs: list, trial_start: bool):
+    """The command the node should send for ``msgs`` (same encoder, same runtime step)."""
     from l2l_ros.nodes.common import quaternion_to_yaw
     from l2l_ros.tasks.encoding import (clamp_twist, encode_imaze, encode_manipulator, imaze_action_to_twist,
                                         manipulator_action_to_command)
@@ -397,8 +393,7 @@ def _offline_command(runtime, mode: str, msgs: list, trial_start: bool, limit_st
         return clamp_twist(*imaze_action_to_twist(int(runtime.step(obs, 0.0, trial_start, True))))
     joints, target = msgs
     obs = encode_manipulator(joints.position, joints.velocity, [target.point.x, target.point.y, target.point.z])
-    command = manipulator_action_to_command(np.asarray(runtime.step(obs, 0.0, trial_start, True)))
-    return limit_stop(command, joints.position, joints.velocity)
+    return manipulator_action_to_command(np.asarray(runtime.step(obs, 0.0, trial_start, True)))
 
 
 def _same_command(mode: str, got, expected) -> bool:

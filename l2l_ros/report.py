@@ -318,12 +318,38 @@ def plot_spike_raster(rec: dict, path: Path, title: str) -> Path:
                          color="tab:red", alpha=0.2, lw=0, label="10-90%")
         ax2.legend(fontsize=7, loc="upper left")
     ax2.set_ylabel("adaptation b", fontsize=8)
-    ax2.set_xlabel("control step (0.2 s)")
+    ax2.set_xlabel(f"control step ({rec.get('step_seconds', 0.2):g} s)")
     for ax in (ax1, ax2):
         for t in rec["trial_ends"]:
             ax.axvline(t, color="tab:green", lw=0.8, ls="--")
     ticks = int(rec.get("ticks_per_step", 1))
     shown = f"; the last of {ticks} ticks per step shown" if ticks > 1 else ""
     ax1.set_title(f"{title}: goal {rec['goal']}, {len(rec['trial_ends'])} goal entries (green), "
-                  f"mean rate {spike_rate_hz(rec):.2f} spikes/s per neuron{shown}", fontsize=9)
+                  f"mean rate {spike_rate_hz(rec, rec.get('step_seconds', 0.2)):.2f} spikes/s per neuron{shown}", fontsize=9)
+    return _save_figure(fig, path)
+
+
+def plot_arm_adaptation(records_by_agent: dict[str, list[dict]], trace: dict[str, list[float]], path: Path,
+                        title: str) -> Path:
+    """Left: mean steps each successive reach of a task took, per agent (reach 1 includes
+    finding out how the arm responds; later reaches show what was learnt). Right: the
+    tool-target distance over one task, per agent, reaches where it drops."""
+    plt = _pyplot()
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name, records in records_by_agent.items():
+        longest = max((len(r["reach_steps"]) for r in records), default=0)
+        k = [i for i in range(longest) if sum(len(r["reach_steps"]) > i for r in records) >= 5]
+        if k:
+            mean = [np.mean([r["reach_steps"][i] for r in records if len(r["reach_steps"]) > i]) for i in k]
+            ax1.plot(np.array(k) + 1, mean, marker="o", ms=3, label=name)
+    ax1.set_xlabel("reach within the task (tasks with at least 5 such reaches)")
+    ax1.set_ylabel("control steps to the target (0.05 s)")
+    ax1.legend(fontsize=7)
+    for name, d in trace.items():
+        ax2.plot(d, lw=1, label=name)
+    ax2.set_xlabel("control step")
+    ax2.set_ylabel("tool-target distance (m)")
+    ax2.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
     return _save_figure(fig, path)

@@ -23,10 +23,11 @@ checkpoint received on l2l/checkpoint (or set as the ``checkpoint`` parameter)
 replaces the weights; it is loaded and validated in a worker thread, off the
 control path. A malformed, implausible or non-finite input makes the node log an
 error and command a stop; a non-finite hidden state is logged, the robot stopped
-and the state reset. The node never sends a non-finite or out-of-limit command; in manipulator mode a joint
-within 0.05 rad of a URDF position limit is stopped unless it already moves away from
-it, and then the command sign that drove it there is refused (``tasks.arm_safety``, which
-the arm env applies too).
+and the state reset. The node never sends a non-finite or out-of-limit command (joint velocities within
+1.5 rad/s, under the URDF's 2 rad/s). Position limits are the arm driver's to enforce,
+where the direction a command turns a joint is known (``manipulator_sim`` does, as a
+ros2_control hardware interface's soft limits would): this node cannot know it, since
+the arm's calibration, sign included, is what the network must find out.
 """
 from __future__ import annotations
 
@@ -50,7 +51,6 @@ from l2l_ros.nodes.common import (DIAG_ERROR, DIAG_OK, DIAG_WARN, DIAGNOSTICS_TO
                                   STEADY_CLOCK, STREAM_QOS, Param, declare_params, diagnostic_array,
                                   from_stamp, quaternion_to_yaw, run_node)
 from l2l_ros.policy_runtime import PolicyRuntime, load_runtime, untrained_runtime
-from l2l_ros.tasks.arm_safety import JointLimitStop
 from l2l_ros.tasks.encoding import (ARM_JOINTS, MAX_ABS_REWARD, clamp_twist, encode_imaze,
                                     encode_manipulator, imaze_action_to_twist,
                                     manipulator_action_to_command)
@@ -111,8 +111,6 @@ class SpikingPolicyNode(LifecycleNode):
         self._requested: str | None = None  # the newest checkpoint asked for
         self._io: list = []  # subscriptions and publishers made by configure
         self._cmd_pub = None
-        self._joints_seen = (np.zeros(len(ARM_JOINTS)), np.zeros(len(ARM_JOINTS)))
-        self._limit_stop = JointLimitStop()
         self._active = False
         self._reset_ticks()
         self._stopped = True
@@ -360,7 +358,6 @@ class SpikingPolicyNode(LifecycleNode):
                 self.runtime.count_spikes()
                 self.get_logger().info(f"new weights active: {self.runtime.describe()}")
             self.runtime.reset()
-            self._limit_stop.reset()
         try:
             obs = self._encode(msgs)
         except (ValueError, TypeError, OverflowError, IndexError) as exc:
@@ -403,15 +400,13 @@ class SpikingPolicyNode(LifecycleNode):
         q = [joints.position[index[j]] for j in ARM_JOINTS]
         qd = [joints.velocity[index[j]] for j in ARM_JOINTS]
         p = msgs[1].point if len(msgs) > 1 else Point()  # hidden goal: a zero target, as in training
-        encoded = encode_manipulator(q, qd, [p.x, p.y, p.z])
-        self._joints_seen = (q, qd)  # the joint-limit stop acts on the state this tick answers
-        return encoded
+        return encode_manipulator(q, qd, [p.x, p.y, p.z])
 
     def _publish_action(self, action) -> None:
         if self.mode == "imaze":
             self._publish_twist(*clamp_twist(*imaze_action_to_twist(int(action))))
         else:
-            cmd = self._limit_stop(manipulator_action_to_command(np.asarray(action)), *self._joints_seen)
+            cmd = manipulator_action_to_command(np.asarray(action))
             self._cmd_pub.publish(Float64MultiArray(data=[float(v) for v in cmd]))
         self._stopped = False
 

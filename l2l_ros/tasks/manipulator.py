@@ -26,11 +26,12 @@ import numpy as np
 
 from l2l_ros.resources import share_path
 from l2l_ros.tasks import robots
-from l2l_ros.tasks.arm_safety import JointLimitStop
 from l2l_ros.tasks.encoding import (ARM_JOINTS, ARM_MAX_JOINT_VELOCITY, ARM_OBS_DIM,
                                     encode_manipulator, manipulator_action_to_command)
 
 ARM_PREFIX = "arm/"
+#: rad from a URDF position limit at which the simulated driver stops driving a joint towards it.
+LIMIT_MARGIN = 0.02
 #: Arm pose at the start of every task (rad): elbow bent, tool in front of the base.
 HOME_Q = np.array([0.0, 0.4, 1.2])
 #: Joint configurations (pan, lift, elbow; rad) of the hidden-goal variant's marked spots
@@ -299,12 +300,18 @@ class ArmSim:
                                             / ARM_MAX_JOINT_VELOCITY)
         self._queue.append(cmd)
         applied = self._queue.popleft()
-        self.data.ctrl[self.arm.actuators] = np.clip(self.task.calibration * applied,
-                                                     -self.arm.max_velocity, self.arm.max_velocity)
+        motor = np.clip(self.task.calibration * applied, -self.arm.max_velocity, self.arm.max_velocity)
         substeps = self.substeps
         if self.substep_jitter:
             substeps += int(self._jitter_rng.integers(-self.substep_jitter, self.substep_jitter + 1))
+        a, ctrl = self.arm, self.data.ctrl
         for _ in range(substeps):
+            # The driver's soft limits (as a ros2_control hardware interface has them), in motor
+            # space where the direction is known: a joint within LIMIT_MARGIN of a URDF limit
+            # is not driven further towards it, whatever it is commanded.
+            q = self.data.qpos[a.qpos_adr]
+            towards = ((q > a.upper - LIMIT_MARGIN) & (motor > 0)) | ((q < a.lower + LIMIT_MARGIN) & (motor < 0))
+            ctrl[a.actuators] = np.where(towards, 0.0, motor)
             mujoco.mj_step(self.model, self.data)
 
     def joint_state(self, noisy: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -324,8 +331,7 @@ class ArmSim:
 class ManipulatorEnv(gym.Env):
     """Meta-RL reaching: one episode is one task (arm dynamics) of many reaching trials.
 
-    Action: ``Box(-1, 1, (3,))`` decoded by ``encoding.manipulator_action_to_command``,
-    stopped at the joint limits by ``arm_safety.JointLimitStop``.
+    Action: ``Box(-1, 1, (3,))`` decoded by ``encoding.manipulator_action_to_command``.
     Observation: ``encoding.encode_manipulator(q, qd, target)`` with the task's noisy q, qd
     (hidden goal: the target reads as zeros, as a node without a ``target`` topic feeds it).
     Reward per control step: ``-distance_scale * |ee - target|`` (m; default scale 1;
@@ -368,11 +374,10 @@ class ManipulatorEnv(gym.Env):
         self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
         self._steps = 0
         self.seen_joint_state = self.sim.joint_state(noisy=False)
-        self.limit_stop = JointLimitStop()
 
     def _obs(self) -> np.ndarray:
         q, qd = self.sim.joint_state()
-        self.seen_joint_state = (q, qd)  # the observation's noisy state: the limit stop and the ROS node use it
+        self.seen_joint_state = (q, qd)  # the observation's noisy state, which the ROS sim node publishes
         return encode_manipulator(q, qd, np.zeros(3) if self.hidden_goal else self.sim.target)
 
     def _info(self, reached: bool, dist: float, trial_end: bool, trial: int) -> dict:
@@ -384,7 +389,6 @@ class ManipulatorEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.sim.new_task(self.np_random, task=(options or {}).get("task"))
-        self.limit_stop.reset()
         self._steps = 0
         return self._obs(), self._info(False, self.sim.distance(), False, 0)
 
@@ -410,9 +414,7 @@ class ManipulatorEnv(gym.Env):
             self._renderer = None
 
     def step(self, action):
-        """One control period with a policy's action: decoded, and stopped at the joint limits
-        on the joint state the policy saw (``arm_safety``), as the ``spiking_policy`` node does."""
-        return self.step_joint_velocities(self.limit_stop(manipulator_action_to_command(action), *self.seen_joint_state))
+        return self.step_joint_velocities(manipulator_action_to_command(action))
 
     def step_joint_velocities(self, cmd: np.ndarray):
         """One control period with joint velocity commands (rad/s): the ROS sim node's entry point."""
