@@ -103,6 +103,19 @@ def test_the_arm_oracle_teacher_guides_ppo_and_is_refused_for_plain_imitation(tm
     plain = train_config("manipulator", "lstm", updates=1, num_envs=2, seed=0, teacher="arm-oracle")
     with pytest.raises(ValueError, match="continuous"):
         train(plain, tmp_path / "plain")
+    # a saved continuous policy teaches its mean action (an LSTM distilled into a spiking network)
+    from l2l_ros.meta.imitation import PolicyTeacher
+
+    teacher = PolicyTeacher(str(tmp_path / "guided" / "policy.json"))
+    obs = np.zeros((2, teacher.policy.obs_dim), np.float32)
+    teacher.state = teacher.policy.initial_state(2)
+    mean = teacher.target(obs)
+    assert teacher.continuous and mean.shape == (2, 3) and np.all(np.abs(mean) <= 1.0)
+    student = train_config("manipulator", "lsnn", updates=1, num_envs=2, seed=0, minibatches=1, epochs=1,
+                           teacher=str(tmp_path / "guided" / "policy.json"), imitation_coef=1.0)
+    train(student, tmp_path / "student")
+    [row] = [json.loads(line) for line in (tmp_path / "student" / "train_log.jsonl").read_text().splitlines()]
+    assert np.isfinite(row["imitation_loss"])
 
 
 def test_the_driver_stops_a_joint_at_its_limit_whatever_the_calibration_and_lets_it_back():

@@ -206,7 +206,8 @@ class PolicyTeacher:
     """A saved recurrent policy as the teacher (policy distillation, Rusu et al. 2016):
     it reads the student's observation stream with its own recurrent state, and its
     greedy action is the target, or with ``soft`` its whole action distribution (for a
-    policy that is deployed and scored by its samples, as the bandit models are)."""
+    policy that is deployed and scored by its samples, as the bandit models are); a
+    continuous policy's mean action (the arm: an LSTM teaching a spiking network)."""
 
     def __init__(self, path: str, soft: bool = False):
         from l2l_ros.meta.checkpoint import load_checkpoint
@@ -214,8 +215,11 @@ class PolicyTeacher:
         self.policy, self.doc = load_checkpoint(path)
         self.policy.eval()
         self.soft = bool(soft)
-        if not self.policy.discrete:
-            raise ValueError(f"teacher {path} has a continuous action space; imitation needs a discrete one")
+        # A continuous policy teaches its mean action (``losses.teacher_action_error``).
+        self.continuous = not self.policy.discrete
+        if self.continuous and self.soft:
+            raise ValueError(f"teacher {path} has a continuous action space: its mean is the target, not a "
+                             "distribution (no teacher_soft)")
 
     def reset(self, envs: gym.vector.VectorEnv) -> None:
         self.state = self.policy.initial_state(envs.num_envs)
@@ -224,6 +228,8 @@ class PolicyTeacher:
     def target(self, obs: np.ndarray, student: np.ndarray | None = None) -> np.ndarray:
         params, _, self.state = self.policy.forward_sequence(torch.as_tensor(obs, dtype=torch.float32)[None],
                                                              self.state)
+        if self.continuous:
+            return params[0].double().numpy()
         if self.soft:
             return torch.softmax(params[0], dim=-1).double().numpy()
         best = params[0].argmax(-1).numpy()
