@@ -196,7 +196,7 @@ def _fmt(value, spec: str = ".1f") -> str:
 def cmd_eval_manipulator(args, argv) -> int:
     import torch
 
-    from l2l_ros.evaluation import (ARM_GAINS, RandomArmAgent, arm_controller, run_manipulator_tasks,
+    from l2l_ros.evaluation import (ARM_CONTROLLERS, RandomArmAgent, arm_controller, run_manipulator_tasks,
                                     summarize_manipulator, tune_arm_gains)
     from l2l_ros.policy_runtime import load_runtime, untrained_runtime
 
@@ -219,7 +219,7 @@ def cmd_eval_manipulator(args, argv) -> int:
     agents.update(runtimes)
     agents["random"] = RandomArmAgent(args.seed)
     if not args.no_baselines:
-        for name in ARM_GAINS:
+        for name in ARM_CONTROLLERS:
             agents[name] = arm_controller(name, hidden_goal=args.hidden_goal)
     records = {name: run_manipulator_tasks(agent, args.tasks, args.seed, env_kwargs=env_kwargs,
                                            progress=None if args.json else name, keep_traces=bool(args.plots))
@@ -589,7 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--video-task", type=int, default=0, metavar="N", help="which task of --seed the video shows")
     q.set_defaults(func=cmd_eval)
     q = fam.add_parser("manipulator", help="checkpoints vs the classical controllers (fixed-gain resolved rate, PI, "
-                                           "an oracle given the task's calibration) and random on arm tasks")
+                                           "an oracle given the task's calibration, the same oracle finding each "
+                                           "joint's calibration by acting) and random on arm tasks")
     q.add_argument("--checkpoint", action="append", default=[], metavar="POLICY.json",
                    help="policy .json for the arm, repeatable (default: an untrained, seeded LSNN)")
     q.add_argument("--tasks", type=positive_int, default=20, help="held-out tasks (arm dynamics and targets) to play")

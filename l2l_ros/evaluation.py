@@ -142,13 +142,21 @@ ARM_GAIN_GRID = {"resolved_rate": [(k, 0.0) for k in (2, 3, 4, 6, 8, 12)],
                  "oracle": [(k, 0.0) for k in (4, 6, 8, 10, 14, 20)]}
 
 
+#: The arm's controllers in the evaluation table: the classical baselines, the oracle, and
+#: the oracle that finds each joint's calibration by acting (the teacher of the networks).
+ARM_CONTROLLERS = ("resolved_rate", "pi", "oracle", "oracle_identify")
+
+
 def arm_controller(name: str, gains: tuple[float, float] | None = None, hidden_goal: bool = False):
-    """A classical arm baseline by name (``ARM_GAINS``' keys); with a hidden goal wrapped in
-    the spot searcher."""
+    """An arm controller by name (``ARM_CONTROLLERS``); with a hidden goal wrapped in the
+    spot searcher."""
     from l2l_ros.tasks.arm_controllers import ResolvedRateController, SpotSearcher
 
-    gain, integral = gains or ARM_GAINS[name]
-    controller = ResolvedRateController(gain, integral, oracle=name == "oracle")
+    if name not in ARM_CONTROLLERS:
+        raise ValueError(f"unknown arm controller {name!r}; one of {', '.join(ARM_CONTROLLERS)}")
+    oracle = name.startswith("oracle")
+    gain, integral = gains or ARM_GAINS["oracle" if oracle else name]
+    controller = ResolvedRateController(gain, integral, oracle=oracle, identify=name == "oracle_identify")
     return SpotSearcher(controller) if hidden_goal else controller
 
 

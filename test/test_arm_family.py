@@ -158,3 +158,28 @@ def test_the_memoryless_baseline_has_no_state_and_saves_like_the_others(tmp_path
     assert meta["policy_kind"] == "mlp"
     torch.testing.assert_close(loaded.forward_sequence(x, loaded.initial_state(1))[0], params)
     assert policy_cost(loaded, 1)["macs_per_step"] == 128 * 17 + 128 * 128 + 3 * 128
+
+
+def test_the_identifying_oracle_acts_nominal_until_a_joint_has_shown_its_calibration():
+    """The networks' teacher: only what a history could tell. Before a joint's response
+    is seen it drives the joint as if nominal; after, as the oracle does."""
+    from l2l_ros.tasks.arm_controllers import IDENTIFIED
+
+    task = ArmTask(0.0, (0.1,) * 3, 1.0, 2, 0.0, 0.0, scale=(2.0, 0.5, 1.0), sign=(-1, 1, -1))
+    env = ManipulatorEnv()
+    obs, _ = env.reset(seed=5, options={"task": task})
+    oracle, ident = arm_controller("oracle"), arm_controller("oracle_identify")
+    nominal = arm_controller("oracle")
+    oracle.reset(task=task)
+    ident.reset(task=task)
+    nominal.reset(task=ArmTask(0.0, (0.1,) * 3, 1.0, 2, 0.0, 0.0))
+    first = ident.action(obs)
+    np.testing.assert_allclose(first, nominal.action(obs), atol=1e-6)  # nothing seen yet
+    assert not np.allclose(first, oracle.action(obs), atol=1e-3)
+    for _ in range(40):  # its own actions, executed, reveal every joint it moves
+        action = ident.step(obs, 0.0, False)
+        obs, *_ = env.step(action)
+    moved = ident._evidence >= IDENTIFIED
+    assert moved.any()
+    np.testing.assert_allclose(ident.calibration[moved], task.calibration[moved])
+    np.testing.assert_array_equal(ident.calibration[~moved], 1.0)

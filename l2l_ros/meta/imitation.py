@@ -242,13 +242,17 @@ class PolicyTeacher:
 
 
 class ArmOracleTeacher:
-    """The arm's oracle controller (``tasks.arm_controllers``, given each task's calibration,
-    payload and latency) as a teacher of continuous actions: its action in [-1, 1]^3 is
-    the target of the policy's mean (``losses.teacher_action_error``). Privileged: the
-    student never sees the task and must infer from its history what the teacher is
-    told (the teacher-student scheme of Lee et al. 2020 and RMA, Kumar et al. 2021, with a
-    controller as the teacher). Used with PPO (``imitation_coef``), whose reward still
-    has to teach the probing that a teacher who knows the answer never shows."""
+    """The arm's oracle controller (``tasks.arm_controllers``, given each task's payload,
+    damping, servo gain and latency, and each joint's calibration once the arm has shown
+    it: ``identify``) as a teacher of continuous actions: its action in [-1, 1]^3 is the
+    target of the policy's mean (``losses.teacher_action_error``). Privileged: the student
+    never sees the task and must infer from its history what the teacher is told (the
+    teacher-student scheme of Lee et al. 2020 and RMA, Kumar et al. 2021, with a
+    controller as the teacher). Why ``identify``: a teacher that knows every sign from the
+    first step asks for actions no history predicts (with signs flipped half the time, a
+    student's best guess is 0: it never moves and never finds out); this one drives
+    an unidentified joint as if nominal, the probe a student can copy. Used with PPO
+    (``imitation_coef``)."""
 
     continuous = True
 
@@ -263,7 +267,7 @@ class ArmOracleTeacher:
         if members is None:
             raise TypeError("the arm oracle teacher needs a synchronous vector env (it reads each task)")
         while len(self.controllers) < len(members):
-            self.controllers.append(ResolvedRateController(*ARM_GAINS["oracle"], oracle=True))
+            self.controllers.append(ResolvedRateController(*ARM_GAINS["oracle"], oracle=True, identify=True))
         for controller, env in zip(self.controllers, members):
             controller.reset(task=env.unwrapped.sim.task)
 

@@ -14,6 +14,11 @@ URDF, as any classical controller does):
   command latency from the commands still in flight. It is the reference a policy that
   identifies the arm should approach; it is not a proven bound (the gain is tuned, not
   optimal), so tables call it a reference, not an optimum.
+* with ``identify=True`` as well, the oracle uses a joint's calibration only once the
+  arm has shown it: after commands summing to ``IDENTIFIED`` (in action units) on that
+  joint have taken effect; before, it drives the joint as if nominal (sign +1, scale 1).
+  Everything it does is then what a policy could infer from its history: the teacher
+  of the spiking arm policy (it probes by acting, as the student must).
 
 No ROS and no torch here.
 """
@@ -28,6 +33,10 @@ from l2l_ros.tasks.encoding import ARM_JOINTS, ARM_MAX_JOINT_VELOCITY
 
 N = len(ARM_JOINTS)
 GRAVITY = 9.81
+#: Sum of |action| on a joint, already in effect, after which its response has shown the
+#: calibration (one full-speed step turns a joint at least 0.5 rad/s, ten times the
+#: largest joint velocity noise of the family).
+IDENTIFIED = 1.0
 
 
 def decode_observation(obs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -48,11 +57,14 @@ class ResolvedRateController:
     privileged = False
 
     def __init__(self, gain: float = 6.0, integral_gain: float = 0.0, oracle: bool = False,
-                 control_period: float = 0.05, damping: float = 0.02):
+                 control_period: float = 0.05, damping: float = 0.02, identify: bool = False):
         from l2l_ros.tasks.manipulator import ArmSim
 
+        if identify and not oracle:
+            raise ValueError("identify is a mode of the oracle controller")
         self.gain, self.integral_gain = float(gain), float(integral_gain)
         self.oracle = self.privileged = bool(oracle)
+        self.identify = bool(identify)
         self.dt = float(control_period)
         self.damping = float(damping)
         self.kin = ArmSim(control_period)  # kinematics only: forward_kinematics on a scratch state
@@ -72,6 +84,8 @@ class ResolvedRateController:
         self._integral[:] = 0.0
         latency = task.latency if (self.oracle and task is not None) else 0
         self._in_flight = collections.deque([np.zeros(N)] * latency, maxlen=max(latency, 1))
+        self._sent: list[np.ndarray] = []  # every executed action of the task
+        self._evidence = np.zeros(N)  # sum of |action| per joint already in effect and observed
 
     def jacobian(self, q: np.ndarray, eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
         """(tool position, d position / d q) at ``q`` in the base frame, by finite differences."""
@@ -84,7 +98,7 @@ class ResolvedRateController:
         return p0, jac
 
     def _motor_velocity(self, commands) -> np.ndarray:
-        return np.clip(self.task.calibration * commands, -self.vmax, self.vmax)
+        return np.clip(self.calibration * commands, -self.vmax, self.vmax)
 
     def step(self, encoded_obs, prev_reward, trial_start, deterministic=True) -> np.ndarray:
         """The action (in [-1, 1]^3) for this observation; it is taken to be executed."""
@@ -94,8 +108,22 @@ class ResolvedRateController:
 
     def executed(self, action) -> None:
         """The action the arm was actually sent (the oracle predicts over the latency with it)."""
+        action = np.clip(np.asarray(action, float), -1.0, 1.0)
         if self.oracle and self.task.latency:
-            self._in_flight.append(np.clip(np.asarray(action, float), -1.0, 1.0) * ARM_MAX_JOINT_VELOCITY)
+            self._in_flight.append(action * ARM_MAX_JOINT_VELOCITY)
+        if self.identify:
+            self._sent.append(action)
+            seen = len(self._sent) - 1 - self.task.latency  # sent at step k, seen after step k + latency
+            if seen >= 0:
+                self._evidence += np.abs(self._sent[seen])
+
+    @property
+    def calibration(self) -> np.ndarray:
+        """The calibration the oracle acts on: the task's, or with ``identify`` nominal for the
+        joints whose response has not been seen yet."""
+        if self.identify:
+            return np.where(self._evidence >= IDENTIFIED, self.task.calibration, 1.0)
+        return self.task.calibration
 
     def action(self, encoded_obs, trial_start: bool = False) -> np.ndarray:
         """What the controller would send now, in [-1, 1]^3 (``executed`` not called)."""
@@ -117,7 +145,7 @@ class ResolvedRateController:
             kv = self.kv0 * t.gain
             payload_torque = jac.T @ (t.payload * self.gravity_base)  # generalized gravity force
             setpoint = qd * (1.0 + np.asarray(t.damping) / kv) - payload_torque / kv
-            command = setpoint / t.calibration
+            command = setpoint / self.calibration
         else:
             command = qd
         command = np.clip(command, -ARM_MAX_JOINT_VELOCITY, ARM_MAX_JOINT_VELOCITY)
