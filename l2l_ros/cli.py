@@ -395,10 +395,36 @@ def cmd_run(args, argv) -> int:
     if args.graph == "navigation":
         return _report_navigation(out, values, wall)
     if args.graph == "manipulator":
-        recs = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
-        for r in recs:
-            print(f"task {r['task']} trial {r['trial'] + 1}: {r['steps']} steps, "
-                  f"{'reached' if r['success'] else 'not reached'}, final distance {r['distance']:.3f} m")
+        return _report_manipulator(out, values, wall)
+    return 0
+
+
+def _report_manipulator(out: Path, values: dict, wall: float) -> int:
+    """Per task of the run through ROS: targets reached, steps to each, the final distance."""
+    import numpy as np
+
+    recs = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+    print()
+    print("task  targets  steps to each target (first from the task start)         final distance")
+    reached = []
+    for task in sorted({r["task"] for r in recs}):
+        trials = [r for r in recs if r["task"] == task]
+        steps = [r["steps"] for r in trials if r["success"]]
+        reached.append(len(steps))
+        shown = " ".join(str(s) for s in steps[:12]) + (" ..." if len(steps) > 12 else "")
+        print(f"{task:>4}  {len(steps):>7}  {shown:<55}  {trials[-1]['distance']:.3f} m")
+    firsts = [r["steps"] for r in recs if r["success"] and r["trial"] == 0]
+    laters = [r["steps"] for r in recs if r["success"] and r["trial"] > 0]
+    print()
+    print(f"this run (through ROS 2): {np.mean(reached):.2f} targets per task over {len(reached)} tasks; "
+          f"first reach {np.mean(firsts) if firsts else float('nan'):.1f} steps, later reaches "
+          f"{np.mean(laters) if laters else float('nan'):.1f} steps (0.05 s each); wall time {wall:.0f} s")
+    from l2l_ros.graphs import default_arm_model
+
+    checkpoint = values.get("checkpoint") or default_arm_model()
+    print(f"model: {checkpoint or 'an untrained network (seeded)'}; the same tasks offline: "
+          f"l2l eval manipulator --tasks {len(reached)} --seed {values.get('seed', 0)}"
+          + (f" --checkpoint {checkpoint}" if checkpoint else ""))
     return 0
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 BUNDLED_IMAZE_MODEL = "models/imaze_lsnn/policy.json"
+BUNDLED_ARM_MODEL = "models/arm_lsnn/policy.json"
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,14 @@ class Graph:
                            f"known: {sorted(merged)}")
         merged.update(values or {})
         return self.build(merged)
+
+
+def default_arm_model() -> str:
+    """The bundled arm policy, or '' where the install has none."""
+    from l2l_ros.resources import share_path
+
+    path = share_path(*BUNDLED_ARM_MODEL.split("/"))
+    return str(path) if path.exists() else ""
 
 
 def default_model_path() -> str:
@@ -155,7 +164,8 @@ GRAPHS: dict[str, Graph] = {
         "MuJoCo arm on a table + spiking policy (joint velocity commands).",
         _COMMON + _SIM_ARGS + (
             LaunchArgument("checkpoint", "",
-                           "Policy checkpoint (.json); '' : an untrained network (seeded)."),
+                           "Policy checkpoint (.json); '' : the bundled arm model (models/arm_lsnn), or an "
+                           "untrained network (seeded) where there is none."),
             LaunchArgument("hidden_goal", "false", "The hidden-goal variant (both nodes): the goal is one "
                                                    "of four marked spots, never published."),
             LaunchArgument("family", "sim2real", "Arm task family preset: sim2real, nominal_calibration "

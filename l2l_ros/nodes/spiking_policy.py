@@ -66,9 +66,9 @@ WATCHDOG_PERIOD = 0.05
 POLICY_PARAMS = (
     Param("mode", "imaze", "Task family: imaze (odom + scan -> cmd_vel) or manipulator "
           "(joint_states + target -> arm_controller/commands).", read_only=True),
-    Param("checkpoint", "", "Policy checkpoint (.json); '': the bundled I-maze model (imaze) or an "
-          "untrained network (manipulator). Set at run time: loaded off the control path, active "
-          "from the next task start."),
+    Param("checkpoint", "", "Policy checkpoint (.json); '': the bundled I-maze model (imaze) or the "
+          "bundled arm model (manipulator; an untrained network where there is none). Set at run time: "
+          "loaded off the control path, active from the next task start."),
     Param("deterministic", True, "Greedy actions instead of sampling."),
     Param("hidden_goal", False, "manipulator: the hidden-goal variant (no target topic; the network "
           "sees a zero target, as in training).", read_only=True),
@@ -234,11 +234,12 @@ class SpikingPolicyNode(LifecycleNode):
     def _initial_runtime(self, checkpoint: str) -> PolicyRuntime:
         if checkpoint:
             return load_runtime(checkpoint, self.mode)
-        if self.mode == "imaze":
-            from l2l_ros.graphs import default_model_path
+        from l2l_ros.graphs import default_arm_model, default_model_path
 
-            return load_runtime(default_model_path(), self.mode)
-        self.get_logger().warning("no checkpoint given: running an UNTRAINED network (seeded)")
+        bundled = default_model_path() if self.mode == "imaze" else default_arm_model()
+        if bundled:
+            return load_runtime(bundled, self.mode)
+        self.get_logger().warning("no checkpoint given and no bundled arm model: running an UNTRAINED network (seeded)")
         return untrained_runtime(self.mode)
 
     def _request_checkpoint(self, path: str) -> None:
