@@ -183,3 +183,26 @@ def test_the_identifying_oracle_acts_nominal_until_a_joint_has_shown_its_calibra
     assert moved.any()
     np.testing.assert_allclose(ident.calibration[moved], task.calibration[moved])
     np.testing.assert_array_equal(ident.calibration[~moved], 1.0)
+
+
+@pytest.mark.parametrize("hidden_goal", [False, True])
+def test_the_arm_teacher_driving_itself_reaches_targets_from_the_rl2_inputs(hidden_goal):
+    """The teacher reads only the vector env's meta-wrapped observations (and each task, for
+    its privileges): executed, its actions reach targets, and with a hidden goal it finds
+    the spot and goes back to it (reward and trial start come from the RL² inputs)."""
+    from l2l_ros.meta.imitation import ArmOracleTeacher
+    from l2l_ros.meta.rollout import make_vector_env
+    from l2l_ros.tasks import MANIPULATOR_ID
+
+    envs = make_vector_env(MANIPULATOR_ID, {"hidden_goal": hidden_goal}, 3)
+    obs, _ = envs.reset(seed=[21, 22, 23])
+    teacher = ArmOracleTeacher()
+    teacher.reset(envs)
+    reaches = np.zeros(3, int)
+    for _ in range(200):
+        action = teacher.target(obs)
+        teacher.observe(action, None)
+        obs, reward, _, _, info = envs.step(action)
+        reaches += np.asarray(info["trial_end"], bool)
+    assert reaches.min() >= 2, reaches
+    envs.close()

@@ -251,8 +251,10 @@ class ArmOracleTeacher:
     controller as the teacher). Why ``identify``: a teacher that knows every sign from the
     first step asks for actions no history predicts (with signs flipped half the time, a
     student's best guess is 0: it never moves and never finds out); this one drives
-    an unidentified joint as if nominal, the probe a student can copy. Used with PPO
-    (``imitation_coef``)."""
+    an unidentified joint as if nominal, the probe a student can copy. With a hidden goal
+    the oracle is driven by the spot searcher (``SpotSearcher``: nearest unvisited spot
+    first, then straight to the rewarded one), which reads the reward and trial start
+    from the RL² inputs as a student does. Used with PPO (``imitation_coef``)."""
 
     continuous = True
 
@@ -266,13 +268,22 @@ class ArmOracleTeacher:
         members = getattr(envs, "envs", None)
         if members is None:
             raise TypeError("the arm oracle teacher needs a synchronous vector env (it reads each task)")
+        from l2l_ros.tasks.arm_controllers import SpotSearcher
+        from l2l_ros.tasks.encoding import ARM_OBS_DIM
+
+        hidden = members[0].unwrapped.hidden_goal
         while len(self.controllers) < len(members):
-            self.controllers.append(ResolvedRateController(*ARM_GAINS["oracle"], oracle=True, identify=True))
+            oracle = ResolvedRateController(*ARM_GAINS["oracle"], oracle=True, identify=True)
+            self.controllers.append(SpotSearcher(oracle) if hidden else oracle)
         for controller, env in zip(self.controllers, members):
             controller.reset(task=env.unwrapped.sim.task)
+        # the RL² inputs after the observation: previous action (3), previous reward, trial start
+        self._reward_at, self._start_at = ARM_OBS_DIM + 3, ARM_OBS_DIM + 4
 
     def target(self, obs: np.ndarray, student: np.ndarray | None = None) -> np.ndarray:
-        return np.stack([c.action(o) for c, o in zip(self.controllers, np.asarray(obs))])
+        obs = np.asarray(obs)
+        return np.stack([c.action(o, o[self._reward_at], o[self._start_at] > 0.5)
+                         for c, o in zip(self.controllers, obs)])
 
     def observe(self, actions: np.ndarray, rewards: np.ndarray) -> None:
         for c, a in zip(self.controllers, np.asarray(actions)):

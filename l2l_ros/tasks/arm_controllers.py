@@ -102,7 +102,7 @@ class ResolvedRateController:
 
     def step(self, encoded_obs, prev_reward, trial_start, deterministic=True) -> np.ndarray:
         """The action (in [-1, 1]^3) for this observation; it is taken to be executed."""
-        action = self.action(encoded_obs, trial_start)
+        action = self.action(encoded_obs, prev_reward, trial_start)
         self.executed(action)
         return action
 
@@ -125,7 +125,7 @@ class ResolvedRateController:
             return np.where(self._evidence >= IDENTIFIED, self.task.calibration, 1.0)
         return self.task.calibration
 
-    def action(self, encoded_obs, trial_start: bool = False) -> np.ndarray:
+    def action(self, encoded_obs, prev_reward: float = 0.0, trial_start: bool = False) -> np.ndarray:
         """What the controller would send now, in [-1, 1]^3 (``executed`` not called)."""
         q, _, target = decode_observation(encoded_obs)
         if trial_start:
@@ -175,6 +175,15 @@ class SpotSearcher:
         self.reset_search()
 
     def step(self, encoded_obs, prev_reward, trial_start, deterministic=True) -> np.ndarray:
+        action = self.action(encoded_obs, prev_reward, trial_start)
+        self.controller.executed(action)
+        return action
+
+    def executed(self, action) -> None:
+        self.controller.executed(action)
+
+    def action(self, encoded_obs, prev_reward: float = 0.0, trial_start: bool = False) -> np.ndarray:
+        """The action for this step (the search advances; ``executed`` not called)."""
         q, qd, _ = decode_observation(encoded_obs)
         if trial_start and prev_reward > 0.5 and self.current is not None:
             self.goal = self.current
@@ -190,4 +199,4 @@ class SpotSearcher:
             self.current = self.goal
         obs = np.asarray(encoded_obs, dtype=np.float64).copy()
         obs[3 * N:3 * N + 3] = self.spots[self.current]
-        return self.controller.step(obs, prev_reward, trial_start, deterministic)
+        return self.controller.action(obs, prev_reward, trial_start)
