@@ -262,8 +262,7 @@ class ArmOracleTeacher:
         self.controllers: list = []
 
     def reset(self, envs: gym.vector.VectorEnv) -> None:
-        from l2l_ros.evaluation import ARM_GAINS
-        from l2l_ros.tasks.arm_controllers import ResolvedRateController
+        from l2l_ros.tasks.arm_controllers import ARM_GAINS, ResolvedRateController
 
         members = getattr(envs, "envs", None)
         if members is None:
