@@ -189,6 +189,23 @@ def _arm_family(text: str):
     return spec
 
 
+REALITY_GAP_KEYS = ("integrator", "physics_timestep", "substep_jitter", "extra_q_noise", "extra_qd_noise")
+
+
+def _reality_gap(text: str) -> dict:
+    """``--env-kwargs`` of the arm: a JSON object of ``REALITY_GAP_KEYS``, checked by building the env."""
+    try:
+        kwargs = json.loads(text)
+        if not isinstance(kwargs, dict) or set(kwargs) - set(REALITY_GAP_KEYS):
+            raise ValueError(f"expected a JSON object of {', '.join(REALITY_GAP_KEYS)}")
+        from l2l_ros.tasks.manipulator import ArmSim
+
+        ArmSim(**kwargs)
+    except (ValueError, TypeError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return kwargs
+
+
 def _fmt(value, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -200,7 +217,7 @@ def cmd_eval_manipulator(args, argv) -> int:
                                     summarize_manipulator, tune_arm_gains)
     from l2l_ros.policy_runtime import load_runtime, untrained_runtime
 
-    env_kwargs = {"family": args.family, "hidden_goal": args.hidden_goal}
+    env_kwargs = {**args.env_kwargs, "family": args.family, "hidden_goal": args.hidden_goal}
     if (args.plots or args.video) and not 0 <= args.video_task < args.tasks:
         raise ValueError(f"--video-task {args.video_task} is not one of the {args.tasks} tasks (0..{args.tasks - 1})")
     if args.tune_gains:
@@ -629,6 +646,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--hidden-goal", action="store_true",
                    help="the hidden-goal variant: the target is one of four marked spots, never observed; "
                         "only the reward says when the tool is there (the baselines search the spots)")
+    q.add_argument("--env-kwargs", type=_reality_gap, default={}, metavar="JSON",
+                   help="a reality gap for the sim-to-sim check, as manipulator_sim's parameters: "
+                        "'{\"integrator\": \"rk4\", \"physics_timestep\": 0.0025, \"substep_jitter\": 2, "
+                        "\"extra_q_noise\": 0.005, \"extra_qd_noise\": 0.05}'")
     q.add_argument("--no-baselines", action="store_true", help="leave out the classical controllers")
     q.add_argument("--plots", default="", metavar="DIR",
                    help="folder for PNGs: steps per successive reach and the distance over one task "
