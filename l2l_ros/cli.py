@@ -48,7 +48,7 @@ def cmd_train(args, argv) -> int:
                        teacher=args.teacher, teacher_mix_updates=args.teacher_mix_updates,
                        imitation_coef=args.imitation_coef,
                        teacher_soft=args.teacher_soft, teacher_index_tau=args.teacher_index_tau,
-                       expected_reward=args.expected_reward,
+                       expected_reward=args.expected_reward, action_std=args.action_std,
                        policy_config=json.loads(args.policy_config) if args.policy_config else None)
     done = _with_ctrl_c(lambda stop: train(cfg, Path(args.out), command=_command_line(argv), should_stop=stop),
                         f"the same command resumes {args.out} from its last checkpoint, if any "
@@ -570,6 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gae-lambda", type=float, default=None, help="GAE lambda (default 0.95)")
     p.add_argument("--reward-scale", type=float, default=None,
                    help="reward scale of the value/advantage targets (bandit default 0.05)")
+    p.add_argument("--action-std", type=float, default=None, metavar="STD",
+                   help="continuous actions (the arm): a fixed exploration std instead of a learnt one")
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="start a fresh run from this saved policy's weights (fine-tuning, new optimizer)")
     p.add_argument("--teacher", default=None, metavar="gittins|searcher|arm-oracle|CHECKPOINT",

@@ -79,9 +79,16 @@ class TrainConfig(DictConfig):
     # actions (a baseline the critic cannot know early in a task). The policy's input
     # and the logged returns keep the sampled reward. False: off.
     expected_reward: bool = False
+    # A continuous policy's exploration std, fixed (its log_std set and frozen); None: learnt.
+    # Why: on the arm, PPO raised the std from 0.6 to 1.05 within 300 updates, so the
+    # executed actions were mostly white noise, and with command latency a network cannot
+    # tell from white noise which way a joint turns (the calibration it must identify).
+    action_std: float | None = None
 
     def validate(self) -> None:
         """Raise ValueError for settings that contradict each other or are out of range."""
+        if self.action_std is not None and not (0.0 < self.action_std <= 10.0):
+            raise ValueError(f"action_std must be in (0, 10], got {self.action_std!r}")
         plain_imitation = bool(self.teacher) and not self.imitation_coef
         if self.teacher and not plain_imitation and self.teacher_mix_updates:
             raise ValueError("teacher_mix_updates is for plain imitation; PPO with imitation_coef executes "

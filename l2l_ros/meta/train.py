@@ -14,6 +14,7 @@ same updates as one that was never stopped. ``out_dir`` holds:
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections import deque
@@ -182,6 +183,15 @@ def _reports_expected_reward(envs: gym.vector.VectorEnv) -> bool:
 
 
 
+def _fix_action_std(policy, std: float) -> None:
+    """A continuous policy's exploration std set to ``std`` and frozen (``TrainConfig.action_std``)."""
+    if policy.discrete:
+        raise ValueError("action_std is the exploration noise of a continuous policy; this one is discrete")
+    with torch.no_grad():
+        policy.log_std.fill_(math.log(std))
+    policy.log_std.requires_grad_(False)
+
+
 def train(config: TrainConfig, out_dir: str | os.PathLike,
           progress: Callable[[dict], None] | None = None,
           should_stop: Callable[[], bool] | None = None,
@@ -224,6 +234,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
         start_update, env_steps, init_sha256 = _load_trainer_state(state_path, policy, optimizer, config)
     elif config.init_from:
         init_sha256 = _init_weights(policy, config.init_from)
+    if config.action_std is not None:
+        _fix_action_std(policy, config.action_std)
     broadcast_parameters(policy)
     if ranks.writer:
         _truncate_log(log_path, start_update)
