@@ -176,13 +176,20 @@ def test_the_identifying_oracle_acts_nominal_until_a_joint_has_shown_its_calibra
     first = ident.action(obs)
     np.testing.assert_allclose(first, nominal.action(obs), atol=1e-6)  # nothing seen yet
     assert not np.allclose(first, oracle.action(obs), atol=1e-3)
-    for _ in range(40):  # its own actions, executed, reveal every joint it moves
+    for _ in range(40):  # its own actions, executed, reveal every joint it moves one way
         action = ident.step(obs, 0.0, False)
         obs, *_ = env.step(action)
-    moved = ident._evidence >= IDENTIFIED
+    moved = ident.identified
     assert moved.any()
+    np.testing.assert_array_equal(moved, np.abs(ident._evidence) >= IDENTIFIED)
     np.testing.assert_allclose(ident.calibration[moved], task.calibration[moved])
     np.testing.assert_array_equal(ident.calibration[~moved], 1.0)
+    # noise that cancels out shows nothing
+    noisy = arm_controller("oracle_identify")
+    noisy.reset(task=task)
+    for k in range(200):
+        noisy.executed(np.full(3, 0.5 if k % 2 else -0.5))
+    assert not noisy.identified.any()
 
 
 @pytest.mark.parametrize("hidden_goal", [False, True])
