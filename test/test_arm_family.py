@@ -101,8 +101,14 @@ def test_the_arm_oracle_teacher_guides_ppo_and_is_refused_for_plain_imitation(tm
     rows = [json.loads(line) for line in (tmp_path / "guided" / "train_log.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(np.isfinite(r["imitation_loss"]) and r["imitation_loss"] > 0 for r in rows)
     plain = train_config("manipulator", "lstm", updates=1, num_envs=2, seed=0, teacher="arm-oracle")
-    with pytest.raises(ValueError, match="continuous"):
+    with pytest.raises(ValueError, match="action_std"):
         train(plain, tmp_path / "plain")
+    # with a fixed spread, plain imitation (DAgger) runs, the teacher driving at first
+    plain = train_config("manipulator", "lstm", updates=2, num_envs=2, seed=0, teacher="arm-oracle",
+                         action_std=0.15, teacher_mix_updates=2, minibatches=1, epochs=1)
+    train(plain, tmp_path / "plain")
+    rows = [json.loads(line) for line in (tmp_path / "plain" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["teacher_share"] for r in rows] == [1.0, 0.5] and np.isfinite(rows[-1]["imitation_loss"])
     # a saved continuous policy teaches its mean action (an LSTM distilled into a spiking network)
     from l2l_ros.meta.imitation import PolicyTeacher
 

@@ -344,9 +344,9 @@ def imitation_update(config, envs: gym.vector.VectorEnv, policy: RecurrentPolicy
                      optimizer: torch.optim.Optimizer, task_seeds: list[int], options: dict | None,
                      update: int) -> tuple[dict[str, list[float]], dict]:
     """One DAgger update (see the module docstring); same contract as ``ppo.ppo_update``."""
-    if not policy.discrete:
-        raise ValueError("plain imitation needs a discrete action space; a teacher of continuous actions guides "
-                         "PPO (imitation_coef > 0), since executing the policy's mean would never probe the arm")
+    if not policy.discrete and config.action_std is None:
+        raise ValueError("plain imitation of continuous actions needs a fixed action_std: the policy's samples "
+                         "are executed, and nothing else would keep their spread")
     teacher = make_teacher_cached(config.teacher, config.env_id, config.env_kwargs, soft=config.teacher_soft,
                        index_tau=config.teacher_index_tau)
     kind = teacher_targets(config, teacher)
