@@ -577,9 +577,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default=None, metavar="gittins|searcher|arm-oracle|CHECKPOINT",
                    help="learn by imitating this teacher on the policy's own states (DAgger) instead of PPO: "
                         "gittins (the finite-horizon Gittins index policy, bandit), searcher (a scripted "
-                        "I-maze searcher that knows the map, not the goal), arm-oracle (the arm controller "
-                        "told each task's calibration, payload and latency; continuous actions, with "
-                        "--imitation-coef only) or a saved policy "
+                        "I-maze searcher that knows the map, not the goal), arm-oracle (the arm's oracle controller, "
+                        "told each task's payload, damping, gain and latency, finding each joint's calibration "
+                        "by acting; continuous actions: with --imitation-coef, or alone with --action-std) or "
+                        "a saved policy "
                         "(e.g. models/imaze_lstm/policy.json: policy distillation)")
     p.add_argument("--teacher-mix-updates", type=int, default=None, metavar="U",
                    help="with --teacher: the teacher's actions are executed with a probability falling "
