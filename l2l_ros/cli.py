@@ -245,7 +245,8 @@ def cmd_eval_manipulator(args, argv) -> int:
     if "oracle" in policies:
         ref = policies["oracle"]
         for s in policies.values():
-            s["targets_vs_oracle"] = s["targets_per_task"] / ref["targets_per_task"] if ref["targets_per_task"] else None
+            reached = ref["targets_per_task"]
+            s["targets_vs_oracle"] = s["targets_per_task"] / reached if reached else None
             later, ref_later = s["steps_per_later_reach"], ref["steps_per_later_reach"]
             s["later_reach_vs_oracle"] = later / ref_later if later and ref_later else None
     doc: dict = {"tasks": args.tasks, "seed": args.seed, "env_kwargs": env_kwargs, "policies": policies,

@@ -254,7 +254,8 @@ class ArmOracleTeacher:
     an unidentified joint as if nominal, the probe a student can copy. With a hidden goal
     the oracle is driven by the spot searcher (``SpotSearcher``: nearest unvisited spot
     first, then straight to the rewarded one), which reads the reward and trial start
-    from the RL² inputs as a student does. Used with PPO (``imitation_coef``)."""
+    from the RL² inputs as a student does. Used with PPO (``imitation_coef``) or alone with
+    a fixed ``action_std`` (what each gave: docs/arm.md)."""
 
     continuous = True
 
@@ -262,13 +263,12 @@ class ArmOracleTeacher:
         self.controllers: list = []
 
     def reset(self, envs: gym.vector.VectorEnv) -> None:
-        from l2l_ros.tasks.arm_controllers import ARM_GAINS, ResolvedRateController
+        from l2l_ros.tasks.arm_controllers import ARM_GAINS, ResolvedRateController, SpotSearcher
+        from l2l_ros.tasks.encoding import ARM_OBS_DIM
 
         members = getattr(envs, "envs", None)
         if members is None:
             raise TypeError("the arm oracle teacher needs a synchronous vector env (it reads each task)")
-        from l2l_ros.tasks.arm_controllers import SpotSearcher
-        from l2l_ros.tasks.encoding import ARM_OBS_DIM
 
         hidden = members[0].unwrapped.hidden_goal
         while len(self.controllers) < len(members):

@@ -69,6 +69,5 @@ def teacher_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def teacher_action_error(mean: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Squared distance between the policy's mean action (a Box policy's ``params``) and
     the teacher's action, summed over the action's components. The mean only: the
-    spread stays PPO's (its entropy bonus keeps the probing a known-answer teacher
-    never shows)."""
+    spread is PPO's, or fixed (``TrainConfig.action_std``)."""
     return ((mean - targets) ** 2).sum(-1)

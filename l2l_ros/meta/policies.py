@@ -18,7 +18,8 @@ from l2l_ros.policy_base import (MAX_BOX_SIZE, MAX_DISCRETE_ACTIONS, MAX_PARAMET
 from l2l_ros.snn.lsnn import LSNNConfig, LSNNPolicy
 
 __all__ = [
-    "RecurrentPolicy", "LSTMPolicy", "LSTMConfig", "MLPPolicy", "MLPConfig", "DictConfig", "build_policy", "config_from_dict",
+    "RecurrentPolicy", "LSTMPolicy", "LSTMConfig", "MLPPolicy", "MLPConfig", "DictConfig", "build_policy",
+    "config_from_dict",
     "action_spec_from_space", "normalize_action_spec", "space_from_action_spec",
     "select_state", "POLICY_KINDS", "product_pairs", "append_products", "shared_policy_config",
     "check_int", "check_real", "check_bool", "check_index_list", "check_index_pairs",

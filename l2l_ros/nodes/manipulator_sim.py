@@ -2,11 +2,13 @@
 
 Subscribes arm_controller/commands (std_msgs/Float64MultiArray of joint
 velocities in rad/s, the forward_command_controller convention); publishes
-joint_states, target (geometry_msgs/PointStamped in the arm's base frame; not with
-hidden_goal),
-l2l/reward, l2l/task_start, l2l/trial_start, clock, robot_description,
-/diagnostics, markers (visualization_msgs/MarkerArray, latched: the target), and tf/tf_static (base_link -> ... -> tool0). Names are relative to the
-node's namespace.
+joint_states (the noisy state the env observed), target (geometry_msgs/PointStamped
+in the arm's base frame; not with hidden_goal), l2l/reward, l2l/task_start,
+l2l/trial_start, clock, robot_description, /diagnostics, markers
+(visualization_msgs/MarkerArray, latched: the target), and tf/tf_static
+(base_link -> ... -> tool0). Names are relative to the node's namespace. Parameters
+beyond the simulators' common ones: the task family, the hidden goal and a reality gap
+(integrator, physics step, control-rate jitter, extra noise); see docs/ros.md.
 """
 from __future__ import annotations
 
