@@ -93,24 +93,13 @@ class LSTMPolicy(RecurrentPolicy):
 
 
 @dataclass
-class MLPConfig(DictConfig):
-    """Memoryless baseline: two tanh layers of ``hidden`` units on the current input only.
+class MLPConfig(LSTMConfig):
+    """Memoryless baseline: two tanh layers of ``hidden`` units on the current input only
+    (the LSTM's settings, used the same way).
 
     Same inputs as the recurrent networks (observation, previous action and reward), no
     state: the domain-randomization policy of standard sim-to-real practice, which can
     react to the last step but cannot accumulate what a task is like."""
-
-    hidden: int = 128
-    log_std_init: float = -0.5
-    input_products: list = dataclasses.field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        check_int("hidden", self.hidden, 1, MAX_UNITS)
-        check_real("log_std_init", self.log_std_init, -20.0, 20.0)
-        check_index_pairs("input_products", self.input_products)
 
 
 class MLPPolicy(RecurrentPolicy):

@@ -196,7 +196,7 @@ class SpotSearcher:
 
     def action(self, encoded_obs, prev_reward: float = 0.0, trial_start: bool = False) -> np.ndarray:
         """The action for this step (the search advances; ``executed`` not called)."""
-        q, qd, _ = decode_observation(encoded_obs)
+        q, _, _ = decode_observation(encoded_obs)
         if trial_start and prev_reward > 0.5 and self.current is not None:
             self.goal = self.current
         tool = self.controller.kin.forward_kinematics(q)

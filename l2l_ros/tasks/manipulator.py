@@ -305,13 +305,20 @@ class ArmSim:
         if self.substep_jitter:
             substeps += int(self._jitter_rng.integers(-self.substep_jitter, self.substep_jitter + 1))
         a, ctrl = self.arm, self.data.ctrl
+        # The driver's soft limits (as a ros2_control hardware interface has them), in motor
+        # space where the direction is known: a joint within LIMIT_MARGIN of a URDF limit is
+        # not driven further towards it, whatever it is commanded. Checked every physics
+        # step, but only in a period that could bring a joint there (at twice the joints'
+        # velocity limit): elsewhere the check costs nothing on the training path.
+        q = self.data.qpos[a.qpos_adr]
+        reach = LIMIT_MARGIN + 2.0 * a.max_velocity * substeps * self.model.opt.timestep
+        guard = bool(((q > a.upper - reach) | (q < a.lower + reach)).any())
+        ctrl[a.actuators] = motor
         for _ in range(substeps):
-            # The driver's soft limits (as a ros2_control hardware interface has them), in motor
-            # space where the direction is known: a joint within LIMIT_MARGIN of a URDF limit
-            # is not driven further towards it, whatever it is commanded.
-            q = self.data.qpos[a.qpos_adr]
-            towards = ((q > a.upper - LIMIT_MARGIN) & (motor > 0)) | ((q < a.lower + LIMIT_MARGIN) & (motor < 0))
-            ctrl[a.actuators] = np.where(towards, 0.0, motor)
+            if guard:
+                q = self.data.qpos[a.qpos_adr]
+                towards = ((q > a.upper - LIMIT_MARGIN) & (motor > 0)) | ((q < a.lower + LIMIT_MARGIN) & (motor < 0))
+                ctrl[a.actuators] = np.where(towards, 0.0, motor)
             mujoco.mj_step(self.model, self.data)
 
     def joint_state(self, noisy: bool = True) -> tuple[np.ndarray, np.ndarray]:
