@@ -214,7 +214,7 @@ def cmd_eval_manipulator(args, argv) -> int:
     import torch
 
     from l2l_ros.evaluation import (ARM_CONTROLLERS, RandomArmAgent, arm_controller, run_manipulator_tasks,
-                                    summarize_manipulator, tune_arm_gains)
+                                    summarize_manipulator, tune_arm_gains, versus_oracle)
     from l2l_ros.policy_runtime import load_runtime, untrained_runtime
 
     env_kwargs = {**args.env_kwargs, "family": args.family, "hidden_goal": args.hidden_goal}
@@ -245,10 +245,7 @@ def cmd_eval_manipulator(args, argv) -> int:
     if "oracle" in policies:
         ref = policies["oracle"]
         for s in policies.values():
-            reached = ref["targets_per_task"]
-            s["targets_vs_oracle"] = s["targets_per_task"] / reached if reached else None
-            later, ref_later = s["steps_per_later_reach"], ref["steps_per_later_reach"]
-            s["later_reach_vs_oracle"] = later / ref_later if later and ref_later else None
+            s.update(versus_oracle(s, ref))
     doc: dict = {"tasks": args.tasks, "seed": args.seed, "env_kwargs": env_kwargs, "policies": policies,
                  "cost_per_control_step": {name: rt.cost() for name, rt in runtimes.items()}}
     if args.plots:

@@ -133,6 +133,15 @@ def summarize_manipulator(records: list[dict], breakdown: bool = True) -> dict:
     return out
 
 
+def versus_oracle(summary: dict, oracle: dict) -> dict:
+    """Targets per task and steps per later reach as ratios to the oracle controller's
+    (``summarize_manipulator`` figures; None where either is missing)."""
+    reached = oracle["targets_per_task"]
+    later, ref_later = summary["steps_per_later_reach"], oracle["steps_per_later_reach"]
+    return {"targets_vs_oracle": summary["targets_per_task"] / reached if reached else None,
+            "later_reach_vs_oracle": later / ref_later if later and ref_later else None}
+
+
 def tune_arm_gains(tasks: int = 100, seed: int = 7, env_kwargs: dict | None = None,
                    progress: bool = False) -> dict:
     """Targets per task of every grid point of ``ARM_GAIN_GRID``; the best per controller."""

@@ -241,16 +241,15 @@ ARM_TARGETS = {"targets_vs_oracle_min": 0.9, "later_reach_vs_oracle_max": 1.15}
 
 def evaluate_arm_model(checkpoint: Path, tasks: int, seed: int) -> dict:
     """The arm policy and the oracle controller on the same tasks, and issue 30's checks."""
-    from l2l_ros.evaluation import arm_controller, run_manipulator_tasks, summarize_manipulator
+    from l2l_ros.evaluation import (arm_controller, run_manipulator_tasks, summarize_manipulator,
+                                    versus_oracle)
     from l2l_ros.policy_runtime import load_runtime
 
     model = summarize_manipulator(run_manipulator_tasks(load_runtime(str(checkpoint), "manipulator"), tasks, seed))
     oracle = summarize_manipulator(run_manipulator_tasks(arm_controller("oracle"), tasks, seed))
-    ratio = model["targets_per_task"] / oracle["targets_per_task"]
-    later = (model["steps_per_later_reach"] / oracle["steps_per_later_reach"]
-             if model["steps_per_later_reach"] and oracle["steps_per_later_reach"] else None)
-    checks = {"targets_vs_oracle": ratio >= ARM_TARGETS["targets_vs_oracle_min"],
+    ratios = versus_oracle(model, oracle)
+    ratio, later = ratios["targets_vs_oracle"], ratios["later_reach_vs_oracle"]
+    checks = {"targets_vs_oracle": ratio is not None and ratio >= ARM_TARGETS["targets_vs_oracle_min"],
               "later_reach_vs_oracle": later is not None and later <= ARM_TARGETS["later_reach_vs_oracle_max"]}
-    return {"tasks": tasks, "seed": seed, "model": model, "oracle": oracle, "targets_vs_oracle": ratio,
-            "later_reach_vs_oracle": later, "targets": ARM_TARGETS, "checks": checks,
-            "targets_met": all(checks.values())}
+    return {"tasks": tasks, "seed": seed, "model": model, "oracle": oracle, **ratios, "targets": ARM_TARGETS,
+            "checks": checks, "targets_met": all(checks.values())}

@@ -219,3 +219,19 @@ def test_the_arm_teacher_driving_itself_reaches_targets_from_the_rl2_inputs(hidd
         reaches += np.asarray(info["trial_end"], bool)
     assert reaches.min() >= 2, reaches
     envs.close()
+
+
+def test_a_recipes_arm_evaluation_checks_the_model_against_the_oracle(tmp_path):
+    """recipes.evaluate_arm_model: an untrained network reaches nothing and fails both of
+    issue 30's checks, measured against the oracle on the same tasks."""
+    from l2l_ros.meta.checkpoint import save_checkpoint
+    from l2l_ros.meta.policies import build_policy
+    from l2l_ros.recipes import ARM_TARGETS, evaluate_arm_model
+
+    policy = build_policy("lstm", 17, {"type": "box", "shape": [3], "low": -1.0, "high": 1.0})
+    _, js = save_checkpoint(tmp_path / "untrained", policy, {"env_id": "l2l_ros/Manipulator-v0"})
+    result = evaluate_arm_model(js, 2, 3)
+    assert result["oracle"]["targets_per_task"] > 0 and result["model"]["targets_per_task"] == 0
+    assert result["targets_vs_oracle"] == 0.0 and result["later_reach_vs_oracle"] is None
+    assert result["checks"] == {"targets_vs_oracle": False, "later_reach_vs_oracle": False}
+    assert not result["targets_met"] and result["targets"] == ARM_TARGETS
