@@ -189,6 +189,18 @@ def _arm_family(text: str):
     return spec
 
 
+def _imaze_family(text: str):
+    """``l2l eval imaze --family``: a preset name or a JSON object of IMazeFamily ranges."""
+    from l2l_ros.tasks.imaze_family import IMazeFamily
+
+    try:
+        spec = json.loads(text) if text.strip().startswith("{") else text
+        IMazeFamily.from_spec(spec)  # refuse an unknown preset, field or range here, with its message
+    except (ValueError, TypeError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return spec
+
+
 REALITY_GAP_KEYS = ("integrator", "physics_timestep", "substep_jitter", "extra_q_noise", "extra_qd_noise")
 
 
@@ -301,9 +313,13 @@ def cmd_eval(args, argv) -> int:
                                 summary_lines)
     from l2l_ros.tasks.encoding import IMAZE_ACTIONS
 
+    import torch
+
+    torch.set_num_threads(1)  # batch-1 policies, as the ROS node runs them: threads only contend
     checkpoint = args.checkpoint or default_model_path()
     keep = bool(args.plots)
     runtime = load_runtime(checkpoint, "imaze")
+    env_kwargs = {} if args.family == "fixed" else {"family": args.family}
     # The checkpoint's row: "spiking" for an LSNN (as the bundled model), else "checkpoint".
     main = "spiking" if runtime.metadata.get("policy_kind") == "lsnn" else "checkpoint"
     agents = {main: runtime}
@@ -323,28 +339,27 @@ def cmd_eval(args, argv) -> int:
         if hasattr(agent, "count_spikes"):
             agent.count_spikes()
         recs = run_imaze_tasks(agent, args.tasks, args.seed, not args.stochastic, keep_paths=keep,
-                               progress=None if args.json else name)
+                               progress=None if args.json else name, env_kwargs=env_kwargs)
         records_by_agent[name] = recs
         results[name] = summarize(recs)
         if hasattr(agent, "cost"):
             costs[name] = agent.cost()
-    doc = {"checkpoint": checkpoint, "tasks": args.tasks, "seed": args.seed, "policies": results,
-           "oracle": imaze_oracle_figures(), "cost_per_control_step": costs}
+    doc = {"checkpoint": checkpoint, "tasks": args.tasks, "seed": args.seed, "family": args.family,
+           "policies": results, "oracle": imaze_oracle_figures(), "cost_per_control_step": costs}
     if args.plots:
-        from l2l_ros.tasks.imaze import IMazeEnv
+        from l2l_ros.evaluation import task_mazes
 
-        sim = IMazeEnv().sim
         out = Path(args.plots)
         first = [r for r in records_by_agent[main] if r["task"] < 4]
-        doc["plots"] = [str(plot_trajectories(first, sim.model, out / "trajectories.png",
+        doc["plots"] = [str(plot_trajectories(first, task_mazes(range(4), args.seed, env_kwargs),
+                                              out / "trajectories.png",
                                               f"{runtime.metadata.get('policy_kind')} policy "
-                                              f"({Path(checkpoint).parent.name}), offline evaluation",
-                                              sim.geometry))]
+                                              f"({Path(checkpoint).parent.name}), offline evaluation"))]
         if hasattr(runtime.state, "b"):
             # The first task in which the policy reaches the goal at least once, else task 0.
             hit = sorted({r["task"] for r in records_by_agent[main] if r["success"]})
             task = hit[0] if hit else 0
-            rec = record_lsnn_task(runtime, args.seed, task)
+            rec = record_lsnn_task(runtime, args.seed, task, env_kwargs=env_kwargs)
             doc["plots"].append(str(plot_spike_raster(rec, out / "spike_raster.png",
                                                       f"task {task}")))
         log = Path(checkpoint).with_name("train_log.jsonl")
@@ -355,7 +370,7 @@ def cmd_eval(args, argv) -> int:
         from l2l_ros.tasks.imaze import IMazeEnv
         from l2l_ros.video import record_task
 
-        doc["video"] = record_task(IMazeEnv(render_mode="rgb_array"), runtime, args.seed, args.video_task,
+        doc["video"] = record_task(IMazeEnv(render_mode="rgb_array", **env_kwargs), runtime, args.seed, args.video_task,
                                    args.video, not args.stochastic)
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -631,6 +646,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also render one whole task of the checkpoint (every trial, the goal alcove in yellow) "
                         "with MuJoCo's offscreen renderer")
     q.add_argument("--video-task", type=int, default=0, metavar="N", help="which task of --seed the video shows")
+    q.add_argument("--family", type=_imaze_family, default="fixed", metavar="PRESET|JSON",
+                   help="the task family: fixed (the default maze, perfect sensors: the bundled model's), "
+                        "sim2real (mazes of many sizes, lidar noise and dropouts, drifting odometry, friction, "
+                        "mass, latency 0-2), noise_x2 (sim2real with every sensing and actuation range doubled) "
+                        "or large_mazes (geometry past sim2real's); or a JSON object of ranges over a preset, "
+                        "e.g. '{\"preset\": \"sim2real\", \"latency\": [0, 0]}' (fields: stem_half_length, "
+                        "crossbar_half_length, corridor_width, alcove_depth, lidar_noise, beam_dropout, "
+                        "odom_scale_error, gyro_bias, friction, mass, latency; docs/navigation.md)")
     q.set_defaults(func=cmd_eval)
     q = fam.add_parser("manipulator", help="checkpoints vs the classical controllers (fixed-gain resolved rate, PI, "
                                            "an oracle given the task's calibration, the same oracle finding each "

@@ -95,7 +95,7 @@ def _sim_and_policy(sim: str, mode: str) -> Callable[[Mapping[str, Any]], list[N
     def build(a: Mapping[str, Any]) -> list[NodeSpec]:
         stamped = {"twist_stamped": a["twist_stamped"]} if mode == "imaze" else {}
         arm = {"hidden_goal": a["hidden_goal"]} if mode == "manipulator" else {}
-        world = {k: a[k] for k in ARM_WORLD_ARGS} if mode == "manipulator" else {}
+        world = {k: a[k] for k in ARM_WORLD_ARGS} if mode == "manipulator" else {"family": a["family"]}
         return [
             NodeSpec(sim, sim, {
                 "use_sim_time": a["use_sim_time"],
@@ -156,6 +156,9 @@ GRAPHS: dict[str, Graph] = {
         _COMMON + _SIM_ARGS + (
             LaunchArgument("checkpoint", "", "Policy checkpoint (.json); '' : the bundled I-maze model."),
             LaunchArgument("twist_stamped", "false", "cmd_vel as geometry_msgs/TwistStamped (both nodes)."),
+            LaunchArgument("family", "fixed",
+                           "I-maze task family: fixed (the default maze, perfect sensors), sim2real, noise_x2, "
+                           "large_mazes, or a JSON object of ranges (docs/navigation.md)."),
         ),
         _sim_and_policy("imaze_sim", "imaze"),
     ),

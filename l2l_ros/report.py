@@ -16,9 +16,9 @@ CUT_TRIAL_PATH_MULTIPLE = 2.0
 
 def is_cut_trial(r: dict) -> bool:
     """A later trial without the goal, ended by the task budget within
-    ``CUT_TRIAL_PATH_MULTIPLE`` x the oracle path (every task's last trial is cut
+    ``CUT_TRIAL_PATH_MULTIPLE`` x the centreline route (every task's last trial is cut
     somewhere, so counting it as failed would cap the success rate well below 100%)."""
-    limit = CUT_TRIAL_PATH_MULTIPLE * r.get("oracle_path_steps", math.inf)
+    limit = CUT_TRIAL_PATH_MULTIPLE * r.get("route_steps", r.get("oracle_path_steps", math.inf))
     return r["trial"] > 0 and not r["success"] and r["steps"] < limit
 
 
@@ -41,6 +41,8 @@ def summarize(records: Iterable[dict]) -> dict:
     uncut = [r for r in recs if not is_cut_trial(r)]
     trial1, trial1_sem = steps_mean_sem(first)
     later_mean, later_sem = steps_mean_sem(later)
+    goals = per_goal(recs) if any("goal" in r for r in recs) else None
+    worst = [g["later_vs_oracle"] for g in (goals or {}).values() if g.get("later_vs_oracle") is not None]
     return _nan_to_none({
         "tasks": len(tasks),
         "trials": len(recs),
@@ -52,10 +54,27 @@ def summarize(records: Iterable[dict]) -> dict:
         "trial1_sem": trial1_sem,
         "later_mean_steps": later_mean,
         "later_sem": later_sem,
-        "oracle_path_steps": float(np.mean([r["oracle_path_steps"] for r in recs
-                                            if "oracle_path_steps" in r])) if recs else math.nan,
-        **({"per_goal": per_goal(recs)} if any("goal" in r for r in recs) else {}),
+        **versus_oracle(first, later),
+        **({"later_vs_oracle_worst_goal": max(worst)} if worst else {}),
+        **({"per_goal": goals} if goals is not None else {}),
     })
+
+
+def versus_oracle(first: list[dict], later: list[dict]) -> dict:
+    """Steps over the honest oracle (``tasks.imaze_oracle``), successful trials only:
+    trial 1 over the search bound, later trials over the trial's own shortest-time bound
+    (mean of the per-trial ratios), beside the bounds' means."""
+    out: dict = {}
+    ok1 = [r for r in first if r["success"] and r.get("oracle_search_steps")]
+    if ok1:
+        out["oracle_search_steps"] = float(np.mean([r["oracle_search_steps"] for r in first
+                                                    if "oracle_search_steps" in r]))
+        out["trial1_vs_oracle_search"] = float(np.mean([r["steps"] for r in ok1])) / out["oracle_search_steps"]
+    ok = [r for r in later if r["success"] and r.get("oracle_steps")]
+    if ok:
+        out["oracle_steps"] = float(np.mean([r["oracle_steps"] for r in ok]))
+        out["later_vs_oracle"] = float(np.mean([r["steps"] / r["oracle_steps"] for r in ok]))
+    return out
 
 
 def per_goal(records: Iterable[dict]) -> dict:
@@ -79,6 +98,8 @@ def per_goal(records: Iterable[dict]) -> dict:
             "trial1_success": float(np.mean([r["success"] for r in first])) if first else math.nan,
             "later_successes": len(later),
             "later_mean_steps": float(np.mean(later)) if later else math.nan,
+            **{k: v for k, v in versus_oracle(first, [r for r in rs if r["trial"] > 0]).items()
+               if k in ("later_vs_oracle", "trial1_vs_oracle_search")},
         })
     return out
 
@@ -89,10 +110,13 @@ def _nan_to_none(d: dict) -> dict:
 
 
 def trial_table(records: Iterable[dict]) -> str:
-    lines = [f"{'task':>4} {'goal':>4} {'trial':>5} {'steps':>6} {'oracle':>6}  result"]
+    lines = [f"{'task':>4} {'goal':>4} {'trial':>5} {'steps':>6} {'oracle':>6} {'ratio':>6}  result"]
     for r in records:
+        bound = r.get("oracle_steps")
+        ratio = f"{r['steps'] / bound:.2f}" if bound else "-"
         lines.append(f"{r['task']:>4} {r.get('goal', '-'):>4} {r['trial'] + 1:>5} {r['steps']:>6} "
-                     f"{r.get('oracle_path_steps', '-'):>6}  {'goal reached' if r['success'] else 'budget ran out'}")
+                     f"{bound if bound is not None else '-':>6} {ratio:>6}  "
+                     f"{'goal reached' if r['success'] else 'budget ran out'}")
     return "\n".join(lines)
 
 
@@ -108,10 +132,19 @@ def summary_lines(s: dict, label: str) -> str:
            if uncut is not None else "")
     line = (f"{label}: {s['tasks']} tasks, {s['trials']} trials, success {100 * s['success_rate']:.0f}%{cut}, "
             f"goals/task {s['goals_per_task']:.2f}; steps to goal: trial 1 {fmt(s['trial1_mean_steps'], s['trial1_sem'])}, "
-            f"later trials {fmt(s['later_mean_steps'], s['later_sem'])} (oracle path {fmt(s['oracle_path_steps'])})")
+            f"later trials {fmt(s['later_mean_steps'], s['later_sem'])}")
+
+    def ratio(x):
+        return "n/a" if x is None else f"{x:.2f}x"
+
+    if s.get("oracle_steps") is not None or s.get("oracle_search_steps") is not None:
+        line += (f"\n    vs the oracle (lower bounds): trial 1 {ratio(s.get('trial1_vs_oracle_search'))} the search "
+                 f"bound ({fmt(s.get('oracle_search_steps'))} steps), later trials "
+                 f"{ratio(s.get('later_vs_oracle'))} their shortest-time bound ({fmt(s.get('oracle_steps'))} steps), "
+                 f"worst alcove {ratio(s.get('later_vs_oracle_worst_goal'))}")
     for g, f in (s.get("per_goal") or {}).items():
-        later = (f"later trials {fmt(f['later_mean_steps'])} steps" if f["later_mean_steps"] is not None
-                 else "no later trial reached it")
+        later = (f"later trials {fmt(f['later_mean_steps'])} steps ({ratio(f.get('later_vs_oracle'))} the oracle)"
+                 if f["later_mean_steps"] is not None else "no later trial reached it")
         line += (f"\n    goal alcove {g}: {f['tasks']} task{'' if f['tasks'] == 1 else 's'}, "
                  f"{f['goals_per_task']:.2f} goals/task, trial 1 found it in {100 * f['trial1_success']:.0f}%, {later}")
     return line
@@ -153,8 +186,10 @@ def _save_figure(fig, path: Path) -> Path:
     return path
 
 
-def plot_trajectories(records: list[dict], model, path: Path, title: str, geometry=None) -> Path:
-    """One panel per task: the maze, the goal alcove (green), each trial's path coloured by trial."""
+def plot_trajectories(records: list[dict], mazes, path: Path, title: str, geometry=None) -> Path:
+    """One panel per task: the maze, the goal alcove (green), each trial's path coloured by trial.
+    ``mazes``: one MuJoCo model (with ``geometry``) for every task, or ``{task: (model, geometry)}``
+    (a family: each task its own maze, drawn at a common scale)."""
     plt = _pyplot()
     from matplotlib.patches import Rectangle
     from matplotlib.transforms import Affine2D
@@ -164,9 +199,13 @@ def plot_trajectories(records: list[dict], model, path: Path, title: str, geomet
         by_task[r["task"]].append(r)
     n = max(1, len(by_task))
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False)
-    walls = maze_walls(model)
+    per_task = mazes if isinstance(mazes, dict) else None
     cmap = plt.get_cmap("viridis")
+    extent = 0.0
     for ax, (task, recs) in zip(axes[0], sorted(by_task.items())):
+        model, geometry = per_task[task] if per_task is not None else (mazes, geometry)
+        walls = maze_walls(model)
+        extent = max([extent] + [max(abs(cx) + hx, abs(cy) + hy) for cx, cy, hx, hy, _ in walls])
         for cx, cy, hx, hy, yaw in walls:
             rect = Rectangle((-hx, -hy), 2 * hx, 2 * hy, color="0.35")
             rect.set_transform(Affine2D().rotate(yaw).translate(cx, cy) + ax.transData)
@@ -186,6 +225,10 @@ def plot_trajectories(records: list[dict], model, path: Path, title: str, geomet
         ax.set_yticks([])
         if len(recs) <= 6:
             ax.legend(fontsize=6, loc="lower left")
+    if per_task is not None:  # mazes of different sizes side by side, at one scale
+        for ax in axes[0]:
+            ax.set_xlim(-extent, extent)
+            ax.set_ylim(-extent, extent)
     fig.suptitle(title, fontsize=10)
     return _save_figure(fig, path)
 

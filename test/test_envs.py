@@ -74,7 +74,7 @@ def test_reaching_goal_rewards_ends_trial_and_returns_to_centre(imaze, goal):
         assert math.hypot(*sim.pose()[:2]) < 1e-6  # ...and the robot is back at the centre
         assert info["goal"] == goal and sim.goal == goal
         # A scripted path is within a small factor of the oracle path.
-        assert steps < 2.5 * sim.oracle_path_steps(goal)
+        assert steps < 2.5 * sim.route_steps(goal)
     obs, reward, *_, info = imaze.step(0)
     assert info["trial"] == 2 and not info["trial_end"] and reward <= imaze.explore_bonus
 
@@ -282,15 +282,15 @@ def test_restart_trial_keeps_goal_and_recentres():
 
 def test_oracle_figures():
     sim = IMazeSim()
-    path = [sim.oracle_path_steps(g) for g in range(4)]
-    search = sim.oracle_search_steps()
+    path = [sim.route_steps(g) for g in range(4)]
+    search = sim.route_search_steps()
     assert all(p > 0 for p in path) and search > 0
     assert max(path) < search
     # The search visits at least one alcove: never cheaper than a direct path.
     assert search >= min(path) - 1
     # A bigger maze costs more.
     big = IMazeSim(IMazeGeometry(stem_half_length=1.0, crossbar_half_length=1.0))
-    assert big.oracle_path_steps(0) > path[0] and big.oracle_search_steps() > search
+    assert big.route_steps(0) > path[0] and big.route_search_steps() > search
 
 
 def test_truncation_at_task_steps():

@@ -31,7 +31,7 @@ def _play(env: IMazeEnv, expert: IMazeExpert, seed: int, goal: int | None = None
 def test_expert_searches_then_goes_straight_to_the_goal():
     env = IMazeEnv()
     expert = IMazeExpert(env.sim.geometry)
-    path = env.sim.oracle_path_steps(0)
+    path = env.sim.route_steps(0)
     first, later = [], []
     for seed in range(8):
         _, trials, collided = _play(env, expert, 100 + seed)
@@ -39,7 +39,7 @@ def test_expert_searches_then_goes_straight_to_the_goal():
         first.append(trials[0])
         later += trials[1:]
     # The oracle's search (157 steps) assumes no corner cutting; the expert must be about as good.
-    assert np.mean(first) <= 1.1 * env.sim.oracle_search_steps(), first
+    assert np.mean(first) <= 1.1 * env.sim.route_search_steps(), first
     assert max(later) <= 1.2 * path and np.mean(later) <= 1.05 * path, later
 
 
@@ -75,7 +75,7 @@ def test_searcher_agent_plays_from_observations_alone():
     first = [r for r in records if r["trial"] == 0]
     later = [r for r in records if r["trial"] > 0 and r["success"]]
     assert all(r["success"] for r in first) and len(later) >= 4
-    assert max(r["steps"] for r in later) <= 1.2 * later[0]["oracle_path_steps"]
+    assert max(r["steps"] for r in later) <= 1.2 * later[0]["route_steps"]
 
 
 def test_eval_imaze_prints_the_searcher_beside_the_models(capsys):

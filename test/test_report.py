@@ -7,7 +7,7 @@ from l2l_ros.report import summarize, summary_lines
 
 
 def _trial(task, trial, steps, success, oracle=49):
-    return {"task": task, "trial": trial, "steps": steps, "success": success, "oracle_path_steps": oracle}
+    return {"task": task, "trial": trial, "steps": steps, "success": success, "route_steps": oracle}
 
 
 def test_summary_counts_trials_cut_by_the_budget_apart():

@@ -168,6 +168,33 @@ def test_manipulator_graph_moves_the_arm(probe, tmp_path):
     assert 0.0 < math.dist((target.pose.position.x, target.pose.position.y, target.pose.position.z), (0, 0, 0)) < 2.0
 
 
+def test_navigation_graph_on_the_sim2real_family_is_the_offline_evaluation(tmp_path):
+    """Issue 31: with randomized mazes, noisy lidar, drifting odometry, friction, mass and
+    latency, the lockstep run through DDS is the offline evaluation of the same seed, trial
+    by trial (the node publishes the sensor values the env's observation encoded)."""
+    import torch
+
+    from l2l_ros.evaluation import run_imaze_tasks
+    from l2l_ros.graphs import default_model_path
+    from l2l_ros.policy_runtime import load_runtime
+
+    tasks, results = 3, tmp_path / "trials.jsonl"
+    graph = start_graph("navigation", {"tasks": str(tasks), "seed": "5", "family": "sim2real",
+                                       "results_file": str(results)}, tmp_path / "logs")
+    try:
+        assert graph.wait(240.0)[1] == 0, f"logs in {tmp_path / 'logs'}"
+    finally:
+        graph.stop()
+    ros = [json.loads(line) for line in results.read_text().splitlines()]
+    torch.set_num_threads(1)
+    offline = run_imaze_tasks(load_runtime(default_model_path(), "imaze"), tasks, seed=5, keep_paths=True,
+                              env_kwargs={"family": "sim2real"})
+    key = ("task", "trial", "steps", "success", "goal", "oracle_steps")
+    assert [tuple(r[k] for k in key) for r in ros] == [tuple(r[k] for k in key) for r in offline]
+    for ros_rec, off_rec in zip(ros, offline):
+        assert math.dist(ros_rec["path"][-1], off_rec["path"][-1]) < 1e-3
+
+
 def test_manipulator_graph_is_the_offline_evaluation_with_a_reality_gap_and_a_hidden_goal(tmp_path):
     """Issue 30: through DDS, lockstep, the arm run is the offline one of the same seed, step
     for step (the final tool-target distance of every task agrees to 1e-9 m), with the

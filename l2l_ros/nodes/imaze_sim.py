@@ -1,7 +1,8 @@
 """ROS 2 node: the MuJoCo I-maze with a differential-drive robot.
 
 Subscribes cmd_vel (geometry_msgs/Twist, or TwistStamped with
-``twist_stamped:=true``); publishes odom (odom -> base_link, REP-105), scan,
+``twist_stamped:=true``); publishes odom (odom -> base_link, REP-105; with a task family
+it drifts as wheel odometry does), scan (with the family's noise and dropouts),
 l2l/reward, l2l/task_start and l2l/trial_start (std_msgs/Header: the stamp of
 the first tick of the task or trial), clock, robot_description, /diagnostics,
 markers (visualization_msgs/MarkerArray, latched: walls, alcoves, the goal once found), and
@@ -11,6 +12,7 @@ The episode logic (goal, trials, reward) is the gymnasium env's, not a copy.
 """
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -29,9 +31,10 @@ from l2l_ros.tasks.encoding import SCAN_BEAMS, SCAN_RANGE_MAX, SCAN_RANGE_MIN, c
 from geometry_msgs.msg import TransformStamped
 
 
-#: Odometry covariances (row-major 6x6, x y z roll pitch yaw). The simulator reports the
-#: true planar pose and twist (no drift or noise in this family yet): variances of a
-#: millimetre and a milliradian squared; z, roll and pitch are fixed by the plane.
+#: Odometry covariances (row-major 6x6, x y z roll pitch yaw): variances of a millimetre
+#: and a milliradian squared (exact in the fixed family; with a family's drift the error
+#: grows over a trial, which the policy is meant to cope with, not be told); z, roll and
+#: pitch are fixed by the plane.
 POSE_COVARIANCE = [0.0] * 36
 TWIST_COVARIANCE = [0.0] * 36
 for _i, _var in enumerate((1e-6, 1e-6, 1e-9, 1e-9, 1e-9, 1e-6)):
@@ -58,11 +61,27 @@ class IMazeSimNode(LockstepSimNode):
 
     def make_env(self, task_steps: int):
         from l2l_ros.tasks.imaze import IMazeEnv
+        from l2l_ros.tasks.imaze_family import IMazeFamily
 
-        return IMazeEnv(task_steps=task_steps) if task_steps > 0 else IMazeEnv()
+        family = str(declare_params(self, (
+            Param("family", "fixed", f"The task family: an IMazeFamily preset ({', '.join(IMazeFamily.PRESETS)}) "
+                  "or a JSON object of ranges over one (docs/navigation.md). fixed: the default maze with "
+                  "perfect sensors; sim2real: mazes of many sizes, lidar noise and dropouts, drifting "
+                  "odometry, friction, mass, latency.", read_only=True),))["family"])
+        try:
+            spec = json.loads(family) if family.strip().startswith("{") else family
+            IMazeFamily.from_spec(spec)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"parameter family: {err}") from None
+        kwargs = {} if spec == "fixed" else {"family": spec}
+        return IMazeEnv(task_steps=task_steps, **kwargs) if task_steps > 0 else IMazeEnv(**kwargs)
 
     def describe_task(self, info: dict) -> str:
-        return f"goal alcove {info['goal']}, oracle path {self.env.sim.oracle_path_steps(info['goal'])} steps"
+        from l2l_ros.tasks.imaze_oracle import oracle_for
+
+        bound = oracle_for(self.env.sim.geometry).search_steps(*self.env.sim.pose())
+        world = f", world {info['task']}" if "task" in info else ""
+        return f"goal alcove {info['goal']}, search bound {bound:.1f} steps{world}"
 
     def zero_command(self):
         return (0.0, 0.0)
@@ -83,15 +102,19 @@ class IMazeSimNode(LockstepSimNode):
         """The maze, its alcoves, and the goal once a trial has reached it."""
         found = int(self.task_info["goal"]) if self.trial > 0 else None
         self._marker_pub.publish(imaze_markers(self.env.sim.geometry, found, stamp))
+        self._trial_start = self.env.sim.pose()
 
     def on_step(self, info: dict) -> None:
         x, y, _ = info["pose"]
         self.path.append([round(float(x), 4), round(float(y), 4)])
 
     def trial_extras(self) -> dict:
+        from l2l_ros.tasks.imaze_oracle import oracle_for
+
         goal = int(self.task_info["goal"])
         extras = {"goal": goal, "path": self.path,
-                  "oracle_path_steps": int(self.env.sim.oracle_path_steps(goal))}
+                  "oracle_steps": oracle_for(self.env.sim.geometry).steps_to_goal(goal, *self._trial_start),
+                  "route_steps": int(self.env.sim.route_steps(goal))}
         self.path = []
         return extras
 
@@ -101,8 +124,7 @@ class IMazeSimNode(LockstepSimNode):
         return [self._odom_tf]
 
     def publish_sensors(self, stamp) -> None:
-        sim = self.env.sim
-        x, y, yaw, v, w = sim.odometry()
+        (x, y, yaw, v, w), scan_ranges = self.env.sensed()  # what the observation encodes: drift, noise
         qx, qy, qz, qw = yaw_to_quaternion(yaw)
         odom = Odometry()
         odom.header.stamp = stamp
@@ -120,7 +142,7 @@ class IMazeSimNode(LockstepSimNode):
         self._odom_tf.transform.translation.x, self._odom_tf.transform.translation.y = float(x), float(y)
         self._odom_tf.transform.rotation = odom.pose.pose.orientation
 
-        ranges = np.asarray(sim.scan(), dtype=np.float32)
+        ranges = np.asarray(scan_ranges, dtype=np.float32)
         scan = LaserScan()
         scan.header.stamp = stamp
         scan.header.frame_id = "base_scan"

@@ -23,6 +23,7 @@ robot is attached from ``urdf/diff_drive.urdf`` by :mod:`l2l_ros.tasks.robots`.
 """
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 from dataclasses import dataclass
@@ -33,101 +34,11 @@ import numpy as np
 
 from l2l_ros.resources import share_path
 from l2l_ros.tasks import robots
+from l2l_ros.tasks.imaze_family import IMazeFamily, IMazeGeometry, IMazeTask, Odometer
 from l2l_ros.tasks.encoding import (IMAZE_ACTIONS, IMAZE_OBS_DIM, SCAN_RANGE_MAX, SCAN_RANGE_MIN, clamp_twist, encode_imaze,
                                     imaze_action_to_twist)
 
 ROBOT_PREFIX = "robot/"
-
-
-@dataclass(frozen=True)
-class IMazeGeometry:
-    """Dimensions of the I-maze (metres).
-
-    corridor_width: free width of every corridor (stem, crossbars, alcoves). 0.5 m
-        leaves ~0.12 m each side of a TurtleBot3 Burger (footprint radius ~0.124 m
-        about the wheel axle centre).
-    stem_half_length: distance from the origin to each crossbar's centreline.
-    crossbar_half_length: distance from the stem centreline (x = 0) to each
-        crossbar end's centreline (x = +-crossbar_half_length), where the alcoves are.
-    alcove_depth: how far each alcove extends outward (in y) past the crossbar's
-        outer wall. The alcove is the goal region.
-    wall_thickness, wall_height: wall boxes; walls are taller than the lidar plane
-        (0.182 m) so every beam inside the maze returns.
-    """
-
-    corridor_width: float = 0.5
-    stem_half_length: float = 0.6
-    crossbar_half_length: float = 0.6
-    alcove_depth: float = 0.3
-    wall_thickness: float = 0.05
-    wall_height: float = 0.3
-
-    def goal_region(self, goal: int) -> tuple[float, float, float, float]:
-        """(xmin, xmax, ymin, ymax) of alcove ``goal``; reached when the base origin is inside."""
-        sx, sy = self.goal_signs(goal)
-        w, s, h, d = self.corridor_width, self.stem_half_length, self.crossbar_half_length, \
-            self.alcove_depth
-        x0, x1 = sx * h - w / 2, sx * h + w / 2
-        y_in, y_out = s + w / 2, s + w / 2 + d
-        y0, y1 = (y_in, y_out) if sy > 0 else (-y_out, -y_in)
-        return (x0, x1, y0, y1)
-
-    def goal_regions(self) -> list[tuple[float, float, float, float]]:
-        return [self.goal_region(g) for g in range(4)]
-
-    @staticmethod
-    def goal_signs(goal: int) -> tuple[int, int]:
-        if not 0 <= int(goal) < 4:
-            raise ValueError(f"goal {goal} outside 0..3")
-        return ((1, 1), (-1, 1), (-1, -1), (1, -1))[int(goal)]
-
-    def in_goal(self, goal: int, x: float, y: float) -> bool:
-        x0, x1, y0, y1 = self.goal_region(goal)
-        return x0 <= x <= x1 and y0 <= y <= y1
-
-    def centreline_point(self, rng: np.random.Generator) -> tuple[float, float]:
-        """A uniform point on the stem and crossbar centrelines (alcoves excluded)."""
-        s, h = self.stem_half_length, self.crossbar_half_length
-        u = float(rng.uniform(0.0, 2 * s + 4 * h))
-        if u < 2 * s:
-            return 0.0, u - s
-        u -= 2 * s
-        return u % (2 * h) - h, (s if u < 2 * h else -s)
-
-    def free_rectangles(self) -> list[tuple[float, float, float, float]]:
-        """The free space as a union of (xmin, xmax, ymin, ymax) rectangles."""
-        w, s, h = self.corridor_width, self.stem_half_length, self.crossbar_half_length
-        rects = [(-w / 2, w / 2, -s, s)]
-        for sy in (1, -1):
-            rects.append((-h - w / 2, h + w / 2, sy * s - w / 2, sy * s + w / 2))
-        rects += self.goal_regions()
-        return rects
-
-    def wall_boxes(self) -> list[tuple[tuple[float, float], tuple[float, float]]]:
-        """Wall boxes as ((centre x, centre y), (half x, half y)), outside the free space."""
-        w, s, h, d, t = (self.corridor_width, self.stem_half_length, self.crossbar_half_length,
-                         self.alcove_depth, self.wall_thickness)
-        # Segments of the +x,+y quadrant: (x0, y0, x1, y1, outward normal, extend start,
-        # extend end); walls are extended by t at convex corners to close them.
-        quadrant = [
-            (w / 2, 0.0, w / 2, s - w / 2, (1, 0), False, False),  # stem side wall
-            (w / 2, s - w / 2, h + w / 2, s - w / 2, (0, -1), False, True),  # crossbar inner
-            (h + w / 2, s - w / 2, h + w / 2, s + w / 2 + d, (1, 0), True, True),  # end wall
-            (h - w / 2, s + w / 2 + d, h + w / 2, s + w / 2 + d, (0, 1), True, True),  # cap
-            (h - w / 2, s + w / 2, h - w / 2, s + w / 2 + d, (-1, 0), False, True),  # alcove
-            (0.0, s + w / 2, h - w / 2, s + w / 2, (0, 1), False, False),  # crossbar outer
-        ]
-        boxes = []
-        for x0, y0, x1, y1, (nx, ny), e0, e1 in quadrant:
-            if x0 == x1:  # vertical segment
-                lo, hi = y0 - (t if e0 else 0.0), y1 + (t if e1 else 0.0)
-                cx, cy, hx, hy = x0 + nx * t / 2, (lo + hi) / 2, t / 2, (hi - lo) / 2
-            else:
-                lo, hi = x0 - (t if e0 else 0.0), x1 + (t if e1 else 0.0)
-                cx, cy, hx, hy = (lo + hi) / 2, y0 + ny * t / 2, (hi - lo) / 2, t / 2
-            for mx, my in ((1, 1), (-1, 1), (-1, -1), (1, -1)):
-                boxes.append(((mx * cx, my * cy), (hx, hy)))
-        return boxes
 
 
 @dataclass
@@ -159,12 +70,21 @@ class IMazeSim:
 
     def __init__(self, geometry: IMazeGeometry = IMazeGeometry(), control_period: float = 0.2,
                  physics_timestep: float = 0.01):
-        self.geometry = geometry
         self.control_period = float(control_period)
         self.substeps = max(1, int(round(self.control_period / physics_timestep)))
+        self._build(geometry)
+        self._goal = 0
+        self.trial = 0
+        self.new_task(0, np.random.default_rng(0))
+
+    def _build(self, geometry: IMazeGeometry) -> None:
+        """Compile the physics and lidar models of a maze (a few ms)."""
+        self.geometry = geometry
+        time = float(self.data.time) if hasattr(self, "data") else 0.0
         self.lidar_model = self._compile(lidar=True)
         self.model = self._compile(lidar=False)
         self.data = mujoco.MjData(self.model)
+        self.data.time = time
         self._lidar_data = mujoco.MjData(self.lidar_model)
         self.drive = robots.DiffDriveModel.from_model(self.lidar_model, ROBOT_PREFIX)
         twin = self.model
@@ -176,9 +96,27 @@ class IMazeSim:
         self._qpos = self.data.qpos[q:q + 7]
         self._qvel = self.data.qvel[dof:dof + 6]
         self._scan_cache: np.ndarray | None = None
-        self._goal = 0
-        self.trial = 0
-        self.new_task(0, np.random.default_rng(0))
+        base = self.drive.base_body
+        self._nominal = (float(self.model.body_mass[base]), self.model.body_inertia[base].copy(),
+                         self.model.geom_friction[:, 0].copy())
+        self.friction, self.mass = 1.0, 1.0
+
+    def set_world(self, geometry: IMazeGeometry, friction: float = 1.0, mass: float = 1.0) -> None:
+        """A task's maze and robot: rebuilt only when the geometry changes; ``friction``
+        multiplies the wheels' and the floor's sliding friction (MuJoCo takes the larger of
+        the two), ``mass`` the base's mass and inertia. Call ``new_task`` next."""
+        if geometry != self.geometry:
+            self._build(geometry)
+        if (friction, mass) != (self.friction, self.mass):
+            base = self.drive.base_body
+            mass0, inertia0, friction0 = self._nominal
+            self.model.body_mass[base] = mass0 * mass
+            self.model.body_inertia[base] = inertia0 * mass
+            slide = [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, name) for name in
+                     ("floor", ROBOT_PREFIX + "wheel_left", ROBOT_PREFIX + "wheel_right")]
+            self.model.geom_friction[slide, 0] = friction0[slide] * friction
+            mujoco.mj_setConst(self.model, self.data)  # the constants derived from masses
+            self.friction, self.mass = float(friction), float(mass)
 
     def _compile(self, lidar: bool) -> mujoco.MjModel:
         spec = mujoco.MjSpec.from_file(str(share_path("sim", "imaze.xml")))
@@ -316,12 +254,12 @@ class IMazeSim:
         x, y, yaw, _, _ = self.odometry()
         return x, y, yaw
 
-    # --- oracle -------------------------------------------------------------------------
-    # Exact geometric construction for this maze with the IMAZE_ACTIONS primitives:
-    # straight runs along corridor centrelines at the forward primitive's speed,
-    # turns at the turn primitives' rate (their 0.05 m/s creep is ignored), no
-    # corner cutting. From the centre the initial heading is uniform, so the first
-    # turn costs pi/2 of rotation in expectation.
+    # --- centreline route ------------------------------------------------------------
+    # The time of a plain route: straight runs along corridor centrelines at the forward
+    # primitive's speed, turns at the turn primitives' rate, no corner cutting, the first
+    # turn pi/2 in expectation. NOT a lower bound (the policies cut corners and beat it);
+    # it sizes the task budget and the cut-trial rule. The honest bounds every figure is
+    # divided by are in ``tasks.imaze_oracle``.
     def _rates(self) -> tuple[float, float]:
         v = max(a[0] for a in IMAZE_ACTIONS)
         w = max(abs(a[1]) for a in IMAZE_ACTIONS if a[1] != 0.0)
@@ -343,13 +281,13 @@ class IMazeSim:
             return self._cost_s(w / 2 + 2 * h + w / 2, math.pi + math.pi)
         return self._cost_s(w / 2 + h + 2 * s + h + w / 2, math.pi + 2 * math.pi)
 
-    def oracle_path_steps(self, goal: int) -> int:
-        """Control steps from the centre (uniform heading) into alcove ``goal``."""
+    def route_steps(self, goal: int) -> int:
+        """Control steps of the centreline route from the centre into alcove ``goal``."""
         IMazeGeometry.goal_signs(goal)
         return int(math.ceil(self._centre_to_goal_s() / self.control_period))
 
-    def oracle_search_steps(self) -> float:
-        """Expected steps to first reach an unknown (uniform) goal, best fixed visiting order."""
+    def route_search_steps(self) -> float:
+        """Expected steps of the centreline routes to an unknown (uniform) goal, best visiting order."""
         best = math.inf
         for order in itertools.permutations(range(4)):
             t, total = self._centre_to_goal_s(), 0.0
@@ -401,8 +339,16 @@ class IMazeEnv(gym.Env):
     point of the stem and crossbar centrelines instead of the centre, so that training
     sees every corridor whatever the policy's habits.
 
+    ``family`` (default None: the one default maze with perfect sensors, drawing nothing)
+    samples each task's maze, lidar noise and dropouts, drifting odometry, friction, mass
+    and command latency from an :class:`~l2l_ros.tasks.imaze_family.IMazeFamily` (a
+    preset name, a dict of ranges or a family). ``info["task"]`` then describes the draw.
+    The observation is what the robot's sensors report (``sensed()``: the ROS sim node
+    publishes the same); ``info["pose"]`` stays the true pose.
+
     The episode never terminates; it is truncated after ``task_steps`` control steps
-    (default 2 x the oracle search time, rounded: one search plus a few direct runs). ``reset(options={"goal": g,
+    (default 2 x the centreline search time of the family's widest maze, rounded: one
+    search plus a few direct runs). ``reset(options={"goal": g,
     "heading": yaw})`` fixes the goal and/or the initial heading.
     info: goal, trial (index of the trial the step belonged to, from 0), reached_goal,
     collided, pose (x, y, yaw; where the step ended, before any restart), trial_end.
@@ -417,12 +363,24 @@ class IMazeEnv(gym.Env):
                  explore_bonus: float = 0.05, explore_cell: float = 0.15,
                  goal_weights: tuple[float, float, float, float] | None = None,
                  random_start: float = 0.0, revisit_penalty: float = 0.0,
+                 family: "str | dict | IMazeFamily | None" = None,
                  render_mode: str | None = None):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"IMazeEnv renders rgb_array only, not {render_mode!r}")
+        if family is not None and geometry is not None:
+            raise ValueError("give a geometry or a family, not both (a family draws each task's maze)")
+        self.family = IMazeFamily.from_spec(family) if family is not None else None
         self.sim = IMazeSim(geometry or IMazeGeometry(), control_period, physics_timestep)
-        self.task_steps = int(task_steps) if task_steps is not None else \
-            int(round(2.0 * self.sim.oracle_search_steps()))
+        if task_steps is None:
+            widest = self.sim if self.family is None else \
+                IMazeSim(self.family.widest_geometry(), control_period, physics_timestep)
+            task_steps = int(round(2.0 * widest.route_search_steps()))
+        self.task_steps = int(task_steps)
+        self.task = IMazeTask(self.sim.geometry)
+        self._odometer = Odometer(self.task)
+        self._noise_rng: np.random.Generator | None = None
+        self._commands: collections.deque = collections.deque()
+        self._sensed: tuple | None = None
         self.collision_penalty = float(collision_penalty)
         self.step_cost = float(step_cost)
         self.explore_bonus = float(explore_bonus)
@@ -471,12 +429,46 @@ class IMazeEnv(gym.Env):
             return self.sim.geometry.centreline_point(self.np_random)
         return (0.0, 0.0)
 
+    def sensed(self) -> tuple[tuple[float, float, float, float, float], np.ndarray]:
+        """What the robot's sensors report now: odometry (x, y, yaw, v, w) and the lidar
+        ranges, with this task's drift, noise and dropouts (the same values until the
+        next step, so the ROS node publishes what the observation encoded)."""
+        if self._sensed is None:
+            _, _, _, v, w = self.sim.odometry()
+            x, y, yaw = self._odometer.pose
+            scan = self.sim.scan()
+            t, rng = self.task, self._noise_rng
+            if rng is not None and t.lidar_noise > 0.0:
+                hit = np.isfinite(scan)
+                scan[hit] = np.maximum(scan[hit] + rng.normal(0.0, t.lidar_noise, int(hit.sum())), SCAN_RANGE_MIN)
+                scan[scan > SCAN_RANGE_MAX] = np.inf
+            if rng is not None and t.beam_dropout > 0.0:
+                scan[rng.random(scan.size) < t.beam_dropout] = np.inf
+            self._sensed = ((x, y, yaw, *self._odometer.twist(v, w)), scan)
+        odometry, scan = self._sensed
+        return odometry, scan.copy()
+
     def _obs(self) -> np.ndarray:
-        return encode_imaze(*self.sim.odometry(), self.sim.scan())
+        odometry, scan = self.sensed()
+        return encode_imaze(*odometry, scan)
+
+    def delayed(self, v: float, w: float) -> tuple[float, float]:
+        """The command that acts now: this one, or the one ``task.latency`` periods ago."""
+        if self.task.latency == 0:
+            return v, w
+        self._commands.append((v, w))
+        return self._commands.popleft()
+
+    def _new_trial_sensors(self) -> None:
+        self._odometer.anchor(*self.sim.pose())
+        self._sensed = None
 
     def _info(self, reached: bool, collided: bool, trial_end: bool) -> dict:
-        return {"goal": self.sim.goal, "trial": self.sim.trial, "reached_goal": reached,
+        info = {"goal": self.sim.goal, "trial": self.sim.trial, "reached_goal": reached,
                 "collided": collided, "pose": self.sim.pose(), "trial_end": trial_end}
+        if self.family is not None:
+            info["task"] = self.task.describe()
+        return info
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -486,7 +478,15 @@ class IMazeEnv(gym.Env):
             # integers(4) for the uniform family keeps every seed's task as it always was.
             goal = int(self.np_random.integers(4) if self.goal_probs is None
                        else self.np_random.choice(4, p=self.goal_probs))
+        if self.family is not None:  # draws nothing for ranges that are off ("fixed")
+            self.task = IMazeTask.sample(self.np_random, self.family)
+            self.sim.set_world(self.task.geometry, self.task.friction, self.task.mass)
+            noisy = self.task.lidar_noise > 0.0 or self.task.beam_dropout > 0.0
+            self._noise_rng = np.random.default_rng(int(self.np_random.integers(2**63))) if noisy else None
+            self._odometer = Odometer(self.task)
+            self._commands = collections.deque([(0.0, 0.0)] * self.task.latency)
         self.sim.new_task(goal, self.np_random, heading=options.get("heading"), position=self._start())
+        self._new_trial_sensors()
         self._visited = set()
         self._visit(*self.sim.pose()[:2])
         self._searched, self._alcove = set(), None
@@ -528,7 +528,7 @@ class IMazeEnv(gym.Env):
         ``info["pose"]`` is where the step ended, before a reached goal sends the
         robot back to the centre.
         """
-        return self.conclude_step(self.sim.step(v, w))
+        return self.conclude_step(self.sim.step(*self.delayed(v, w)))
 
     def conclude_step(self, res: IMazeStep):
         """Rewards, trial restart and truncation of a control period whose physics has
@@ -536,6 +536,8 @@ class IMazeEnv(gym.Env):
         reward = -self.step_cost - (self.collision_penalty if res.collided else 0.0)
         trial = self.sim.trial
         pose = self.sim.pose()
+        self._odometer.advance(*pose, self.sim.control_period)
+        self._sensed = None
         if self._visit(pose[0], pose[1]):
             reward += self.explore_bonus
         if self.revisit_penalty and self._enter_alcove(pose[0], pose[1]):  # off by default: no work per step
@@ -543,6 +545,7 @@ class IMazeEnv(gym.Env):
         if res.reached_goal:
             reward += 1.0
             self.sim.restart_trial(self.np_random, position=self._start())
+            self._new_trial_sensors()
             self._alcove = None
         self._steps += 1
         truncated = self._steps >= self.task_steps

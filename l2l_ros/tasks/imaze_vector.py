@@ -93,7 +93,8 @@ class MetaIMazeVectorEnv(gym.vector.VectorEnv):
         restart = self._needs_reset.copy()
         moving = np.flatnonzero(~restart)
         for i in moving:
-            self._tasks[i].sim.set_command(*imaze_action_to_twist(int(a[i])))
+            task = self._tasks[i]
+            task.sim.set_command(*task.delayed(*imaze_action_to_twist(int(a[i]))))
         collided = np.zeros(self.num_envs, dtype=bool)
         if moving.size:
             collided[moving] = self._advance_physics(moving)

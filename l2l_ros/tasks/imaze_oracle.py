@@ -1,0 +1,230 @@
+"""Lower bounds on I-maze trial times: the honest oracle every navigation figure is divided by.
+
+Why: a yardstick that the policy beats says nothing. The earlier "oracle path" (a
+centreline route with right-angle turns) was beaten by the policy itself by a third.
+These bounds are computed for the robot the policies drive (the three
+``IMAZE_ACTIONS`` primitives, one per 0.2 s control period) in the task's own maze:
+
+* a *relaxed* robot moves along exact unicycle arcs at the primitives' speeds times
+  ``SPEED_MARGIN`` (the real one accelerates from rest, slips and lags: it is never
+  faster), with instant velocity changes and only its chassis box, shrunk by
+  ``CHASSIS_SHRINK`` against contact softness, as footprint (the wheels stick out
+  further): every configuration the real robot can reach, the relaxed one can;
+* a breadth-first search over a (x, y, heading) lattice (``CELL`` m, ``HEADINGS``
+  bins) runs the relaxed robot backwards from the goal alcove, one control period
+  per layer, so each lattice state knows the fewest control periods to the goal; the
+  goal counts when the base origin is inside the alcove at the end of a period, as in
+  the env;
+* a trial's bound is the smallest value in the lattice neighbourhood of its start
+  (one cell and one heading bin around), which covers the lattice's rounding.
+
+The maze is mirror-symmetric, so one search (alcove 0) serves all four alcoves. The
+search bound (the first trial, goal unknown) takes the best visiting order of the
+alcoves, each leg bounded the same way; it bounds the expected first-trial time.
+The bounds are checked against real trials in the tests (no trial of the scripted
+searcher, the bundled models or a random policy is ever faster).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from l2l_ros.tasks.encoding import IMAZE_ACTIONS
+from l2l_ros.tasks.imaze_family import IMazeGeometry
+
+__all__ = ["IMazeOracle", "oracle_for"]
+
+CELL = 0.02  # m, lattice spacing in x and y
+HEADINGS = 72  # lattice heading bins (5 degrees)
+RASTER = 0.005  # m, resolution of the free-space image the footprint is checked on
+SPEED_MARGIN = 1.05  # the relaxed robot is this much faster than the primitives
+CHASSIS_SHRINK = 0.01  # m taken off each side of the chassis box
+#: The chassis collision box in the base frame (urdf/diff_drive.urdf): x from, x to, half width.
+CHASSIS = (-0.032 - 0.070, -0.032 + 0.070, 0.070)
+CONTROL_PERIOD = 0.2
+
+
+def _footprint_points() -> np.ndarray:
+    """Corners and edge midpoints of the shrunk chassis box, base frame, [8, 2]."""
+    x0, x1, h = CHASSIS[0] + CHASSIS_SHRINK, CHASSIS[1] - CHASSIS_SHRINK, CHASSIS[2] - CHASSIS_SHRINK
+    xm = (x0 + x1) / 2
+    return np.array([[x0, -h], [x0, h], [x1, -h], [x1, h], [xm, -h], [xm, h], [x0, 0.0], [x1, 0.0]])
+
+
+def _arc(x, y, th, v, w, t):
+    """Pose after driving twist (v, w) for t seconds from (x, y, th) (arrays)."""
+    if w == 0.0:
+        return x + v * t * np.cos(th), y + v * t * np.sin(th), th
+    th1 = th + w * t
+    return x + v / w * (np.sin(th1) - np.sin(th)), y - v / w * (np.cos(th1) - np.cos(th)), th1
+
+
+class IMazeOracle:
+    """Fewest control periods to each alcove for the relaxed robot, on one maze."""
+
+    def __init__(self, geometry: IMazeGeometry, control_period: float = CONTROL_PERIOD):
+        self.geometry = geometry
+        self.control_period = float(control_period)
+        rects = np.array(geometry.free_rectangles())
+        self._lo = np.array([rects[:, 0].min(), rects[:, 2].min()]) - CELL
+        hi = np.array([rects[:, 1].max(), rects[:, 3].max()]) + CELL
+        self._shape = tuple(int(n) for n in np.ceil((hi - self._lo) / CELL)) + (HEADINGS,)
+        self._free_image, self._image_lo = self._raster(rects)
+        self.pose_free = self._pose_free()
+        self.steps = self._search(goal=0)
+
+    # --- lattice ----------------------------------------------------------------------
+    def _raster(self, rects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lo = self._lo - 0.2
+        n = np.ceil((self._lo + np.array(self._shape[:2]) * CELL + 0.2 - lo) / RASTER).astype(int)
+        xs = lo[0] + (np.arange(n[0]) + 0.5) * RASTER
+        ys = lo[1] + (np.arange(n[1]) + 0.5) * RASTER
+        img = np.zeros((n[0], n[1]), dtype=bool)
+        for x0, x1, y0, y1 in rects:
+            img[np.ix_((xs >= x0) & (xs <= x1), (ys >= y0) & (ys <= y1))] = True
+        return img, lo
+
+    def _points_free(self, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+        ix = np.floor((px - self._image_lo[0]) / RASTER).astype(int)
+        iy = np.floor((py - self._image_lo[1]) / RASTER).astype(int)
+        ok = (ix >= 0) & (iy >= 0) & (ix < self._free_image.shape[0]) & (iy < self._free_image.shape[1])
+        out = np.zeros(px.shape, dtype=bool)
+        out[ok] = self._free_image[ix[ok], iy[ok]]
+        return out
+
+    def _pose_free(self) -> np.ndarray:
+        """[nx, ny, nh] True where the shrunk chassis at the cell's centre pose is in free
+        space, then grown by one cell and one heading bin (a state anywhere in a cell counts)."""
+        nx, ny, nh = self._shape
+        cx = self._lo[0] + (np.arange(nx) + 0.5) * CELL
+        cy = self._lo[1] + (np.arange(ny) + 0.5) * CELL
+        X, Y = np.meshgrid(cx, cy, indexing="ij")
+        inside = self._points_free(X, Y)
+        free = np.zeros(self._shape, dtype=bool)
+        pts = _footprint_points()
+        xs, ys = X[inside], Y[inside]
+        for h in range(nh):
+            th = (h + 0.5) * 2 * math.pi / nh
+            c, s = math.cos(th), math.sin(th)
+            ok = np.ones(xs.shape, dtype=bool)
+            for px, py in pts:
+                ok &= self._points_free(xs + c * px - s * py, ys + s * px + c * py)
+            layer = np.zeros((nx, ny), dtype=bool)
+            layer[inside] = ok
+            free[:, :, h] = layer
+        grown = free.copy()
+        for dx, dy, dh in itertools.product((-1, 0, 1), repeat=3):
+            grown |= np.roll(np.roll(np.roll(free, dx, 0), dy, 1), dh, 2)
+        return grown
+
+    def _cells(self, x, y, th) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ix = np.floor((x - self._lo[0]) / CELL).astype(int)
+        iy = np.floor((y - self._lo[1]) / CELL).astype(int)
+        ih = np.floor(np.mod(th, 2 * math.pi) / (2 * math.pi / HEADINGS)).astype(int) % HEADINGS
+        return ix, iy, ih
+
+    def _search(self, goal: int) -> np.ndarray:
+        """Backward breadth-first search from alcove ``goal``: [nx, ny, nh] steps (inf: none)."""
+        nx, ny, nh = self._shape
+        steps = np.full(self._shape, np.inf)
+        x0, x1, y0, y1 = self.geometry.goal_region(goal)
+        cx = self._lo[0] + (np.arange(nx) + 0.5) * CELL
+        cy = self._lo[1] + (np.arange(ny) + 0.5) * CELL
+        gx, gy = cx[(cx >= x0) & (cx <= x1)], cy[(cy >= y0) & (cy <= y1)]
+        X, Y, H = np.meshgrid(gx, gy, (np.arange(nh) + 0.5) * 2 * math.pi / nh, indexing="ij")
+        x, y, th = X.ravel(), Y.ravel(), H.ravel()
+        ix, iy, ih = self._cells(x, y, th)
+        keep = self.pose_free[ix, iy, ih]
+        x, y, th = x[keep], y[keep], th[keep]
+        steps[ix[keep], iy[keep], ih[keep]] = 0
+        twists = [(v * SPEED_MARGIN, w * SPEED_MARGIN) for v, w in IMAZE_ACTIONS]
+        k = 0
+        while x.size:
+            k += 1
+            nxs, nys, nths = [], [], []
+            for v, w in twists:  # a predecessor: the same arc driven backwards
+                px, py, pth = _arc(x, y, th, -v, -w, self.control_period)
+                nxs.append(px), nys.append(py), nths.append(pth)
+            x, y, th = np.concatenate(nxs), np.concatenate(nys), np.concatenate(nths)
+            ix, iy, ih = self._cells(x, y, th)
+            ok = (ix >= 0) & (iy >= 0) & (ix < nx) & (iy < ny)
+            x, y, th, ix, iy, ih = x[ok], y[ok], th[ok], ix[ok], iy[ok], ih[ok]
+            new = self.pose_free[ix, iy, ih] & np.isinf(steps[ix, iy, ih])
+            x, y, th, ix, iy, ih = x[new], y[new], th[new], ix[new], iy[new], ih[new]
+            flat = np.ravel_multi_index((ix, iy, ih), self._shape)
+            _, first = np.unique(flat, return_index=True)  # one representative per cell
+            x, y, th = x[first], y[first], th[first]
+            steps[ix[first], iy[first], ih[first]] = k
+        return steps
+
+    # --- queries ----------------------------------------------------------------------
+    @staticmethod
+    def _mirror(goal: int, x: float, y: float, yaw: float) -> tuple[float, float, float]:
+        """The pose that stands to alcove 0 as (x, y, yaw) stands to ``goal``."""
+        sx, sy = IMazeGeometry.goal_signs(goal)
+        if sx < 0:
+            x, yaw = -x, math.pi - yaw
+        if sy < 0:
+            y, yaw = -y, -yaw
+        return x, y, yaw
+
+    def _lookup(self, x: float, y: float, yaw: float) -> float:
+        ix, iy, ih = (int(v) for v in self._cells(np.array(x), np.array(y), np.array(yaw)))
+        nx, ny, _ = self._shape
+        best = math.inf
+        for dx, dy, dh in itertools.product((-1, 0, 1), repeat=3):
+            i, j = ix + dx, iy + dy
+            if 0 <= i < nx and 0 <= j < ny:
+                best = min(best, float(self.steps[i, j, (ih + dh) % HEADINGS]))
+        return best
+
+    def steps_to_goal(self, goal: int, x: float, y: float, yaw: float) -> int:
+        """At least this many control periods from pose (x, y, yaw) into alcove ``goal``."""
+        best = self._lookup(*self._mirror(goal, x, y, yaw))
+        return int(best) if math.isfinite(best) else 0
+
+    def alcove_to_alcove(self, a: int, b: int) -> int:
+        """At least this many control periods from entering alcove ``a`` into ``b``.
+
+        An alcove is entered through its opening, driving forward (every primitive does):
+        at the end of that period the base is at most one period's travel inside, heading
+        outward within one period's turn. The bound is the best such entry state's."""
+        if a == b:
+            return 0
+        (ax, ay), (bx, by) = IMazeGeometry.goal_signs(a), IMazeGeometry.goal_signs(b)
+        sy = ay * by  # alcove a seen from b's mirror image, where b is alcove 0
+        mirrored = ((1, 1), (-1, 1), (-1, -1), (1, -1)).index((ax * bx, sy))
+        x0, x1, y0, y1 = self.geometry.goal_region(mirrored)
+        travel = max(abs(v) for v, _ in IMAZE_ACTIONS) * SPEED_MARGIN * self.control_period
+        turn = max(abs(w) for _, w in IMAZE_ACTIONS) * SPEED_MARGIN * self.control_period
+        y_in = y0 if sy > 0 else y1
+        ys = (y_in, y_in + sy * travel)
+        i0, j0, _ = self._cells(np.array(x0), np.array(min(ys)), np.array(0.0))
+        i1, j1, _ = self._cells(np.array(x1), np.array(max(ys)), np.array(0.0))
+        headings = (np.arange(HEADINGS) + 0.5) * 2 * math.pi / HEADINGS
+        outward = sy * np.sin(headings) >= -math.sin(turn + 2 * math.pi / HEADINGS)
+        block = self.steps[max(0, int(i0) - 1):int(i1) + 2, max(0, int(j0) - 1):int(j1) + 2][:, :, outward]
+        return int(block.min())
+
+    def search_steps(self, x: float, y: float, yaw: float) -> float:
+        """A lower bound on the expected control periods of a first trial from (x, y, yaw)
+        with the goal uniform over the alcoves and unknown: the best visiting order."""
+        first = [self.steps_to_goal(g, x, y, yaw) for g in range(4)]
+        best = math.inf
+        for order in itertools.permutations(range(4)):
+            t = first[order[0]]
+            total = t
+            for a, b in zip(order, order[1:]):
+                t += self.alcove_to_alcove(a, b)
+                total += t
+            best = min(best, total / 4)
+        return best
+
+
+@lru_cache(maxsize=64)
+def oracle_for(geometry: IMazeGeometry) -> IMazeOracle:
+    """One oracle per maze (a search costs a fraction of a second; tasks share mazes)."""
+    return IMazeOracle(geometry)
