@@ -471,9 +471,18 @@ def _report_navigation(out: Path, values: dict, wall: float) -> int:
     print(trial_table(recs))
     print()
     print(summary_lines(summarize(recs), "this run (through ROS 2)"))
-    sim = IMazeEnv().sim
-    png = plot_trajectories(recs, sim.model, out / "trajectories.png",
-                            f"I-maze through ROS 2: {Path(checkpoint).parent.name}", sim.geometry)
+    family = values.get("family", "fixed")
+    if family == "fixed":
+        sim = IMazeEnv().sim
+        png = plot_trajectories(recs, sim.model, out / "trajectories.png",
+                                f"I-maze through ROS 2: {Path(checkpoint).parent.name}", sim.geometry)
+    else:  # each task its own maze, side by side at one scale
+        from l2l_ros.evaluation import task_mazes
+
+        spec = json.loads(family) if family.strip().startswith("{") else family
+        mazes = task_mazes(sorted({r["task"] for r in recs}), int(values.get("seed", 0)), {"family": spec})
+        png = plot_trajectories(recs, mazes, out / "trajectories.png",
+                                f"I-maze family {family} through ROS 2: {Path(checkpoint).parent.name}")
     print(f"trajectories: {png}")
     print(f"wall time {wall:.0f} s")
     print()

@@ -113,7 +113,7 @@ def trial_table(records: Iterable[dict]) -> str:
     lines = [f"{'task':>4} {'goal':>4} {'trial':>5} {'steps':>6} {'oracle':>6} {'ratio':>6}  result"]
     for r in records:
         bound = r.get("oracle_steps")
-        ratio = f"{r['steps'] / bound:.2f}" if bound else "-"
+        ratio = f"{r['steps'] / bound:.2f}" if bound and r["success"] else "-"
         lines.append(f"{r['task']:>4} {r.get('goal', '-'):>4} {r['trial'] + 1:>5} {r['steps']:>6} "
                      f"{bound if bound is not None else '-':>6} {ratio:>6}  "
                      f"{'goal reached' if r['success'] else 'budget ran out'}")
@@ -143,7 +143,8 @@ def summary_lines(s: dict, label: str) -> str:
                  f"{ratio(s.get('later_vs_oracle'))} their shortest-time bound ({fmt(s.get('oracle_steps'))} steps), "
                  f"worst alcove {ratio(s.get('later_vs_oracle_worst_goal'))}")
     for g, f in (s.get("per_goal") or {}).items():
-        later = (f"later trials {fmt(f['later_mean_steps'])} steps ({ratio(f.get('later_vs_oracle'))} the oracle)"
+        vs = f" ({ratio(f['later_vs_oracle'])} the oracle)" if f.get("later_vs_oracle") is not None else ""
+        later = (f"later trials {fmt(f['later_mean_steps'])} steps{vs}"
                  if f["later_mean_steps"] is not None else "no later trial reached it")
         line += (f"\n    goal alcove {g}: {f['tasks']} task{'' if f['tasks'] == 1 else 's'}, "
                  f"{f['goals_per_task']:.2f} goals/task, trial 1 found it in {100 * f['trial1_success']:.0f}%, {later}")

@@ -112,9 +112,11 @@ class IMazeSimNode(LockstepSimNode):
         from l2l_ros.tasks.imaze_oracle import oracle_for
 
         goal = int(self.task_info["goal"])
-        extras = {"goal": goal, "path": self.path,
-                  "oracle_steps": oracle_for(self.env.sim.geometry).steps_to_goal(goal, *self._trial_start),
+        oracle = oracle_for(self.env.sim.geometry)
+        extras = {"goal": goal, "path": self.path, "oracle_steps": oracle.steps_to_goal(goal, *self._trial_start),
                   "route_steps": int(self.env.sim.route_steps(goal))}
+        if self.trial == 0:
+            extras["oracle_search_steps"] = oracle.search_steps(*self._trial_start)
         self.path = []
         return extras
 
