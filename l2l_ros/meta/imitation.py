@@ -189,6 +189,7 @@ class IMazeSearchTeacher:
     def target(self, obs: np.ndarray | None = None, student: np.ndarray | None = None) -> np.ndarray:
         out = np.zeros((len(self.sims), len(IMAZE_ACTIONS)))
         for i, (sim, expert) in enumerate(zip(self.sims, self.experts)):
+            expert.geometry = sim.geometry  # with a task family, each task has its own maze
             if sim.trial > 0 and expert.goal is None:  # a trial ended at the goal: now it is known
                 expert.goal_found(sim.goal)
             if self.lenient:
