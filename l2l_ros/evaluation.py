@@ -198,7 +198,7 @@ def run_imaze_tasks(agent: Agent, tasks: int, seed: int, deterministic: bool = T
     task's draw as ``world``, and with ``keep_paths`` the base's path.
     ``progress`` names a tqdm bar on stderr (None: quiet)."""
     from l2l_ros.tasks.imaze import IMazeEnv
-    from l2l_ros.tasks.imaze_oracle import oracle_for
+    from l2l_ros.tasks.imaze_oracle import search_bound, trial_bound
 
     kwargs = dict(env_kwargs or {})
     if task_steps:
@@ -209,7 +209,7 @@ def run_imaze_tasks(agent: Agent, tasks: int, seed: int, deterministic: bool = T
         obs, info = env.reset(seed=task_seed(seed, task))
         goal = int(info["goal"])
         route = int(env.sim.route_steps(goal))
-        oracle = oracle_for(env.sim.geometry)
+        maze = env.sim.geometry
         start = env.sim.pose()
         if hasattr(agent, "set_map"):  # the scripted searcher knows the map
             agent.set_map(env.sim.geometry)
@@ -223,9 +223,9 @@ def run_imaze_tasks(agent: Agent, tasks: int, seed: int, deterministic: bool = T
             reached = bool(info.get("trial_end", False))
             if reached or done:
                 rec = {"task": task, "trial": trial, "goal": goal, "steps": steps, "success": reached,
-                       "oracle_steps": oracle.steps_to_goal(goal, *start), "route_steps": route}
+                       "oracle_steps": trial_bound(maze, goal, *start), "route_steps": route}
                 if trial == 0:
-                    rec["oracle_search_steps"] = oracle.search_steps(*start)
+                    rec["oracle_search_steps"] = search_bound(maze, *start)
                     if "task" in info:
                         rec["world"] = info["task"]
                 if keep_paths:

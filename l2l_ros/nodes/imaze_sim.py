@@ -77,9 +77,9 @@ class IMazeSimNode(LockstepSimNode):
         return IMazeEnv(task_steps=task_steps, **kwargs) if task_steps > 0 else IMazeEnv(**kwargs)
 
     def describe_task(self, info: dict) -> str:
-        from l2l_ros.tasks.imaze_oracle import oracle_for
+        from l2l_ros.tasks.imaze_oracle import search_bound
 
-        bound = oracle_for(self.env.sim.geometry).search_steps(*self.env.sim.pose())
+        bound = search_bound(self.env.sim.geometry, *self.env.sim.pose())
         world = f", world {info['task']}" if "task" in info else ""
         return f"goal alcove {info['goal']}, search bound {bound:.1f} steps{world}"
 
@@ -109,14 +109,13 @@ class IMazeSimNode(LockstepSimNode):
         self.path.append([round(float(x), 4), round(float(y), 4)])
 
     def trial_extras(self) -> dict:
-        from l2l_ros.tasks.imaze_oracle import oracle_for
+        from l2l_ros.tasks.imaze_oracle import search_bound, trial_bound
 
-        goal = int(self.task_info["goal"])
-        oracle = oracle_for(self.env.sim.geometry)
-        extras = {"goal": goal, "path": self.path, "oracle_steps": oracle.steps_to_goal(goal, *self._trial_start),
+        goal, maze = int(self.task_info["goal"]), self.env.sim.geometry
+        extras = {"goal": goal, "path": self.path, "oracle_steps": trial_bound(maze, goal, *self._trial_start),
                   "route_steps": int(self.env.sim.route_steps(goal))}
         if self.trial == 0:
-            extras["oracle_search_steps"] = oracle.search_steps(*self._trial_start)
+            extras["oracle_search_steps"] = search_bound(maze, *self._trial_start)
         self.path = []
         return extras
 

@@ -28,14 +28,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import numpy as np
 
 from l2l_ros.tasks.encoding import IMAZE_ACTIONS
 from l2l_ros.tasks.imaze_family import IMazeGeometry
 
-__all__ = ["IMazeOracle", "oracle_for"]
+__all__ = ["IMazeOracle", "oracle_for", "centre_bounds", "trial_bound", "search_bound"]
 
 CELL = 0.02  # m, lattice spacing in x and y
 HEADINGS = 72  # lattice heading bins (5 degrees)
@@ -81,13 +82,15 @@ def _arc(x, y, th, v, w, t):
 class IMazeOracle:
     """Fewest control periods to each alcove for the relaxed robot, on one maze."""
 
-    def __init__(self, geometry: IMazeGeometry, control_period: float = CONTROL_PERIOD):
+    def __init__(self, geometry: IMazeGeometry, control_period: float = CONTROL_PERIOD,
+                 cell: float = CELL, headings: int = HEADINGS):
         self.geometry = geometry
         self.control_period = float(control_period)
+        self.cell, self.headings = float(cell), int(headings)
         rects = np.array(geometry.free_rectangles())
-        self._lo = np.array([rects[:, 0].min(), rects[:, 2].min()]) - CELL
-        hi = np.array([rects[:, 1].max(), rects[:, 3].max()]) + CELL
-        self._shape = tuple(int(n) for n in np.ceil((hi - self._lo) / CELL)) + (HEADINGS,)
+        self._lo = np.array([rects[:, 0].min(), rects[:, 2].min()]) - self.cell
+        hi = np.array([rects[:, 1].max(), rects[:, 3].max()]) + self.cell
+        self._shape = tuple(int(n) for n in np.ceil((hi - self._lo) / self.cell)) + (self.headings,)
         self._free_image, self._image_lo = self._raster(rects)
         self.pose_free = self._pose_free()
         self.steps = self._search(goal=0)
@@ -95,7 +98,7 @@ class IMazeOracle:
     # --- lattice ----------------------------------------------------------------------
     def _raster(self, rects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lo = self._lo - 0.2
-        n = np.ceil((self._lo + np.array(self._shape[:2]) * CELL + 0.2 - lo) / RASTER).astype(int)
+        n = np.ceil((self._lo + np.array(self._shape[:2]) * self.cell + 0.2 - lo) / RASTER).astype(int)
         xs = lo[0] + (np.arange(n[0]) + 0.5) * RASTER
         ys = lo[1] + (np.arange(n[1]) + 0.5) * RASTER
         img = np.zeros((n[0], n[1]), dtype=bool)
@@ -115,8 +118,8 @@ class IMazeOracle:
         """[nx, ny, nh] True where the shrunk chassis at the cell's centre pose is in free
         space, then grown by one cell and one heading bin (a state anywhere in a cell counts)."""
         nx, ny, nh = self._shape
-        cx = self._lo[0] + (np.arange(nx) + 0.5) * CELL
-        cy = self._lo[1] + (np.arange(ny) + 0.5) * CELL
+        cx = self._lo[0] + (np.arange(nx) + 0.5) * self.cell
+        cy = self._lo[1] + (np.arange(ny) + 0.5) * self.cell
         X, Y = np.meshgrid(cx, cy, indexing="ij")
         inside = self._points_free(X, Y)
         free = np.zeros(self._shape, dtype=bool)
@@ -137,34 +140,45 @@ class IMazeOracle:
         return grown
 
     def _cells(self, x, y, th) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        ix = np.floor((x - self._lo[0]) / CELL).astype(int)
-        iy = np.floor((y - self._lo[1]) / CELL).astype(int)
-        ih = np.floor(np.mod(th, 2 * math.pi) / (2 * math.pi / HEADINGS)).astype(int) % HEADINGS
+        ix = np.floor((x - self._lo[0]) / self.cell).astype(int)
+        iy = np.floor((y - self._lo[1]) / self.cell).astype(int)
+        ih = np.floor(np.mod(th, 2 * math.pi) / (2 * math.pi / self.headings)).astype(int) % self.headings
         return ix, iy, ih
 
-    def _search(self, goal: int) -> np.ndarray:
-        """Backward breadth-first search from alcove ``goal``: [nx, ny, nh] steps (inf: none)."""
+    def _region_states(self, goal: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every free lattice state (cell centre, heading bin centre) in alcove ``goal``."""
         nx, ny, nh = self._shape
-        steps = np.full(self._shape, np.inf)
         x0, x1, y0, y1 = self.geometry.goal_region(goal)
-        cx = self._lo[0] + (np.arange(nx) + 0.5) * CELL
-        cy = self._lo[1] + (np.arange(ny) + 0.5) * CELL
+        cx = self._lo[0] + (np.arange(nx) + 0.5) * self.cell
+        cy = self._lo[1] + (np.arange(ny) + 0.5) * self.cell
         gx, gy = cx[(cx >= x0) & (cx <= x1)], cy[(cy >= y0) & (cy <= y1)]
         X, Y, H = np.meshgrid(gx, gy, (np.arange(nh) + 0.5) * 2 * math.pi / nh, indexing="ij")
         x, y, th = X.ravel(), Y.ravel(), H.ravel()
         ix, iy, ih = self._cells(x, y, th)
         keep = self.pose_free[ix, iy, ih]
-        x, y, th = x[keep], y[keep], th[keep]
-        steps[ix[keep], iy[keep], ih[keep]] = 0
+        return x[keep], y[keep], th[keep]
+
+    def _search(self, goal: int, offsets: np.ndarray | None = None) -> np.ndarray:
+        """Backward breadth-first search into alcove ``goal``: [nx, ny, nh] fewest control
+        periods (inf: none). ``offsets`` (a field): a state of the alcove enters the search
+        at ``floor`` of its value there instead of at 0 (the cost still to come after it)."""
+        sx, sy, sth = self._region_states(goal)
+        start = np.zeros(sx.shape) if offsets is None else np.floor(offsets[self._cells(sx, sy, sth)])
+        ok = np.isfinite(start)
+        sx, sy, sth, start = sx[ok], sy[ok], sth[ok], start[ok].astype(int)
+        steps = np.full(self._shape, np.inf)
+        nx, ny, _ = self._shape
         twists = [(v * SPEED_MARGIN, w * TURN_MARGIN) for v, w in IMAZE_ACTIONS]
+        x, y, th = sx[:0], sy[:0], sth[:0]
+        last = int(start.max()) if start.size else -1
         k = 0
-        while x.size:
-            k += 1
-            nxs, nys, nths = [], [], []
-            for v, w in twists:  # a predecessor: the same arc driven backwards
-                px, py, pth = _arc(x, y, th, -v, -w, self.control_period)
-                nxs.append(px), nys.append(py), nths.append(pth)
-            x, y, th = np.concatenate(nxs), np.concatenate(nys), np.concatenate(nths)
+        while True:
+            cand = [(sx[start == k], sy[start == k], sth[start == k])]  # alcove states entering now
+            if k > 0:
+                cand += [_arc(x, y, th, -v, -w, self.control_period) for v, w in twists]  # predecessors
+            x = np.concatenate([c[0] for c in cand])
+            y = np.concatenate([c[1] for c in cand])
+            th = np.concatenate([c[2] for c in cand])
             ix, iy, ih = self._cells(x, y, th)
             ok = (ix >= 0) & (iy >= 0) & (ix < nx) & (iy < ny)
             x, y, th, ix, iy, ih = x[ok], y[ok], th[ok], ix[ok], iy[ok], ih[ok]
@@ -174,7 +188,9 @@ class IMazeOracle:
             _, first = np.unique(flat, return_index=True)  # one representative per cell
             x, y, th = x[first], y[first], th[first]
             steps[ix[first], iy[first], ih[first]] = k
-        return steps
+            if not x.size and k >= last:
+                return steps
+            k += 1
 
     # --- queries ----------------------------------------------------------------------
     @staticmethod
@@ -187,61 +203,115 @@ class IMazeOracle:
             y, yaw = -y, -yaw
         return x, y, yaw
 
-    def _lookup(self, x: float, y: float, yaw: float) -> float:
+    def _lookup(self, x: float, y: float, yaw: float, field: np.ndarray | None = None) -> float:
+        """The smallest value of ``field`` (default: steps to alcove 0) within one cell and
+        one heading bin of the pose: the bound for a state anywhere near a lattice state."""
+        field = self.steps if field is None else field
         ix, iy, ih = (int(v) for v in self._cells(np.array(x), np.array(y), np.array(yaw)))
         nx, ny, _ = self._shape
         best = math.inf
         for dx, dy, dh in itertools.product((-1, 0, 1), repeat=3):
             i, j = ix + dx, iy + dy
             if 0 <= i < nx and 0 <= j < ny:
-                best = min(best, float(self.steps[i, j, (ih + dh) % HEADINGS]))
+                best = min(best, float(field[i, j, (ih + dh) % self.headings]))
         return best
+
+    @staticmethod
+    def _near(field: np.ndarray) -> np.ndarray:
+        """``field``'s smallest value within one cell and one heading bin, everywhere."""
+        out = field.copy()
+        for dx, dy, dh in itertools.product((-1, 0, 1), repeat=3):
+            np.minimum(out, np.roll(np.roll(np.roll(field, dx, 0), dy, 1), dh, 2), out=out)
+        return out
 
     def steps_to_goal(self, goal: int, x: float, y: float, yaw: float) -> int:
         """At least this many control periods from pose (x, y, yaw) into alcove ``goal``."""
         best = self._lookup(*self._mirror(goal, x, y, yaw))
         return int(best) if math.isfinite(best) else 0
 
-    def alcove_to_alcove(self, a: int, b: int) -> int:
-        """At least this many control periods from entering alcove ``a`` into ``b``.
+    @cached_property
+    def _search_fields(self) -> dict[tuple[int, ...], np.ndarray]:
+        """For each visiting order that starts at alcove 0: a lower bound, per state, on the
+        mean over the four alcoves of the time to first enter each (the expected time to
+        find a uniform unknown goal when searching in that order).
 
-        An alcove is entered through its opening, driving forward (every primitive does):
-        at the end of that period the base is at most one period's travel inside, heading
-        outward within one period's turn. The bound is the best such entry state's."""
-        if a == b:
-            return 0
-        (ax, ay), (bx, by) = IMazeGeometry.goal_signs(a), IMazeGeometry.goal_signs(b)
-        sy = ay * by  # alcove a seen from b's mirror image, where b is alcove 0
-        mirrored = ((1, 1), (-1, 1), (-1, -1), (1, -1)).index((ax * bx, sy))
-        x0, x1, y0, y1 = self.geometry.goal_region(mirrored)
-        travel = max(abs(v) for v, _ in IMAZE_ACTIONS) * SPEED_MARGIN * self.control_period
-        turn = max(abs(w) for _, w in IMAZE_ACTIONS) * TURN_MARGIN * self.control_period
-        y_in = y0 if sy > 0 else y1
-        ys = (y_in, y_in + sy * travel)
-        i0, j0, _ = self._cells(np.array(x0), np.array(min(ys)), np.array(0.0))
-        i1, j1, _ = self._cells(np.array(x1), np.array(max(ys)), np.array(0.0))
-        headings = (np.arange(HEADINGS) + 0.5) * 2 * math.pi / HEADINGS
-        outward = sy * np.sin(headings) >= -math.sin(turn + 2 * math.pi / HEADINGS)
-        block = self.steps[max(0, int(i0) - 1):int(i1) + 2, max(0, int(j0) - 1):int(j1) + 2][:, :, outward]
-        return int(block.min())
+        The mean arrival time counts each step once per alcove not yet entered: 4/4 on the
+        way to the first alcove, 3/4 to the second, and so on. So it is a shortest path
+        whose steps weigh 4, 3, 2, 1 in the four phases (in quarters). Searched backwards
+        phase by phase: an alcove state enters the previous phase's search at its cost
+        still to come (floored, with the lattice neighbourhood's minimum: both only lower
+        it)."""
+        to = {g: self.steps if g == 0 else self._search(g) for g in range(4)}
+        fields = {}
+        for rest in itertools.permutations((1, 2, 3)):
+            order = (0, *rest)
+            value = to[order[3]]  # the last phase, weight 1
+            for phase, weight in ((2, 2), (1, 3), (0, 4)):
+                value = weight * self._search(order[phase], offsets=self._near(value) / weight)
+            fields[order] = value / 4
+        return fields
 
     def search_steps(self, x: float, y: float, yaw: float) -> float:
-        """A lower bound on the expected control periods of a first trial from (x, y, yaw)
-        with the goal uniform over the alcoves and unknown: the best visiting order."""
-        first = [self.steps_to_goal(g, x, y, yaw) for g in range(4)]
+        """At least this many control periods, in expectation over a uniform goal that is
+        not known, before the first trial from (x, y, yaw) enters the goal: the best
+        visiting order (the maze's mirror images map every order to one that starts at
+        alcove 0)."""
+        signs = ((1, 1), (-1, 1), (-1, -1), (1, -1))
         best = math.inf
         for order in itertools.permutations(range(4)):
-            t = first[order[0]]
-            total = t
-            for a, b in zip(order, order[1:]):
-                t += self.alcove_to_alcove(a, b)
-                total += t
-            best = min(best, total / 4)
+            mx, my = signs[order[0]]
+            mirrored = tuple(signs.index((signs[a][0] * mx, signs[a][1] * my)) for a in order)
+            best = min(best, self._lookup(*self._mirror(order[0], x, y, yaw), self._search_fields[mirrored]))
         return best
 
 
-@lru_cache(maxsize=64)
-def oracle_for(geometry: IMazeGeometry) -> IMazeOracle:
-    """One oracle per maze (a search costs a fraction of a second; tasks share mazes)."""
+#: The search bound's lattice: coarser, 10 times faster (0.7 s a maze), 2 to 3 steps lower
+#: (looser) than on the trial bound's lattice.
+SEARCH_CELL, SEARCH_HEADINGS = 0.04, 36
+
+
+@lru_cache(maxsize=8)
+def oracle_for(geometry: IMazeGeometry, search: bool = False) -> IMazeOracle:
+    """The oracle of a maze (``search``: on the search bound's lattice)."""
+    if search:
+        return IMazeOracle(geometry, cell=SEARCH_CELL, headings=SEARCH_HEADINGS)
     return IMazeOracle(geometry)
 
+
+@dataclass(frozen=True)
+class CentreBounds:
+    """A maze's bounds for starts at its centre, one per heading bin (every evaluation trial
+    starts there): small enough to keep for thousands of sampled mazes."""
+
+    trial: np.ndarray  # [4, HEADINGS] steps into each alcove
+    search: np.ndarray  # [SEARCH_HEADINGS] expected steps of a first trial
+
+
+def _bins(headings: int) -> np.ndarray:
+    return (np.arange(headings) + 0.5) * 2 * math.pi / headings
+
+
+@lru_cache(maxsize=4096)
+def centre_bounds(geometry: IMazeGeometry) -> CentreBounds:
+    fine, coarse = IMazeOracle(geometry), IMazeOracle(geometry, cell=SEARCH_CELL, headings=SEARCH_HEADINGS)
+    trial = np.array([[fine.steps_to_goal(g, 0.0, 0.0, th) for th in _bins(HEADINGS)] for g in range(4)])
+    return CentreBounds(trial, np.array([coarse.search_steps(0.0, 0.0, th) for th in _bins(SEARCH_HEADINGS)]))
+
+
+def _bin(yaw: float, headings: int) -> int:
+    return int(math.floor((yaw % (2 * math.pi)) / (2 * math.pi / headings))) % headings
+
+
+def trial_bound(geometry: IMazeGeometry, goal: int, x: float, y: float, yaw: float) -> int:
+    """At least this many control periods from (x, y, yaw) into alcove ``goal`` of this maze."""
+    if x == 0.0 and y == 0.0:
+        return int(centre_bounds(geometry).trial[int(goal), _bin(yaw, HEADINGS)])
+    return oracle_for(geometry).steps_to_goal(goal, x, y, yaw)
+
+
+def search_bound(geometry: IMazeGeometry, x: float, y: float, yaw: float) -> float:
+    """At least this many control periods, in expectation over a uniform unknown goal,
+    before a first trial from (x, y, yaw) enters the goal."""
+    if x == 0.0 and y == 0.0:
+        return float(centre_bounds(geometry).search[_bin(yaw, SEARCH_HEADINGS)])
+    return oracle_for(geometry, search=True).search_steps(x, y, yaw)
