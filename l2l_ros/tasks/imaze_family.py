@@ -9,7 +9,9 @@ randomization off and draws nothing, so ``fixed`` is the single maze with perfec
 sensors that the first bundled model was trained on.
 
 No ROS here: ``IMazeEnv(family=...)`` samples a task at each reset, and the
-``imaze_sim`` node runs that env.
+``imaze_sim`` node runs that env. The maze's dimensions (:class:`IMazeGeometry`) live here
+too, below the MuJoCo env (``tasks.imaze``) and the oracle (``tasks.imaze_oracle``) that
+both build on them.
 """
 from __future__ import annotations
 
