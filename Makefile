@@ -11,6 +11,8 @@ export ROS_DOMAIN_ID ?= 42
 # MuJoCo renders offscreen through EGL (Mesa's software rasteriser without a GPU).
 export MUJOCO_GL ?= egl
 TASKS ?= 5
+# The I-maze task family `make run` draws its tasks from (fixed: the bundled model's one maze).
+FAMILY ?= fixed
 
 .PHONY: setup run test build train-imaze clean
 
@@ -43,7 +45,7 @@ $(STAMP): requirements.txt requirements-ros.txt tools/build_tf2_msgs.sh $(wildca
 	touch $(VENV)/COLCON_IGNORE $@
 
 run: setup
-	$(PY) -m l2l_ros.cli run navigation --tasks $(TASKS) --out out/run
+	$(PY) -m l2l_ros.cli run navigation --tasks $(TASKS) --set family=$(FAMILY) --out out/run
 
 build: setup
 	source $(VENV)/bin/activate && colcon build --paths . --event-handlers console_cohesion+
