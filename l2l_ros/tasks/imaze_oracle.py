@@ -19,8 +19,9 @@ These bounds are computed for the robot the policies drive (the three
   (one cell and one heading bin around), which covers the lattice's rounding.
 
 The maze is mirror-symmetric, so one search (alcove 0) serves all four alcoves. The
-search bound (the first trial, goal unknown) takes the best visiting order of the
-alcoves, each leg bounded the same way; it bounds the expected first-trial time.
+search bound (the first trial, goal unknown) bounds the expected first-trial time: the
+same search, phase by phase along a visiting order, the best of the orders
+(``_search_fields``).
 The bounds are checked against real trials in the tests (no trial of the scripted
 searcher, the bundled models or a random policy is ever faster).
 """
