@@ -308,6 +308,21 @@ class RecurrentPolicy(nn.Module):
         logprob = self.log_prob(dist, raw)
         return self.env_action(raw), logprob, values, state
 
+    @torch.no_grad()
+    def act_greedy(self, obs: torch.Tensor, state: State):
+        """``act(..., deterministic=True)``'s action and state, without the value head and
+        the action distribution that a robot's control step does not use (the same values)."""
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self._device())
+        if obs.dim() == 1:
+            obs = obs[None]
+        feats, state = self.features_sequence(obs[None], state)
+        head = self.policy_head(feats[0])
+        if self.discrete:
+            return head.argmax(-1), state
+        center = (self.act_high + self.act_low) / 2
+        half = (self.act_high - self.act_low) / 2
+        return self.env_action(center + half * torch.tanh(head)), state
+
     def reset_state(self, state: State, mask: torch.Tensor) -> State:
         """Reset the entries where ``mask[B]`` is True to the initial state."""
         return _reset_where(state, self.initial_state(mask.shape[0]), mask.to(torch.bool))

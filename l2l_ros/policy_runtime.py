@@ -86,7 +86,10 @@ class PolicyRuntime:
         if not np.isfinite(x).all():  # the encoder checks sensors; this guards every input
             raise ValueError(f"non-finite network input {x.tolist()}")
         obs = torch.as_tensor(x, dtype=torch.float32).unsqueeze(0)
-        action, _, _, self.state = self.policy.act(obs, self.state, deterministic=deterministic)
+        if deterministic:
+            action, self.state = self.policy.act_greedy(obs, self.state)
+        else:
+            action, _, _, self.state = self.policy.act(obs, self.state, deterministic=False)
         self.steps += 1
         a = action[0].cpu().numpy()
         self.prev_action = int(a) if isinstance(self.action_space, gym.spaces.Discrete) else a

@@ -78,3 +78,24 @@ def test_the_raster_rate_of_a_network_with_several_ticks_per_step_counts_tick_ti
     # each row is one tick of 0.05 s (a 0.2 s step holds 4), not a whole step
     assert spike_rate_hz(rec) == pytest.approx(rec["z"].mean() / 0.05)
     assert spike_rate_hz({**rec, "ticks_per_step": 1}) == pytest.approx(rec["z"].mean() / 0.2)
+
+
+@pytest.mark.parametrize("kind", ["lsnn", "lstm", "mlp"])
+@pytest.mark.parametrize("spec", [{"type": "discrete", "n": 3},
+                                  {"type": "box", "shape": [2], "low": [-1.0, -2.0], "high": [1.0, 0.5]}])
+def test_the_greedy_control_step_is_act_deterministic(kind, spec):
+    """The runtime's control step skips the value head and the action distribution; the
+    actions and the recurrent state are the same values, bit for bit."""
+    import torch
+
+    from l2l_ros.meta.policies import build_policy
+
+    torch.manual_seed(0)
+    policy = build_policy(kind, 10, spec, None)
+    s1, s2 = policy.initial_state(2), policy.initial_state(2)
+    for _ in range(40):
+        obs = 3 * torch.randn(2, 10)
+        a1, _, _, s1 = policy.act(obs, s1, deterministic=True)
+        a2, s2 = policy.act_greedy(obs, s2)
+        assert torch.equal(a1, a2)
+        assert all(torch.equal(x, y) for x, y in zip(s1, s2))
