@@ -44,6 +44,8 @@ def test_bad_values_paths_and_json_end_in_one_error_line_before_any_work(tmp_pat
         ["eval", "imaze", "--video", str(tmp_path / "v.avi")],
         ["eval", "bandit", "--pulls", "0"],
         ["eval", "manipulator", "--tasks", "0"],
+        ["eval", "imaze", "--family", "bogus"],
+        ["eval", "imaze", "--family", '{"latency": [0, 1.5]}'],
         ["eval", "manipulator", "--family", "bogus"],
         ["eval", "manipulator", "--family", '{"flip_prob": 2}'],
         ["eval", "manipulator", "--env-kwargs", '{"integrator": "rk5"}'],
