@@ -55,7 +55,8 @@ def test_a_bad_parameter_is_one_fatal_line_and_a_non_zero_exit():
     """Defect 8: `tasks:=abc` raised a second exception in destroy_node, 16 to 35 lines."""
     for executable, arg in (("imaze_sim", "max_tasks:=abc"), ("imaze_sim", "cmd_timeout:=-1.0"),
                             ("spiking_policy", "mode:=arm"), ("spiking_policy", "checkpoint:=/no/such.json"),
-                            ("manipulator_sim", "seed:=-3")):
+                            ("manipulator_sim", "seed:=-3"), ("imaze_sim", "family:=bogus"),
+                            ("imaze_sim", "family:='{\"corridor_width\": [0.1, 0.5]}'")):
         proc = node_process(executable, "-p", arg)
         out, _ = proc.communicate(timeout=60)
         lines = [line for line in out.splitlines() if line.strip()]
