@@ -20,13 +20,13 @@ def _recorded_imaze_inputs(steps: int = 120) -> torch.Tensor:
 
     runtime = load_runtime("models/imaze_lsnn/policy.json", "imaze")
     seen = []
-    act = runtime.policy.act
+    act = runtime.policy.act_greedy  # the runtime's (deterministic) control step
 
-    def recording_act(obs, state, deterministic=False):
+    def recording_act(obs, state):
         seen.append(torch.as_tensor(obs, dtype=torch.float32).reshape(-1).clone())
-        return act(obs, state, deterministic=deterministic)
+        return act(obs, state)
 
-    runtime.policy.act = recording_act
+    runtime.policy.act_greedy = recording_act
     run_imaze_tasks(runtime, 1, seed=3, task_steps=steps)
     return torch.stack(seen)[:, None, :]
 
