@@ -662,7 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "or large_mazes (geometry past sim2real's); or a JSON object of ranges over a preset, "
                         "e.g. '{\"preset\": \"sim2real\", \"latency\": [0, 0]}' (fields: stem_half_length, "
                         "crossbar_half_length, corridor_width, alcove_depth, lidar_noise, beam_dropout, "
-                        "odom_scale_error, gyro_bias, friction, mass, latency; docs/navigation.md)")
+                        "odom_scale_error, gyro_bias, friction, mass, latency; docs/imaze_family.md)")
     q.set_defaults(func=cmd_eval)
     q = fam.add_parser("manipulator", help="checkpoints vs the classical controllers (fixed-gain resolved rate, PI, "
                                            "an oracle given the task's calibration, the same oracle finding each "

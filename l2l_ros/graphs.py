@@ -158,7 +158,7 @@ GRAPHS: dict[str, Graph] = {
             LaunchArgument("twist_stamped", "false", "cmd_vel as geometry_msgs/TwistStamped (both nodes)."),
             LaunchArgument("family", "fixed",
                            "I-maze task family: fixed (the default maze, perfect sensors), sim2real, noise_x2, "
-                           "large_mazes, or a JSON object of ranges (docs/navigation.md)."),
+                           "large_mazes, or a JSON object of ranges (docs/imaze_family.md)."),
         ),
         _sim_and_policy("imaze_sim", "imaze"),
     ),

@@ -65,7 +65,7 @@ class IMazeSimNode(LockstepSimNode):
 
         family = str(declare_params(self, (
             Param("family", "fixed", f"The task family: an IMazeFamily preset ({', '.join(IMazeFamily.PRESETS)}) "
-                  "or a JSON object of ranges over one (docs/navigation.md). fixed: the default maze with "
+                  "or a JSON object of ranges over one (docs/imaze_family.md). fixed: the default maze with "
                   "perfect sensors; sim2real: mazes of many sizes, lidar noise and dropouts, drifting "
                   "odometry, friction, mass, latency.", read_only=True),))["family"])
         try:
@@ -77,11 +77,8 @@ class IMazeSimNode(LockstepSimNode):
         return IMazeEnv(task_steps=task_steps, **kwargs) if task_steps > 0 else IMazeEnv(**kwargs)
 
     def describe_task(self, info: dict) -> str:
-        from l2l_ros.tasks.imaze_oracle import search_bound
-
-        bound = search_bound(self.env.sim.geometry, *self.env.sim.pose())
         world = f", world {info['task']}" if "task" in info else ""
-        return f"goal alcove {info['goal']}, search bound {bound:.1f} steps{world}"
+        return f"goal alcove {info['goal']}{world}"
 
     def zero_command(self):
         return (0.0, 0.0)
