@@ -174,7 +174,8 @@ class IMazeFamily:
         """``fixed``: the default maze, perfect sensors (the family before issue 31);
         ``sim2real``: mazes of many sizes, noisy lidar, drifting odometry, varied robots,
         latency 0-2 (the training family); ``noise_x2``: ``sim2real`` with every sensing and
-        actuation range twice as wide; ``large_mazes``: geometry past ``sim2real``'s ranges."""
+        actuation range doubled about its nominal value (mass a little more, 0.6-2.2);
+        ``large_mazes``: geometry past ``sim2real``'s ranges."""
         if name == "fixed":
             return cls()
         s2r = cls(stem_half_length=(0.45, 0.9), crossbar_half_length=(0.45, 0.9), corridor_width=(0.45, 0.6),
