@@ -177,28 +177,25 @@ def cmd_export_nir(args, argv) -> int:
     return 0
 
 
-def _arm_family(text: str):
-    """``--family``: a preset name or a JSON object of ArmFamily fields."""
-    from l2l_ros.tasks.manipulator import ArmFamily
+def _family_arg(family_class: str):
+    """``--family``: a preset name or a JSON object of the family's fields, checked here so
+    an unknown preset, field or range is one argparse error (``tasks.family_spec``)."""
+    def parse(text: str):
+        import importlib
 
-    try:
-        spec = json.loads(text) if text.strip().startswith("{") else text
-        ArmFamily.from_spec(spec)  # refuse an unknown preset or field here, with its message
-    except (ValueError, TypeError) as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return spec
+        module, name = family_class.rsplit(".", 1)
+        try:
+            spec = json.loads(text) if text.strip().startswith("{") else text
+            getattr(importlib.import_module(module), name).from_spec(spec)
+        except (ValueError, TypeError) as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return spec
+
+    return parse
 
 
-def _imaze_family(text: str):
-    """``l2l eval imaze --family``: a preset name or a JSON object of IMazeFamily ranges."""
-    from l2l_ros.tasks.imaze_family import IMazeFamily
-
-    try:
-        spec = json.loads(text) if text.strip().startswith("{") else text
-        IMazeFamily.from_spec(spec)  # refuse an unknown preset, field or range here, with its message
-    except (ValueError, TypeError) as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return spec
+_arm_family = _family_arg("l2l_ros.tasks.manipulator.ArmFamily")
+_imaze_family = _family_arg("l2l_ros.tasks.imaze_family.IMazeFamily")
 
 
 REALITY_GAP_KEYS = ("integrator", "physics_timestep", "substep_jitter", "extra_q_noise", "extra_qd_noise")

@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from l2l_ros.tasks.family_spec import family_from_spec
+
 __all__ = ["IMazeGeometry", "IMazeFamily", "IMazeTask", "Odometer"]
 
 _GEOMETRY_FIELDS = ("stem_half_length", "crossbar_half_length", "corridor_width", "alcove_depth")
@@ -196,28 +198,18 @@ class IMazeFamily:
     def from_spec(cls, spec: "str | dict | IMazeFamily | None") -> "IMazeFamily":
         """A preset name, a dict (``{"preset": name, field: [low, high], ...}``: fields
         override the preset, default ``sim2real``), an IMazeFamily, or None (``fixed``)."""
-        if spec is None or isinstance(spec, cls):
-            return spec or cls()
-        if isinstance(spec, str):
-            return cls.preset(spec)
-        if not isinstance(spec, dict):
-            raise ValueError(f"an I-maze family is a preset name or a JSON object, not {spec!r}")
-        spec = dict(spec)
-        base = cls.preset(spec.pop("preset", "sim2real"))
-        unknown = set(spec) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown I-maze family setting(s) {sorted(unknown)}; "
-                             f"known: {', '.join(cls.__dataclass_fields__)}")
-        fields = {}
-        for k, v in spec.items():
-            if not (isinstance(v, (list, tuple)) and len(v) == 2):
-                raise ValueError(f"I-maze family {k} is a [low, high] range, got {v!r}")
-            fields[k] = tuple(float(x) for x in v) if k != "latency" else tuple(v)
-        return replace(base, **fields)
+        return family_from_spec(cls, spec, "I-maze family", "sim2real", _range)
 
     def widest_geometry(self):
         """The largest maze of the family (for a task budget that fits every task)."""
         return IMazeGeometry(**{k: getattr(self, k)[1] for k in _GEOMETRY_FIELDS})
+
+
+def _range(name: str, value) -> tuple:
+    """A JSON ``[low, high]`` as a family field (latency stays whole numbers, checked later)."""
+    if not (isinstance(value, (list, tuple)) and len(value) == 2):
+        raise ValueError(f"I-maze family {name} is a [low, high] range, got {value!r}")
+    return tuple(value) if name == "latency" else tuple(float(x) for x in value)
 
 
 def _uniform(rng: np.random.Generator, lo_hi) -> float:

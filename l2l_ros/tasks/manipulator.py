@@ -18,7 +18,7 @@ observed: only the reward says when the tool is there.
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import gymnasium as gym
 import mujoco
@@ -26,6 +26,7 @@ import numpy as np
 
 from l2l_ros.resources import share_path
 from l2l_ros.tasks import robots
+from l2l_ros.tasks.family_spec import family_from_spec
 from l2l_ros.tasks.encoding import (ARM_JOINTS, ARM_MAX_JOINT_VELOCITY, ARM_OBS_DIM,
                                     encode_manipulator, manipulator_action_to_command)
 
@@ -101,18 +102,8 @@ class ArmFamily:
     def from_spec(cls, spec: "str | dict | ArmFamily | None") -> "ArmFamily":
         """A preset name, a dict (``{"preset": name, field: value, ...}``; fields override the
         preset, default ``sim2real``), an ArmFamily, or None (``sim2real``)."""
-        if spec is None or isinstance(spec, cls):
-            return spec or cls()
-        if isinstance(spec, str):
-            return cls.preset(spec)
-        spec = dict(spec)
-        base = cls.preset(spec.pop("preset", "sim2real"))
-        unknown = set(spec) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown arm family setting(s) {sorted(unknown)}; "
-                             f"known: {', '.join(cls.__dataclass_fields__)}")
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
-        return replace(base, **fields)
+        return family_from_spec(cls, spec, "arm family", "sim2real",
+                                lambda name, value: tuple(value) if isinstance(value, list) else value)
 
 
 def _uniform(rng: np.random.Generator, lo_hi, size=None):
