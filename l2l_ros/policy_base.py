@@ -263,14 +263,16 @@ class RecurrentPolicy(nn.Module):
     def heads(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Action-distribution parameters and values from features (the trainer's
         auxiliary memory loss reads the same features)."""
+        return self.action_params(feats), self.value_head(feats).squeeze(-1)
+
+    def action_params(self, feats: torch.Tensor) -> torch.Tensor:
+        """Logits (Discrete) or the mean action inside the box (Box) from features."""
         head = self.policy_head(feats)
         if self.discrete:
-            params = head
-        else:
-            center = (self.act_high + self.act_low) / 2
-            half = (self.act_high - self.act_low) / 2
-            params = center + half * torch.tanh(head)
-        return params, self.value_head(feats).squeeze(-1)
+            return head
+        center = (self.act_high + self.act_low) / 2
+        half = (self.act_high - self.act_low) / 2
+        return center + half * torch.tanh(head)
 
     forward = forward_sequence
 
@@ -316,12 +318,7 @@ class RecurrentPolicy(nn.Module):
         if obs.dim() == 1:
             obs = obs[None]
         feats, state = self.features_sequence(obs[None], state)
-        head = self.policy_head(feats[0])
-        if self.discrete:
-            return head.argmax(-1), state
-        center = (self.act_high + self.act_low) / 2
-        half = (self.act_high - self.act_low) / 2
-        return self.env_action(center + half * torch.tanh(head)), state
+        return self.env_action(self.deterministic_action(self.action_params(feats[0]))), state
 
     def reset_state(self, state: State, mask: torch.Tensor) -> State:
         """Reset the entries where ``mask[B]`` is True to the initial state."""
