@@ -119,8 +119,7 @@ class IMazeOracle:
         """[nx, ny, nh] True where the shrunk chassis at the cell's centre pose is in free
         space, then grown by one cell and one heading bin (a state anywhere in a cell counts)."""
         nx, ny, nh = self._shape
-        cx = self._lo[0] + (np.arange(nx) + 0.5) * self.cell
-        cy = self._lo[1] + (np.arange(ny) + 0.5) * self.cell
+        cx, cy = self._centres()
         X, Y = np.meshgrid(cx, cy, indexing="ij")
         inside = self._points_free(X, Y)
         free = np.zeros(self._shape, dtype=bool)
@@ -140,6 +139,11 @@ class IMazeOracle:
             grown |= np.roll(np.roll(np.roll(free, dx, 0), dy, 1), dh, 2)
         return grown
 
+    def _centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """x and y of the lattice cells' centres."""
+        nx, ny, _ = self._shape
+        return self._lo[0] + (np.arange(nx) + 0.5) * self.cell, self._lo[1] + (np.arange(ny) + 0.5) * self.cell
+
     def _cells(self, x, y, th) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ix = np.floor((x - self._lo[0]) / self.cell).astype(int)
         iy = np.floor((y - self._lo[1]) / self.cell).astype(int)
@@ -148,10 +152,9 @@ class IMazeOracle:
 
     def _region_states(self, goal: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every free lattice state (cell centre, heading bin centre) in alcove ``goal``."""
-        nx, ny, nh = self._shape
+        nh = self._shape[2]
         x0, x1, y0, y1 = self.geometry.goal_region(goal)
-        cx = self._lo[0] + (np.arange(nx) + 0.5) * self.cell
-        cy = self._lo[1] + (np.arange(ny) + 0.5) * self.cell
+        cx, cy = self._centres()
         gx, gy = cx[(cx >= x0) & (cx <= x1)], cy[(cy >= y0) & (cy <= y1)]
         X, Y, H = np.meshgrid(gx, gy, (np.arange(nh) + 0.5) * 2 * math.pi / nh, indexing="ij")
         x, y, th = X.ravel(), Y.ravel(), H.ravel()
