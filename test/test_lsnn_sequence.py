@@ -102,6 +102,23 @@ def test_ignored_inputs_do_not_reach_the_network():
         _policy(ignore_inputs=[6])
 
 
+def test_an_ignored_input_still_reaches_the_network_through_its_product():
+    """The arm's case: the previous command is ignored (no copying of the teacher's last
+    action), its product with the joint's velocity (the joint's sign) is read."""
+    pol = _policy(ignore_inputs=[1], input_products=[[1, 2]], input_population=3)
+    obs = torch.rand(20, 2, 6, dtype=torch.float64) * 2 - 1
+    state = type(pol.initial_state(2))(*(s.double() for s in pol.initial_state(2)))
+    channels = pol.encode_inputs(obs)
+    torch.testing.assert_close(channels[..., 6], obs[..., 1] * obs[..., 2])  # the product channel
+    assert not channels[..., 1].any()
+    sign_flipped = obs.clone()
+    sign_flipped[..., 1] *= -1  # the raw input alone is unread, its product is not
+    with torch.no_grad():
+        a, _ = pol.features_sequence(obs, state)
+        b, _ = pol.features_sequence(sign_flipped, state)
+    assert not torch.equal(a, b)
+
+
 def test_ticks_per_step_holds_each_observation_and_averages_the_trace():
     """``ticks_per_step = K`` is the one-tick network fed each observation K times, its
     features averaged over each block of K ticks; fused and stepwise paths agree."""

@@ -78,7 +78,10 @@ class LSNNConfig(DictConfig):
     # Observation indices the network does not read (zeroed before the input layer),
     # e.g. the previous action and the odometry twist, which let an imitating network
     # copy its own last action instead of reading the pose (the "copycat" problem of
-    # imitation with history, Wen et al. 2020).
+    # imitation with history, Wen et al. 2020). The input_products below are formed from
+    # the whole observation first, so a product can keep what an ignored input tells only
+    # in combination (the arm's previous command times the joint's velocity shows the
+    # joint's sign; the command alone is the teacher's last action to copy).
     ignore_inputs: list = field(default_factory=list)
     # Network time steps (ticks) per observation: the observation is held for this many
     # ticks and the features are the mean readout trace over them, so a rate over the
@@ -171,7 +174,7 @@ class LSNNPolicy(RecurrentPolicy):
         bad = [i for i in config.ignore_inputs if not 0 <= int(i) < obs_dim]
         if bad:
             raise ValueError(f"ignore_inputs {bad} out of range for {obs_dim} observation values")
-        keep = torch.ones(obs_dim)
+        keep = torch.ones(obs_dim + len(pairs))  # the products are kept
         keep[[int(i) for i in config.ignore_inputs]] = 0.0
         self.register_buffer("input_keep", keep, persistent=False)
         self.b_in = nn.Parameter(torch.full((n,), float(config.input_bias)))
@@ -211,10 +214,10 @@ class LSNNPolicy(RecurrentPolicy):
 
     def encode_inputs(self, obs: torch.Tensor) -> torch.Tensor:
         """``obs [..., obs_dim]`` -> the input channels ``[..., n_in]`` that ``w_in`` reads:
-        ignored inputs zeroed, product channels appended, then the tuning curves."""
+        product channels appended, ignored inputs zeroed, then the tuning curves."""
+        obs = append_products(obs, self.product_pairs)
         if self.config.ignore_inputs:
             obs = obs * self.input_keep
-        obs = append_products(obs, self.product_pairs)
         if self.config.input_population > 0:
             tuned = torch.exp(-0.5 * ((obs[..., None] - self.tuning_centres) / self.tuning_width) ** 2)
             obs = torch.cat([obs, tuned.flatten(-2)], dim=-1)
