@@ -14,6 +14,8 @@ from typing import Any, Callable, Mapping
 
 BUNDLED_IMAZE_MODEL = "models/imaze_lsnn/policy.json"
 BUNDLED_ARM_MODEL = "models/arm_lsnn/policy.json"
+#: The arm's LSTM: what runs while no spiking arm model meets issue 30's targets.
+BUNDLED_ARM_FALLBACK = "models/arm_lstm/policy.json"
 
 
 @dataclass(frozen=True)
@@ -64,11 +66,14 @@ class Graph:
 
 
 def default_arm_model() -> str:
-    """The bundled arm policy, or '' where the install has none."""
+    """The bundled spiking arm policy, else the bundled arm LSTM, or '' where the install has neither."""
     from l2l_ros.resources import share_path
 
-    path = share_path(*BUNDLED_ARM_MODEL.split("/"))
-    return str(path) if path.exists() else ""
+    for model in (BUNDLED_ARM_MODEL, BUNDLED_ARM_FALLBACK):
+        path = share_path(*model.split("/"))
+        if path.exists():
+            return str(path)
+    return ""
 
 
 def default_model_path() -> str:
@@ -167,8 +172,8 @@ GRAPHS: dict[str, Graph] = {
         "MuJoCo arm on a table + spiking policy (joint velocity commands).",
         _COMMON + _SIM_ARGS + (
             LaunchArgument("checkpoint", "",
-                           "Policy checkpoint (.json); '' : the bundled arm model (models/arm_lsnn), or an "
-                           "untrained network (seeded) where there is none."),
+                           "Policy checkpoint (.json); '' : the bundled spiking arm model (models/arm_lsnn), "
+                           "else the arm's LSTM (models/arm_lstm), else an untrained network (seeded)."),
             LaunchArgument("hidden_goal", "false", "The hidden-goal variant (both nodes): the goal is one "
                                                    "of four marked spots, never published."),
             LaunchArgument("family", "sim2real", "Arm task family preset: sim2real, nominal_calibration "

@@ -67,7 +67,8 @@ POLICY_PARAMS = (
     Param("mode", "imaze", "Task family: imaze (odom + scan -> cmd_vel) or manipulator "
           "(joint_states + target -> arm_controller/commands).", read_only=True),
     Param("checkpoint", "", "Policy checkpoint (.json); '': the bundled I-maze model (imaze) or the "
-          "bundled arm model (manipulator; an untrained network where there is none). Set at run time: "
+          "bundled arm model (manipulator: the spiking one, else the arm's LSTM, else an untrained network). "
+          "Set at run time: "
           "loaded off the control path, active from the next task start."),
     Param("deterministic", True, "Greedy actions instead of sampling."),
     Param("hidden_goal", False, "manipulator: the hidden-goal variant (no target topic; the network "
@@ -238,6 +239,9 @@ class SpikingPolicyNode(LifecycleNode):
 
         bundled = default_model_path() if self.mode == "imaze" else default_arm_model()
         if bundled:
+            if self.mode == "manipulator" and "arm_lstm" in bundled:
+                self.get_logger().info("no spiking arm model is bundled yet (issue 30): running the arm's LSTM "
+                                       f"{bundled}")
             return load_runtime(bundled, self.mode)
         self.get_logger().warning("no checkpoint given and no bundled arm model: running an UNTRAINED network (seeded)")
         return untrained_runtime(self.mode)
