@@ -46,6 +46,23 @@ def test_fused_sequence_matches_stepwise_reference(cfg):
         torch.testing.assert_close(g_fused[k], g_ref[k], rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("r0", [0.0, 1.0, 2.0])
+def test_one_refractory_tick_shortcut_equals_the_general_counter(r0):
+    """With refractory = 1 the fused loop skips the counter (r_t = z_t); from any initial
+    counter, the spikes, trace and final state are the stepwise reference's exactly."""
+    pol = _policy()
+    obs = torch.rand(25, 3, 6, dtype=torch.float64) * 2
+    state = type(pol.initial_state(3))(*(s.double() for s in pol.initial_state(3)))
+    state = state._replace(z=torch.ones_like(state.z), r=torch.full_like(state.r, r0))
+    with torch.no_grad():
+        fused, f_final = pol.features_sequence(obs, state)
+        ref, r_final = pol._features_stepwise(*pol._currents(obs), state)
+    assert ref.sum() > 0
+    assert torch.equal(fused, ref)
+    for a, b in zip(f_final, r_final):
+        assert torch.equal(a, b)
+
+
 def test_fused_sequence_split_equals_whole():
     """Running a sequence in two halves, carrying the state, equals running it whole
     (the rollout steps one at a time; training re-runs whole tasks)."""

@@ -37,13 +37,22 @@ def _run(inp, w, v, b, z, r, y, thr, alpha, rho, beta, kappa: float, refractory:
     A_0..A_T, v_1..v_T, the refractory masks); without it (inference, no autograd) only
     the readout trace and the final state are kept, with the same operations in the same
     order, so both give identical values. ``spike_count`` (``[B, n]``: one add per tick, or
-    ``[n]``: summed over the batch), when given, gets every tick's spikes added."""
+    ``[n]``: summed over the batch), when given, gets every tick's spikes added.
+
+    Speed (a tick is ~10 dispatched ops on tiny tensors, so their count is the cost): the
+    kept values are written in place (``out=``), and with one refractory tick (every
+    bundled model) a neuron is blocked exactly in the tick after a spike, so from the
+    second tick on the free mask is ``1 - z_t`` and the counter need not be kept (``r_t =
+    z_t`` once ``r_0 <= 1``, which the dynamics guarantee; checked). The values are the
+    general formulas' exactly (0/1 arithmetic)."""
     T = inp.shape[0]
     zs = inp.new_empty((T + 1,) + z.shape) if keep else None   # z_0 .. z_T
     a_s = inp.new_empty((T + 1,) + z.shape) if keep else None  # A_0 .. A_T
     vs = inp.new_empty((T,) + z.shape) if keep else None       # v_1 .. v_T
     ys = inp.new_empty((T,) + z.shape)                         # y_1 .. y_T
     frees = inp.new_empty((T,) + z.shape) if keep and refractory > 0 else None
+    one_tick = refractory == 1 and T > 0 and bool((r <= 1.0).all())
+    ones = torch.ones_like(z) if one_tick else None
     z_t = z
     a_t = torch.addcmul(thr, beta, b)
     if keep:
@@ -51,23 +60,34 @@ def _run(inp, w, v, b, z, r, y, thr, alpha, rho, beta, kappa: float, refractory:
         a_s[0] = a_t
     for t in range(T):
         i_t = torch.addmm(inp[t], z_t, w)
-        v = torch.addcmul(torch.addcmul(i_t, alpha, v), z_t, a_t, value=-1.0)
+        v = torch.addcmul(torch.addcmul(i_t, alpha, v), z_t, a_t, value=-1.0, out=vs[t] if keep else None)
         b = torch.lerp(z_t, b, rho)
-        a_next = torch.addcmul(thr, beta, b)
-        z_next = (v > a_next).to(inp.dtype)
+        a_next = torch.addcmul(thr, beta, b, out=a_s[t + 1] if keep else None)
+        fired = (v > a_next).to(inp.dtype)
         if refractory > 0:
-            free = (r <= 0).to(inp.dtype)
-            z_next.mul_(free)
-            r = torch.maximum(r - 1.0, z_next * float(refractory)).clamp_(min=0.0)
-        y = torch.lerp(z_next, y, kappa) if kappa > 0 else z_next
-        ys[t] = y
+            out_free = frees[t] if frees is not None else None
+            if one_tick and t > 0:
+                free = torch.sub(ones, z_t, out=out_free)
+            else:
+                free = (r <= 0).to(inp.dtype)
+                if out_free is not None:
+                    out_free.copy_(free)
+            z_next = torch.mul(fired, free, out=zs[t + 1] if keep else None)
+            if not one_tick:
+                r = torch.maximum(r - 1.0, z_next * float(refractory)).clamp_(min=0.0)
+        else:
+            z_next = fired
+            if keep:
+                zs[t + 1] = z_next
+        if kappa > 0:
+            y = torch.lerp(z_next, y, kappa, out=ys[t])
+        else:
+            y = ys[t].copy_(z_next)
         if spike_count is not None:
             spike_count += z_next.sum(0) if spike_count.dim() == 1 else z_next
-        if keep:
-            vs[t], a_s[t + 1], zs[t + 1] = v, a_next, z_next
-            if frees is not None:
-                frees[t] = free
         z_t, a_t = z_next, a_next
+    if one_tick:
+        r = z_t.clone()  # r_T = z_T (see above); a copy, so that the state's tensors never alias
     return ys, v, b, z_t, r, (zs, a_s, vs, frees)
 
 
