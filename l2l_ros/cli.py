@@ -234,7 +234,9 @@ def cmd_eval_manipulator(args, argv) -> int:
         return 0
     agents: dict = {}
     runtimes: dict = {}
-    for path in args.checkpoint or [""]:
+    from l2l_ros.graphs import default_arm_model
+
+    for path in args.checkpoint or [default_arm_model()]:
         if path:
             runtime = load_runtime(path, "manipulator")
         else:
@@ -665,7 +667,8 @@ def build_parser() -> argparse.ArgumentParser:
                                            "an oracle given the task's calibration, the same oracle finding each "
                                            "joint's calibration by acting) and random on arm tasks")
     q.add_argument("--checkpoint", action="append", default=[], metavar="POLICY.json",
-                   help="policy .json for the arm, repeatable (default: an untrained, seeded LSNN)")
+                   help="policy .json for the arm, repeatable (default: the bundled arm model, as "
+                        "l2l run manipulator runs it; an untrained, seeded LSNN where there is none)")
     q.add_argument("--tasks", type=positive_int, default=20, help="held-out tasks (arm dynamics and targets) to play")
     q.add_argument("--seed", type=int, default=0, help="seed of the tasks, numbered as manipulator_sim numbers them")
     q.add_argument("--family", type=_arm_family, default="sim2real", metavar="PRESET|JSON",
