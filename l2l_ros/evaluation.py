@@ -294,15 +294,17 @@ def record_lsnn_task(runtime, seed: int, task: int = 0, family: str = "imaze",
 
 
 def evaluate_imaze_checkpoint(checkpoint: str, tasks: int, seed: int,
-                              deterministic: bool = True) -> dict:
-    """A checkpoint and a random policy on the same ``tasks`` I-maze tasks (summaries)."""
+                              deterministic: bool = True, family: str | dict = "fixed") -> dict:
+    """A checkpoint and a random policy on the same ``tasks`` I-maze tasks of ``family`` (summaries)."""
     from l2l_ros.policy_runtime import load_runtime
     from l2l_ros.report import summarize
     from l2l_ros.tasks.encoding import IMAZE_ACTIONS
 
-    model = summarize(run_imaze_tasks(load_runtime(checkpoint, "imaze"), tasks, seed, deterministic))
-    rand = summarize(run_imaze_tasks(RandomAgent(len(IMAZE_ACTIONS), seed), tasks, seed))
-    return {"tasks": tasks, "seed": seed, "deterministic": deterministic,
+    env_kwargs = {"family": family}
+    model = summarize(run_imaze_tasks(load_runtime(checkpoint, "imaze"), tasks, seed, deterministic,
+                                      env_kwargs=env_kwargs))
+    rand = summarize(run_imaze_tasks(RandomAgent(len(IMAZE_ACTIONS), seed), tasks, seed, env_kwargs=env_kwargs))
+    return {"tasks": tasks, "seed": seed, "deterministic": deterministic, "family": family,
             "model": model, "random": rand}
 
 

@@ -18,7 +18,7 @@ A recipe is one TOML file in ``recipes/`` (installed under ``share/l2l_ros/recip
     init_from = "@teacher"
     [evaluation]                 # what the model card reports, and its targets
     tasks = 200
-    seed = 777
+    seed = 777                   # I-maze: also family = "sim2real" (default "fixed")
     [smoke]                      # `--scale smoke`: overrides of every stage and of the evaluation
     updates = 2
 
@@ -45,7 +45,7 @@ STAGE_ARGS = {"name", "policy", "updates", "num_envs", "seed", "horizons", "env_
 RECIPE_KEYS = {"description", "family", "model", "arms", "defaults", "stages", "evaluation", "smoke"}
 #: Evaluation settings per family (all optional in the file).
 EVALUATION_KEYS = {
-    "imaze": {"tasks", "seed"},
+    "imaze": {"tasks", "seed", "family"},
     "bandit": {"episodes", "seed", "horizons", "target_horizons", "target_fraction_of_gittins"},
     "manipulator": {"tasks", "seed"},
 }
@@ -202,7 +202,8 @@ def evaluate_recipe_model(family: str, checkpoint: Path, arms: int, settings: di
         from l2l_ros.evaluation import evaluate_imaze_checkpoint, imaze_oracle_figures
 
         figures = evaluate_imaze_checkpoint(str(checkpoint), int(settings.get("tasks", 200)),
-                                            seed=int(settings.get("seed", 777)))
+                                            seed=int(settings.get("seed", 777)),
+                                            family=settings.get("family", "fixed"))
         targets = imaze_oracle_figures()["targets"]
         m = figures["model"]
         # A figure that could not be measured (None: no trial reached the goal; NaN) fails.
