@@ -13,6 +13,9 @@ export MUJOCO_GL ?= egl
 TASKS ?= 5
 # The I-maze task family `make run` draws its tasks from (fixed: the bundled model's one maze).
 FAMILY ?= fixed
+# The spiking model it runs: the bundled one on the default maze, the one fine-tuned on the
+# Sim2Real family for any other family ('' : the graph's default, models/imaze_lsnn).
+CHECKPOINT ?= $(if $(filter fixed,$(FAMILY)),,models/imaze_lsnn_sim2real/policy.json)
 
 .PHONY: setup run test build train-imaze clean
 
@@ -45,7 +48,8 @@ $(STAMP): requirements.txt requirements-ros.txt tools/build_tf2_msgs.sh $(wildca
 	touch $(VENV)/COLCON_IGNORE $@
 
 run: setup
-	$(PY) -m l2l_ros.cli run navigation --tasks $(TASKS) --set family=$(FAMILY) --out out/run
+	$(PY) -m l2l_ros.cli run navigation --tasks $(TASKS) --set family=$(FAMILY) \
+	  $(if $(CHECKPOINT),--set checkpoint=$(CHECKPOINT)) --out out/run
 
 build: setup
 	source $(VENV)/bin/activate && colcon build --paths . --event-handlers console_cohesion+
