@@ -340,7 +340,7 @@ def fuzz_policy(mode: str, messages_per_topic: int, seed: int, log_dir: Path) ->
         stamp = player.next_stamp()
         player.task_start.publish(Header(stamp=stamp, frame_id="recovery"))
         probe.spin_until(lambda: False, 0.3)
-        runtime = load_runtime(_default(), mode) if mode == "imaze" else _seeded_untrained(seed)
+        runtime = load_runtime(_default(), mode) if mode == "imaze" else _default_arm_runtime(seed)
         runtime.reset()
         matches, answered = 0, 0
         recovery_ticks = 30
@@ -369,12 +369,16 @@ def _default() -> str:
     return default_model_path()
 
 
-def _seeded_untrained(seed: int):
-    """The network spiking_policy builds in manipulator mode without a checkpoint."""
+def _default_arm_runtime(seed: int):
+    """The network spiking_policy runs in manipulator mode without a checkpoint: the bundled
+    arm model, or the seeded untrained network where the install has none."""
     import torch
 
-    from l2l_ros.policy_runtime import untrained_runtime
+    from l2l_ros.graphs import default_arm_model
+    from l2l_ros.policy_runtime import load_runtime, untrained_runtime
 
+    if default_arm_model():
+        return load_runtime(default_arm_model(), "manipulator")
     torch.manual_seed(seed)
     return untrained_runtime("manipulator")
 
