@@ -177,25 +177,27 @@ def cmd_export_nir(args, argv) -> int:
     return 0
 
 
-def _family_arg(family_class: str):
+def _parse_family(text: str, family_class):
     """``--family``: a preset name or a JSON object of the family's fields, checked here so
     an unknown preset, field or range is one argparse error (``tasks.family_spec``)."""
-    def parse(text: str):
-        import importlib
-
-        module, name = family_class.rsplit(".", 1)
-        try:
-            spec = json.loads(text) if text.strip().startswith("{") else text
-            getattr(importlib.import_module(module), name).from_spec(spec)
-        except (ValueError, TypeError) as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-        return spec
-
-    return parse
+    try:
+        spec = json.loads(text) if text.strip().startswith("{") else text
+        family_class.from_spec(spec)
+    except (ValueError, TypeError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return spec
 
 
-_arm_family = _family_arg("l2l_ros.tasks.manipulator.ArmFamily")
-_imaze_family = _family_arg("l2l_ros.tasks.imaze_family.IMazeFamily")
+def _arm_family(text: str):
+    from l2l_ros.tasks.manipulator import ArmFamily
+
+    return _parse_family(text, ArmFamily)
+
+
+def _imaze_family(text: str):
+    from l2l_ros.tasks.imaze_family import IMazeFamily
+
+    return _parse_family(text, IMazeFamily)
 
 
 REALITY_GAP_KEYS = ("integrator", "physics_timestep", "substep_jitter", "extra_q_noise", "extra_qd_noise")
@@ -224,6 +226,7 @@ def cmd_eval_manipulator(args, argv) -> int:
 
     from l2l_ros.evaluation import (ARM_CONTROLLERS, RandomArmAgent, arm_controller, run_manipulator_tasks,
                                     summarize_manipulator, tune_arm_gains, versus_oracle)
+    from l2l_ros.graphs import default_arm_model
     from l2l_ros.policy_runtime import load_runtime, untrained_runtime
 
     env_kwargs = {**args.env_kwargs, "family": args.family, "hidden_goal": args.hidden_goal}
@@ -234,8 +237,6 @@ def cmd_eval_manipulator(args, argv) -> int:
         return 0
     agents: dict = {}
     runtimes: dict = {}
-    from l2l_ros.graphs import default_arm_model
-
     for path in args.checkpoint or [default_arm_model()]:
         if path:
             runtime = load_runtime(path, "manipulator")

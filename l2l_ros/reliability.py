@@ -377,8 +377,9 @@ def _default_arm_runtime(seed: int):
     from l2l_ros.graphs import default_arm_model
     from l2l_ros.policy_runtime import load_runtime, untrained_runtime
 
-    if default_arm_model():
-        return load_runtime(default_arm_model(), "manipulator")
+    bundled = default_arm_model()
+    if bundled:
+        return load_runtime(bundled, "manipulator")
     torch.manual_seed(seed)
     return untrained_runtime("manipulator")
 

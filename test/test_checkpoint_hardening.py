@@ -354,7 +354,7 @@ def test_bundled_format1_models_still_load_unchanged():
         versions.append(read_metadata(js)["format_version"])
         load_checkpoint(js)
         assert js.read_bytes() == text
-    assert set(versions) == {1, 2} and versions.count(1) >= 8, versions
+    assert 1 in versions and set(versions) <= {1, 2}, versions
 
 
 # ----------------------------------------------------------------------------- the trainer

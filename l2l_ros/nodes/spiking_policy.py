@@ -239,10 +239,10 @@ class SpikingPolicyNode(LifecycleNode):
 
         bundled = default_model_path() if self.mode == "imaze" else default_arm_model()
         if bundled:
-            if self.mode == "manipulator" and "arm_lstm" in bundled:
-                self.get_logger().info("no spiking arm model is bundled yet (issue 30): running the arm's LSTM "
-                                       f"{bundled}")
-            return load_runtime(bundled, self.mode)
+            runtime = load_runtime(bundled, self.mode)
+            if runtime.policy.kind != "lsnn":
+                self.get_logger().info(f"the bundled model {bundled} is not spiking ({runtime.policy.kind})")
+            return runtime
         self.get_logger().warning("no checkpoint given and no bundled arm model: running an UNTRAINED network (seeded)")
         return untrained_runtime(self.mode)
 
