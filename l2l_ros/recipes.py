@@ -5,6 +5,7 @@ A recipe is one TOML file in ``recipes/`` (installed under ``share/l2l_ros/recip
     description = "..."
     family = "imaze"             # imaze | bandit | manipulator
     model = "imaze_lsnn"         # the bundled model it rebuilds (models/<model>)
+    after = "imaze_lstm"         # optional: that recipe's stages run first, then these
     arms = 10                    # bandit only
     [defaults]                   # settings of every stage
     num_envs = 16
@@ -42,7 +43,7 @@ from l2l_ros.resources import share_path
 
 SCALES = ("full", "smoke")
 STAGE_ARGS = {"name", "policy", "updates", "num_envs", "seed", "horizons", "env_kwargs"}
-RECIPE_KEYS = {"description", "family", "model", "arms", "defaults", "stages", "evaluation", "smoke"}
+RECIPE_KEYS = {"description", "family", "model", "arms", "after", "defaults", "stages", "evaluation", "smoke"}
 #: Evaluation settings per family (all optional in the file).
 EVALUATION_KEYS = {
     "imaze": {"tasks", "seed", "family"},
@@ -89,8 +90,9 @@ def list_recipes() -> dict[str, str]:
             for p in sorted(recipe_dir().glob("*.toml"))}
 
 
-def load_recipe(name_or_path: str | Path) -> Recipe:
-    """A bundled recipe by name, or a recipe file; every key is checked before anything runs."""
+def load_recipe(name_or_path: str | Path, _after: tuple[str, ...] = ()) -> Recipe:
+    """A bundled recipe by name, or a recipe file; every key is checked before anything runs.
+    ``after``: a recipe whose stages (with its own defaults) come before this file's."""
     path = Path(name_or_path)
     if path.suffix != ".toml":
         path = recipe_dir() / f"{name_or_path}.toml"
@@ -108,6 +110,13 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         raise RecipeError(f"recipe {path}: family must be one of {sorted(FAMILIES)}, got {family!r}")
     defaults = dict(doc.get("defaults", {}))
     stages = [{**defaults, **s} for s in doc.get("stages", [])]
+    if "after" in doc:
+        if str(path) in _after:
+            raise RecipeError(f"recipe {path}: 'after' leads back to itself")
+        first = load_recipe(doc["after"], (*_after, str(path)))
+        if first.family != family:
+            raise RecipeError(f"recipe {path}: after {doc['after']!r} trains the {first.family} family, not {family}")
+        stages = first.stages + stages
     if not stages:
         raise RecipeError(f"recipe {path}: no [[stages]]")
     from l2l_ros.meta.config import TrainConfig

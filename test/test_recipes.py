@@ -95,6 +95,9 @@ STAGE = '[[stages]]\nname = "a"\npolicy = "lstm"\nupdates = 1\n'
     ('family = "imaze"\n' + STAGE + '[evaluation]\nepisodes = 3\n', "unknown evaluation settings"),
     ('family = "imaze"\n' + STAGE + '[smoke]\nupdatez = 3\n', "unknown smoke settings"),
     ('family = "imaze"\n[[stages]\n', "r.toml"),
+    ('family = "bandit"\nafter = "imaze_lstm"\n' + STAGE, "trains the imaze family"),
+    ('family = "imaze"\nafter = "no_such_recipe"\n' + STAGE, "no recipe"),
+    ('family = "imaze"\nafter = "imaze_lstm"\n' + STAGE.replace('"a"', '"ppo"'), "unique identifier"),
 ])
 def test_a_bad_recipe_is_refused_before_anything_runs(tmp_path, text, message):
     with pytest.raises(RecipeError, match=message):
@@ -112,3 +115,15 @@ def test_cli_lists_recipes_and_refuses_a_bad_one_in_one_line(tmp_path, capsys):
     assert main(["train", "bandit", "--recipe", "imaze_lstm", "--out", str(tmp_path / "out")]) == 2
     assert "trains on imaze, not bandit" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_after_puts_the_named_recipes_stages_first(tmp_path):
+    """``after``: the sim2real recipes start with the bundled chains they continue, stage for
+    stage, and a file that leads back to itself is refused."""
+    for name, first in (("imaze_lsnn_sim2real", "imaze_lsnn"), ("imaze_lstm_sim2real", "imaze_lstm")):
+        base = load_recipe(first).stages
+        assert load_recipe(name).stages[:len(base)] == base
+    loop = tmp_path / "loop.toml"
+    loop.write_text(f'family = "imaze"\nafter = "{loop}"\n' + STAGE)
+    with pytest.raises(RecipeError, match="back to itself"):
+        load_recipe(loop)
