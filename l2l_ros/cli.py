@@ -50,7 +50,8 @@ def cmd_train(args, argv) -> int:
                        teacher_soft=args.teacher_soft, teacher_index_tau=args.teacher_index_tau,
                        expected_reward=args.expected_reward, action_std=args.action_std,
                        policy_config=json.loads(args.policy_config) if args.policy_config else None)
-    done = _with_ctrl_c(lambda stop: train(cfg, Path(args.out), command=_command_line(argv), should_stop=stop),
+    done = _with_ctrl_c(lambda stop: train(cfg, Path(args.out), command=_command_line(argv), should_stop=stop,
+                                             device=args.device),
                         f"the same command resumes {args.out} from its last checkpoint, if any "
                         f"(one every {cfg.checkpoint_every} updates)")
     if done is None:
@@ -98,7 +99,7 @@ def cmd_train_recipe(args, argv) -> int:
     if args.family and args.family != recipe.family:
         raise ValueError(f"recipe {recipe.name} trains on {recipe.family}, not {args.family}")
     done = _with_ctrl_c(lambda stop: run_recipe(recipe, Path(args.out), args.scale, should_stop=stop,
-                                                command=_command_line(argv)),
+                                                command=_command_line(argv), device=args.device),
                         f"the same command resumes {args.out}")
     if done is None:
         return 130
@@ -631,6 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy-config", default="", metavar="JSON",
                    help='network constants, e.g. \'{"tau_m": 1.0}\' (LSNNConfig / LSTMConfig fields)')
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--device", default="cpu",
+                   help="where the network trains: cpu, cuda or cuda:N (torchrun: each rank its LOCAL_RANK GPU); "
+                        "the envs and teachers run on the CPU, checkpoints are written from CPU copies")
     p.add_argument("--eval-tasks", type=int, default=50,
                    help="held-out tasks evaluated after training (figures go into the checkpoint)")
     p.add_argument("--out", default="", help="run folder: checkpoint, log (resumes if present); with "

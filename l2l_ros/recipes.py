@@ -168,8 +168,9 @@ def stage_config(recipe: Recipe, settings: dict, out: Path):
 def run_recipe(recipe: Recipe, out: str | Path, scale: str = "full",
                should_stop: Callable[[], bool] | None = None,
                progress: Callable[[dict], None] | None = None,
-               log: Callable[[str], None] = print, command: str | None = None) -> dict | None:
-    """Every stage in order (each resumes), then the evaluation. Returns the summary
+               log: Callable[[str], None] = print, command: str | None = None,
+               device: str = "cpu") -> dict | None:
+    """Every stage in order (each resumes, on ``device``), then the evaluation. Returns the summary
     written to ``OUT/evaluation.json``, or None when ``should_stop`` ended it early."""
     from l2l_ros.meta.train import train
     from l2l_ros.report import plot_learning_curve, read_train_log
@@ -185,7 +186,8 @@ def run_recipe(recipe: Recipe, out: str | Path, scale: str = "full",
         folder = out / settings["name"]
         log(f"recipe {recipe.name}: stage {settings['name']} ({cfg.policy}, {cfg.updates} updates) -> {folder}")
         weights = train(cfg, folder, progress=progress, should_stop=should_stop,
-                        command=(command or f"l2l train --recipe {recipe.name}") + f"  # stage {settings['name']}")
+                        command=(command or f"l2l train --recipe {recipe.name}") + f"  # stage {settings['name']}",
+                        device=device)
         if should_stop is not None and should_stop():
             return None
         plot_learning_curve(folder / "train_log.jsonl", folder / "learning_curve.png",

@@ -62,3 +62,21 @@ def test_bad_values_paths_and_json_end_in_one_error_line_before_any_work(tmp_pat
         assert out.returncode == 2, (args, out.stderr)
         assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr, out.stderr
     assert not any((tmp_path / name).exists() for name in ("a", "b", "c", "nir"))
+
+
+def test_train_device(tmp_path):
+    """``--device``: a device torch cannot use is one error line with nothing written; a
+    GPU, where torch sees one, trains and leaves a checkpoint that loads on the CPU."""
+    import torch
+
+    for device in ("tpu", "cuda:99") + (() if torch.cuda.is_available() else ("cuda",)):
+        out = l2l("train", "bandit", "--arms", "2", "--horizons", "10", "--updates", "1", "--num-envs", "2",
+                  "--eval-tasks", "0", "--device", device, "--out", str(tmp_path / "refused"))
+        assert out.returncode == 2 and "--device" in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "refused").exists()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    out = l2l("train", "bandit", "--arms", "2", "--horizons", "10", "--updates", "2", "--num-envs", "2",
+              "--eval-tasks", "0", "--device", device, "--out", str(tmp_path / "run"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    policy, meta = load_checkpoint(tmp_path / "run" / "policy.json")
+    assert meta["evaluation"]["updates"] == 2 and policy.w_in.device.type == "cpu"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["Ranks", "setup", "sync_and_clip", "all_mean", "all_sum", "any_rank", "broadcast_parameters", "barrier",
+__all__ = ["Ranks", "setup", "training_device", "sync_and_clip", "all_mean", "all_sum", "any_rank", "broadcast_parameters", "barrier",
            "shutdown", "local_launcher"]
 
 
@@ -43,6 +43,28 @@ def setup(device: str = "cpu") -> Ranks:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
     return Ranks(dist.get_rank(), dist.get_world_size())
+
+
+def training_device(device: str, ranks: Ranks) -> torch.device:
+    """The device a rank trains on: ``"cpu"``, or ``"cuda"`` / ``"cuda:N"`` (under torchrun
+    ``"cuda"`` is each rank's ``LOCAL_RANK`` GPU). Refused in one line where torch sees no GPU."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:N)") from e
+    if dev.type == "cpu":
+        return dev
+    if dev.type != "cuda":
+        raise ValueError(f"--device {device!r}: the trainer runs on cpu or cuda")
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {device!r}: torch {torch.__version__} sees no CUDA GPU here "
+                         "(a CPU build, or no driver)")
+    if dev.index is None and ranks.active:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    torch.cuda.set_device(dev)
+    return dev
 
 
 def sync_and_clip(params: list[torch.nn.Parameter], max_norm: float) -> None:

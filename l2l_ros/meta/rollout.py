@@ -87,6 +87,7 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
     reward of the action taken minus the task's mean over actions (``info["p"] -
     info["p_mean"]``, which the bandits report), for ``TrainConfig.expected_reward``."""
     B = envs.num_envs
+    dev = policy._device()  # the envs and the teacher work on the CPU, the policy's tensors here
     obs, reset_infos = envs.reset(seed=[int(s) for s in seeds], options=options)
     state = policy.initial_state(B)
     done = np.zeros(B, dtype=bool)
@@ -100,45 +101,48 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
     if expected_rewards:
         buf["expected_rewards"] = []
     for _ in range(max_steps):
-        obs_t = torch.as_tensor(obs, dtype=torch.float32)
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=dev)
         params, value, state = policy.forward_sequence(obs_t[None], state)
         dist = policy.distribution(params[0])
         raw = policy.deterministic_action(params[0]) if deterministic else dist.sample()
         if teacher is not None and not policy.discrete:  # a continuous action is the target
             target = teacher.target(obs)
-            buf["targets"].append(torch.as_tensor(target, dtype=torch.float32))
-            mean = policy.deterministic_action(params[0]).numpy()
-            buf["agree"].append(torch.as_tensor(np.abs(mean - target).max(axis=1) <= CONTINUOUS_AGREEMENT))
+            buf["targets"].append(torch.as_tensor(target, dtype=torch.float32, device=dev))
+            mean = policy.deterministic_action(params[0]).cpu().numpy()
+            buf["agree"].append(torch.as_tensor(np.abs(mean - target).max(axis=1) <= CONTINUOUS_AGREEMENT,
+                                                device=dev))
             if teacher_share > 0:
-                taught = torch.as_tensor(target, dtype=raw.dtype)
-                raw = torch.where(torch.as_tensor(rng.random((B, 1)) < teacher_share), taught, raw)
+                taught = torch.as_tensor(target, dtype=raw.dtype, device=dev)
+                raw = torch.where(torch.as_tensor(rng.random((B, 1)) < teacher_share, device=dev), taught, raw)
         elif teacher is not None:
-            target = teacher.target(obs, student=dist.probs.double().numpy())
-            own = raw.numpy()
-            buf["targets"].append(torch.as_tensor(target, dtype=torch.float32))
+            target = teacher.target(obs, student=dist.probs.double().cpu().numpy())
+            own = raw.cpu().numpy()
+            buf["targets"].append(torch.as_tensor(target, dtype=torch.float32, device=dev))
             # the policy's action is one of the teacher's most likely (its set, for set targets)
-            buf["agree"].append(torch.as_tensor(target[np.arange(B), own] >= target.max(axis=1) - 1e-6))
+            buf["agree"].append(torch.as_tensor(target[np.arange(B), own] >= target.max(axis=1) - 1e-6,
+                                                device=dev))
             if teacher_share > 0:
                 probs = _softmax(target) if getattr(teacher, "logit_targets", False) else target
                 taught = np.minimum((probs.cumsum(axis=1) < rng.random((B, 1))).sum(axis=1), target.shape[1] - 1)
-                raw = torch.as_tensor(np.where(rng.random(B) < teacher_share, taught, own))
+                raw = torch.as_tensor(np.where(rng.random(B) < teacher_share, taught, own), device=dev)
         logprob = policy.log_prob(dist, raw)
         next_obs, reward, terminated, truncated, infos = envs.step(policy.env_action(raw).cpu().numpy())
         if teacher is not None:
-            teacher.observe(raw.numpy(), reward)
+            teacher.observe(raw.cpu().numpy(), reward)
         valid = ~done
         buf["obs"].append(obs_t)
         buf["actions"].append(raw)
         buf["logprobs"].append(logprob)
         buf["values"].append(value[0])
-        buf["rewards"].append(torch.as_tensor(reward, dtype=torch.float32) * torch.as_tensor(valid))
-        buf["valid"].append(torch.as_tensor(valid))
+        valid_t = torch.as_tensor(valid, device=dev)
+        buf["rewards"].append(torch.as_tensor(reward, dtype=torch.float32, device=dev) * valid_t)
+        buf["valid"].append(valid_t)
         if expected_rewards:
             if "p" not in infos or "p_mean" not in infos:
                 raise ValueError("expected rewards need an env whose step info gives the mean reward of the "
                                  "action taken and of the task (info['p'], info['p_mean']: the bandits)")
             centred = np.asarray(infos["p"]) - np.asarray(infos["p_mean"])
-            buf["expected_rewards"].append(torch.as_tensor(centred, dtype=torch.float32) * torch.as_tensor(valid))
+            buf["expected_rewards"].append(torch.as_tensor(centred, dtype=torch.float32, device=dev) * valid_t)
         te = infos.get("trial_end")
         entered = np.zeros(B, dtype=bool)  # a goal entry ended this step's trial
         if te is not None:

@@ -32,7 +32,8 @@ from l2l_ros.meta.checkpoint import (CheckpointError, atomic_write_bytes, git_co
                                      load_checkpoint, remove_stale_temporaries, repair_checkpoint,
                                      save_checkpoint)
 from l2l_ros.meta.config import TrainConfig
-from l2l_ros.meta.distributed import all_mean, all_sum, any_rank, barrier, broadcast_parameters, setup
+from l2l_ros.meta.distributed import (all_mean, all_sum, any_rank, barrier, broadcast_parameters, setup,
+                                      training_device)
 from l2l_ros.meta.imitation import imitation_update
 from l2l_ros.meta.policies import build_policy
 from l2l_ros.meta.ppo import ppo_update
@@ -195,14 +196,19 @@ def _fix_action_std(policy, std: float) -> None:
 def train(config: TrainConfig, out_dir: str | os.PathLike,
           progress: Callable[[dict], None] | None = None,
           should_stop: Callable[[], bool] | None = None,
-          command: str | None = None) -> Path:
+          command: str | None = None, device: str = "cpu") -> Path:
     """Train (or resume) a policy; returns the path of ``policy.safetensors``.
 
     Under ``torchrun`` (``l2l_ros.meta.distributed``) each of the N ranks collects
     ``num_envs / N`` of every update's tasks (the same total batch), gradients are
-    averaged, and rank 0 alone writes ``out_dir``, which the other ranks read to resume."""
+    averaged, and rank 0 alone writes ``out_dir``, which the other ranks read to resume.
+
+    ``device``: where the policy, its rollout tensors and the optimizer live (``"cuda"``:
+    a GPU; the envs and teachers stay on the CPU). Not part of the config: a run started
+    on one device resumes on another, and checkpoints are written from CPU copies."""
     config.validate()
-    ranks = setup()
+    ranks = setup(device)
+    dev = training_device(device, ranks)
     if config.num_envs % ranks.world:
         raise ValueError(f"num_envs ({config.num_envs}) must be a multiple of the number of ranks ({ranks.world})")
     local_envs = config.num_envs // ranks.world
@@ -215,7 +221,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     envs = make_vector_env(config.env_id, config.env_kwargs, local_envs)
     obs_dim = int(np.prod(envs.single_observation_space.shape))
     action_spec = action_spec_from_space(envs.single_action_space)
-    policy = build_policy(config.policy, obs_dim, action_spec, config.policy_config)
+    policy = build_policy(config.policy, obs_dim, action_spec, config.policy_config).to(dev)
     if config.expected_reward and not _reports_expected_reward(envs):
         envs.close()
         raise ValueError("expected_reward needs an env whose step info gives the mean reward of the action "
