@@ -320,13 +320,6 @@ class RecurrentPolicy(nn.Module):
         feats, state = self.features_sequence(obs[None], state)
         return self.env_action(self.deterministic_action(self.action_params(feats[0]))), state
 
-    def load_start_weights(self, source: "RecurrentPolicy") -> None:
-        """Fill this network from ``source`` to start a run from it (``init_from``): the same
-        network only (subclasses may accept a source they can grow from). ValueError else."""
-        if source.describe() != self.describe():
-            raise ValueError(f"it holds {source.describe()}, this run trains {self.describe()}")
-        self.load_state_dict(source.state_dict(), strict=True)
-
     def reset_state(self, state: State, mask: torch.Tensor) -> State:
         """Reset the entries where ``mask[B]`` is True to the initial state."""
         return _reset_where(state, self.initial_state(mask.shape[0]), mask.to(torch.bool))

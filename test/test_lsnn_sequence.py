@@ -288,26 +288,3 @@ def test_evidence_needs_products():
         LSNNConfig(evidence_tau=5.0)
     with pytest.raises(ValueError, match="evidence"):
         _evidence_policy().encode_inputs(torch.zeros(1, 4))
-
-
-def test_a_network_grows_evidence_channels_from_one_without_them():
-    """``init_from`` a network without evidence channels: the same actions at the start
-    (zero weights on the new channels), which then train; any other difference is refused."""
-    grown = _evidence_policy()
-    torch.manual_seed(1)
-    cfg = {**grown.config.to_dict(), "evidence_tau": 0.0}
-    source = LSNNPolicy(4, grown.action_spec, cfg)
-    grown.load_start_weights(source)
-    obs = torch.rand(30, 2, 4) * 2 - 1
-    with torch.no_grad():
-        a, _, _ = source.forward_sequence(obs, source.initial_state(2))
-        b, _, _ = grown.forward_sequence(obs, grown.initial_state(2))
-    assert torch.equal(a, b) and float(a.abs().sum()) > 0
-    b, _, _ = grown.forward_sequence(obs, grown.initial_state(2))
-    b.sum().backward()
-    n_raw = 4 + 2
-    assert float(grown.w_in.grad[n_raw:n_raw + 2].abs().sum()) > 0  # the evidence channels learn
-    with pytest.raises(ValueError, match="this run trains"):
-        grown.load_start_weights(LSNNPolicy(4, grown.action_spec, {**cfg, "n_lif": 9}))
-    with pytest.raises(ValueError, match="this run trains"):
-        source.load_start_weights(grown)  # dropping channels is not growing

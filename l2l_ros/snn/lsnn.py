@@ -226,23 +226,6 @@ class LSNNPolicy(RecurrentPolicy):
     def config_dict(self) -> dict:
         return self.config.to_dict()
 
-    def load_start_weights(self, source: RecurrentPolicy) -> None:
-        """As the base class, and also from the same network without evidence channels
-        (``evidence_tau`` 0): its weights, with zero input weights on the evidence channels,
-        so the network starts by acting exactly as the source (docs/arm.md, attempt 14)."""
-        if not (isinstance(source, LSNNPolicy) and self.n_evidence and not source.n_evidence):
-            return super().load_start_weights(source)
-        mine = {**source.describe(), "config": {**source.config.to_dict(), "evidence_tau": self.config.evidence_tau}}
-        if mine != self.describe():
-            raise ValueError(f"it holds {source.describe()}, this run trains {self.describe()}")
-        weights = source.state_dict()
-        old, P = weights["w_in"], self.config.input_population
-        d_old, d_new = self.obs_dim + len(self.product_pairs), self.obs_dim + len(self.product_pairs) + self.n_evidence
-        w_in = old.new_zeros(self.w_in.shape)  # channels: raw values, then P tuning curves per value
-        w_in[:d_old] = old[:d_old]
-        w_in[d_new:d_new + d_old * P] = old[d_old:]
-        self.load_state_dict({**weights, "w_in": w_in}, strict=True)
-
     def initial_state(self, batch: int) -> LSNNState:
         z = torch.zeros(batch, self.config.n_rec, device=self._device())
         return LSNNState(z, z.clone(), z.clone(), z.clone(), z.clone(),
