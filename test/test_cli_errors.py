@@ -72,7 +72,7 @@ def test_train_device(tmp_path):
     for device in ("tpu", "cuda:99") + (() if torch.cuda.is_available() else ("cuda",)):
         out = l2l("train", "bandit", "--arms", "2", "--horizons", "10", "--updates", "1", "--num-envs", "2",
                   "--eval-tasks", "0", "--device", device, "--out", str(tmp_path / "refused"))
-        assert out.returncode == 2 and "--device" in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert out.returncode == 2 and "device" in out.stderr and "Traceback" not in out.stderr, out.stderr
         assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "refused").exists()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     out = l2l("train", "bandit", "--arms", "2", "--horizons", "10", "--updates", "2", "--num-envs", "2",

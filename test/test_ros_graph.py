@@ -304,3 +304,15 @@ def test_trainer_node_stopped_by_sigint_saves_where_it_was(probe, tmp_path):
     assert proc.returncode == 0, (tmp_path / "trainer.log").read_text()[-3000:]
     _, meta = load_checkpoint(out / "policy.json")
     assert 2 <= meta["evaluation"]["updates"] < 10_000
+
+
+def test_trainer_node_refuses_bad_parameters_in_one_line(tmp_path):
+    """A device torch cannot use, or an unknown recipe scale, is refused at start-up in
+    one log line (no traceback from the half-built node), before any run folder."""
+    out = tmp_path / "run"
+    for params, message in (({"device": "tpu"}, "device 'tpu'"), ({"scale": "huge"}, "scale must be one of")):
+        spec = NodeSpec("trainer", "trainer", {**params, "out_dir": str(out), "updates": 1})
+        proc = subprocess.run(node_command(spec), env=ros_environment(), capture_output=True, text=True, timeout=120)
+        log = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and message in log and "Traceback" not in log, log[-2000:]
+        assert not out.exists()

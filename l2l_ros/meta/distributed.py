@@ -51,18 +51,18 @@ def training_device(device: str, ranks: Ranks) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:N)") from e
+        raise ValueError(f"device {device!r} is not a torch device (cpu, cuda, cuda:N)") from e
     if dev.type == "cpu":
         return dev
     if dev.type != "cuda":
-        raise ValueError(f"--device {device!r}: the trainer runs on cpu or cuda")
+        raise ValueError(f"device {device!r}: the trainer runs on cpu or cuda")
     if not torch.cuda.is_available():
-        raise ValueError(f"--device {device!r}: torch {torch.__version__} sees no CUDA GPU here "
+        raise ValueError(f"device {device!r}: torch {torch.__version__} sees no CUDA GPU here "
                          "(a CPU build, or no driver)")
     if dev.index is None and ranks.active:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"--device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+        raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
     torch.cuda.set_device(dev)
     return dev
 

@@ -36,12 +36,16 @@ TRAINER_PARAMS = (
           "teachers included, then its evaluation, into out_dir; family, policy, updates, num_envs, "
           "seed, arms and horizons then come from the recipe.", read_only=True),
     Param("scale", "full", "With recipe: full, or smoke (a few updates per stage, a check).", read_only=True),
+    Param("device", "cpu", "Where the network trains: cpu, cuda or cuda:N (the envs stay on the CPU).",
+          read_only=True),
 )
 
 
 class TrainerNode(Node):
     def __init__(self):
         super().__init__("trainer")
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None  # none yet: a refused parameter ends the node first
         values = declare_params(self, TRAINER_PARAMS, self._on_param)
         # Dynamically typed: `horizons:=10` arrives as an int.
         self.declare_parameter("horizons", "", ParameterDescriptor(
@@ -51,7 +55,11 @@ class TrainerNode(Node):
         from l2l_ros.families import train_config
         from l2l_ros.recipes import SCALES, load_recipe, stage_config
 
+        from l2l_ros.meta.distributed import Ranks, training_device
+
         self.out_dir = str(p("out_dir"))
+        self.device = str(p("device"))
+        training_device(self.device, Ranks())  # an unusable device is refused here, before any work
         self.recipe, self.scale = None, str(p("scale"))
         if self.scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
@@ -69,7 +77,6 @@ class TrainerNode(Node):
         self._ckpt_pub = self.create_publisher(String, "l2l/checkpoint", LATCHED_QOS)
         self._last_stats: dict = {}
         self.create_timer(1.0, self._publish_diagnostics, clock=STEADY_CLOCK)
-        self._stop = threading.Event()
         self.result: str | None = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._train, name="outer-loop", daemon=True)
@@ -88,13 +95,14 @@ class TrainerNode(Node):
                 from l2l_ros.recipes import run_recipe
 
                 summary = run_recipe(self.recipe, self.out_dir, self.scale, should_stop=self._stop.is_set,
-                                     progress=self._on_progress, log=self._log_from_worker, command=command)
+                                     progress=self._on_progress, log=self._log_from_worker, command=command,
+                                     device=self.device)
                 if summary is None:
                     return  # stopped: the same parameters resume
                 self.result = summary["checkpoint"]
             else:
                 self.result = str(train(self.config, self.out_dir, progress=self._on_progress,
-                                        should_stop=self._stop.is_set, command=command))
+                                        should_stop=self._stop.is_set, command=command, device=self.device))
             self._publish_checkpoint(self.result)
         except BaseException as exc:  # reported by the node thread, which owns the logger
             self.error = exc
@@ -142,7 +150,8 @@ class TrainerNode(Node):
 
     def destroy_node(self):
         self._stop.set()  # the worker finishes its update and writes a checkpoint
-        self._thread.join(timeout=120.0)
+        if self._thread is not None:
+            self._thread.join(timeout=120.0)
         return super().destroy_node()
 
 
