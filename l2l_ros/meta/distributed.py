@@ -86,7 +86,9 @@ def all_sum(values: list[float]) -> list[float]:
     """Sums over the ranks (the values themselves in one process)."""
     if not (dist.is_initialized() and dist.get_world_size() > 1):
         return list(values)
-    t = torch.tensor(values, dtype=torch.float64)
+    # nccl reduces GPU tensors only (training_device has set this rank's GPU)
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
 
