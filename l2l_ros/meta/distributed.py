@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["Ranks", "setup", "training_device", "sync_and_clip", "all_mean", "all_sum", "any_rank", "broadcast_parameters", "barrier",
-           "shutdown", "local_launcher"]
+__all__ = ["Ranks", "setup", "training_device", "sync_and_clip", "all_mean", "all_sum", "any_rank",
+           "broadcast_parameters", "barrier", "shutdown", "local_launcher"]
 
 
 @dataclass(frozen=True)

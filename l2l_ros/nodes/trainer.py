@@ -53,9 +53,8 @@ class TrainerNode(Node):
             read_only=True, dynamic_typing=True))
         p = lambda name: values[name] if name in values else self.get_parameter(name).value  # noqa: E731
         from l2l_ros.families import train_config
-        from l2l_ros.recipes import SCALES, load_recipe, stage_config
-
         from l2l_ros.meta.distributed import Ranks, training_device
+        from l2l_ros.recipes import SCALES, load_recipe, stage_config
 
         self.out_dir = str(p("out_dir"))
         self.device = str(p("device"))
