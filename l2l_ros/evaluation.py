@@ -237,21 +237,25 @@ def run_imaze_tasks(agent: Agent, tasks: int, seed: int, deterministic: bool = T
     return records
 
 
-class _StateRecorder:
-    """Wraps an LSNN runtime and keeps its spikes and adaptation after every step."""
+class StateRecorder:
+    """Wraps an LSNN runtime and keeps its spikes, adaptation and readout trace after every
+    step (rasters; probes of what the state holds: tools/probe_imaze_goal.py)."""
 
     def __init__(self, runtime):
         self.runtime = runtime
         self.z: list[np.ndarray] = []
         self.b: list[np.ndarray] = []
+        self.trace: list[np.ndarray] = []
 
     def reset(self) -> None:
         self.runtime.reset()
 
     def step(self, encoded_obs, prev_reward, trial_start, deterministic=True):
         action = self.runtime.step(encoded_obs, prev_reward, trial_start, deterministic)
-        self.z.append(self.runtime.state.z[0].numpy().copy())
-        self.b.append(self.runtime.state.b[0].numpy().copy())
+        state = self.runtime.state
+        self.z.append(state.z[0].numpy().copy())
+        self.b.append(state.b[0].numpy().copy())
+        self.trace.append(state.trace[0].numpy().copy())
         return action
 
 
@@ -280,7 +284,7 @@ def record_lsnn_task(runtime, seed: int, task: int = 0, family: str = "imaze",
     """
     if not hasattr(runtime.state, "b"):
         raise TypeError("spike recording needs an LSNN policy")
-    recorder = _StateRecorder(runtime)
+    recorder = StateRecorder(runtime)
     if family == "manipulator":
         [rec] = run_manipulator_tasks(recorder, 1, seed, env_kwargs=env_kwargs, first_task=task)
         ends, goal, step_seconds = np.cumsum(rec["reach_steps"]) - 1, "the target", 0.05

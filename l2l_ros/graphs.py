@@ -83,6 +83,12 @@ def default_model_path() -> str:
     return str(share_path(*BUNDLED_IMAZE_MODEL.split("/")))
 
 
+def bundled_model(mode: str) -> str:
+    """What the policy node runs in ``mode`` (imaze, manipulator) without a checkpoint:
+    the bundled model's path, or '' where the install has none for that mode."""
+    return default_model_path() if mode == "imaze" else default_arm_model()
+
+
 _COMMON = (
     LaunchArgument("use_sim_time", "true", "Nodes follow the simulator's clock (<namespace>/clock)."),
     LaunchArgument("seed", "0", "Seed of the task sampler (and of stochastic actions)."),

@@ -92,7 +92,8 @@ def list_recipes() -> dict[str, str]:
 
 def load_recipe(name_or_path: str | Path, _after: tuple[str, ...] = ()) -> Recipe:
     """A bundled recipe by name, or a recipe file; every key is checked before anything runs.
-    ``after``: a recipe whose stages (with its own defaults) come before this file's."""
+    The file's ``after`` key names a recipe whose stages (with its own defaults) come first;
+    ``_after`` holds the files already on that chain, so a loop is refused."""
     path = Path(name_or_path)
     if path.suffix != ".toml":
         path = recipe_dir() / f"{name_or_path}.toml"

@@ -296,8 +296,6 @@ def fuzz_policy(mode: str, messages_per_topic: int, seed: int, log_dir: Path) ->
     """Malformed messages on every input topic of spiking_policy, then a recovery check."""
     import rclpy
 
-    from l2l_ros.policy_runtime import load_runtime
-
     proc = _start("spiking_policy", log_dir, {"mode": mode, "seed": seed})
     rclpy.init()
     probe = Probe(f"fuzz_policy_{mode}")
@@ -340,7 +338,7 @@ def fuzz_policy(mode: str, messages_per_topic: int, seed: int, log_dir: Path) ->
         stamp = player.next_stamp()
         player.task_start.publish(Header(stamp=stamp, frame_id="recovery"))
         probe.spin_until(lambda: False, 0.3)
-        runtime = load_runtime(_default(), mode) if mode == "imaze" else _default_arm_runtime(seed)
+        runtime = _node_default_runtime(mode, seed)
         runtime.reset()
         matches, answered = 0, 0
         recovery_ticks = 30
@@ -369,19 +367,19 @@ def _default() -> str:
     return default_model_path()
 
 
-def _default_arm_runtime(seed: int):
-    """The network spiking_policy runs in manipulator mode without a checkpoint: the bundled
-    arm model, or the seeded untrained network where the install has none."""
+def _node_default_runtime(mode: str, seed: int):
+    """The network spiking_policy runs in ``mode`` without a checkpoint: the bundled model,
+    or the seeded untrained network where the install has none."""
     import torch
 
-    from l2l_ros.graphs import default_arm_model
+    from l2l_ros.graphs import bundled_model
     from l2l_ros.policy_runtime import load_runtime, untrained_runtime
 
-    bundled = default_arm_model()
+    bundled = bundled_model(mode)
     if bundled:
-        return load_runtime(bundled, "manipulator")
+        return load_runtime(bundled, mode)
     torch.manual_seed(seed)
-    return untrained_runtime("manipulator")
+    return untrained_runtime(mode)
 
 
 def _offline_command(runtime, mode: str, msgs: list, trial_start: bool):

@@ -15,42 +15,23 @@ import sys
 import numpy as np
 import torch
 
-from l2l_ros.evaluation import run_imaze_tasks
+from l2l_ros.evaluation import StateRecorder, run_imaze_tasks
 from l2l_ros.policy_runtime import load_runtime
-
-
-class Recorder:
-    """Steps a runtime and keeps (trial, state features) after each step."""
-
-    def __init__(self, runtime):
-        self.runtime, self.rows, self.trial, self.steps = runtime, [], 0, 0
-
-    def reset(self) -> None:
-        self.runtime.reset()
-        self.trial = self.steps = 0
-
-    def step(self, obs, reward, trial_start, deterministic=True):
-        if trial_start and self.steps:
-            self.trial += 1
-        action = self.runtime.step(obs, reward, trial_start, deterministic)
-        self.steps += 1
-        s = self.runtime.state
-        self.rows.append((self.trial, np.concatenate([s.b[0].numpy(), s.trace[0].numpy()])))
-        return action
 
 
 def samples(runtime, family: str, where: str, first: int, count: int):
     X, y = [], []
     for task in range(first, first + count):
-        rec = Recorder(runtime)
+        rec = StateRecorder(runtime)
         records = run_imaze_tasks(rec, 1, 900, first_task=task, env_kwargs={"family": family}, keep_paths=True)
+        trials = [r["trial"] for r in records for _ in r["path"]]  # one per step, as the recorder's rows
         path = [p for r in records for p in r["path"]]
         taken: dict[int, int] = {}
-        for (trial, features), (px, py) in zip(rec.rows, path):
+        for trial, b, trace, (px, py) in zip(trials, rec.b, rec.trace, path):
             at = abs(px) < 0.15 and abs(py) > 0.35 if where == "junction" else True
             if trial >= 1 and at and taken.get(trial, 0) < 3:
                 taken[trial] = taken.get(trial, 0) + 1
-                X.append(features)
+                X.append(np.concatenate([b, trace]))
                 y.append(records[0]["goal"])
     return torch.tensor(np.array(X), dtype=torch.float32), torch.tensor(y)
 

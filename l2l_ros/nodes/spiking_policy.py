@@ -235,9 +235,9 @@ class SpikingPolicyNode(LifecycleNode):
     def _initial_runtime(self, checkpoint: str) -> PolicyRuntime:
         if checkpoint:
             return load_runtime(checkpoint, self.mode)
-        from l2l_ros.graphs import default_arm_model, default_model_path
+        from l2l_ros.graphs import bundled_model
 
-        bundled = default_model_path() if self.mode == "imaze" else default_arm_model()
+        bundled = bundled_model(self.mode)
         if bundled:
             runtime = load_runtime(bundled, self.mode)
             if runtime.policy.kind != "lsnn":
