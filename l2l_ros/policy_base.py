@@ -229,6 +229,9 @@ class RecurrentPolicy(nn.Module):
                                                    (self.action_dim,)).copy())
             self.register_buffer("act_low", low, persistent=False)
             self.register_buffer("act_high", high, persistent=False)
+            # The box's centre and half-width, once (action_params runs every control tick).
+            self.register_buffer("act_center", (high + low) / 2, persistent=False)
+            self.register_buffer("act_half", (high - low) / 2, persistent=False)
             self.log_std = nn.Parameter(torch.full((self.action_dim,), float(log_std_init)))
         self.policy_head = nn.Linear(n_features, self.action_dim)
         self.value_head = nn.Linear(n_features, 1)
@@ -281,9 +284,7 @@ class RecurrentPolicy(nn.Module):
             head = head * self.gain_head(feats)
         if self.discrete:
             return head
-        center = (self.act_high + self.act_low) / 2
-        half = (self.act_high - self.act_low) / 2
-        return center + half * torch.tanh(head)
+        return self.act_center + self.act_half * torch.tanh(head)
 
     forward = forward_sequence
 
