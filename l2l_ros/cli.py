@@ -49,6 +49,7 @@ def cmd_train(args, argv) -> int:
                        imitation_coef=args.imitation_coef,
                        teacher_soft=args.teacher_soft, teacher_index_tau=args.teacher_index_tau,
                        expected_reward=args.expected_reward, action_std=args.action_std,
+                       potential_shaping=args.potential_shaping,
                        policy_config=json.loads(args.policy_config) if args.policy_config else None)
     done = _with_ctrl_c(lambda stop: train(cfg, Path(args.out), command=_command_line(argv), should_stop=stop,
                                              device=args.device),
@@ -625,6 +626,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PPO, bandits: PPO's advantages and value targets use the pulled arm's probability "
                         "minus the task's mean probability instead of the sampled 0/1 reward (training "
                         "only; the same expected gradient, less noise); the policy still sees the draw")
+    p.add_argument("--potential-shaping", type=float, default=0.0, metavar="C",
+                   help="PPO, I-maze: add C * (d(s) - gamma * d(s')) to each step's reward for the advantages, "
+                        "d the oracle's fewest control periods into the goal alcove (training only; it "
+                        "moves no expected return and credits the turn at once); 0: off")
     p.add_argument("--arms", type=positive_int, default=5, help="bandit: number of arms k")
     p.add_argument("--horizons", default="",
                    help="bandit: comma-separated pulls per task, one drawn per update (default 10,100,500)")

@@ -79,6 +79,15 @@ class TrainConfig(DictConfig):
     # actions (a baseline the critic cannot know early in a task). The policy's input
     # and the logged returns keep the sampled reward. False: off.
     expected_reward: bool = False
+    # Potential-based shaping of PPO's rewards (Ng et al. 1999; training only): each step
+    # adds c * (d(s) - gamma * d(s')), d the honest oracle's fewest control periods from the
+    # pose into the task's goal alcove (``tasks.imaze_oracle``), with d = 0 after the
+    # task's last step. Why: a later trial's turn at the junction decides its time, but
+    # the goal reward comes many steps later; the potential credits the turn at once.
+    # The shaping telescopes to -c * d(first pose), which no action changes, so it moves
+    # no expected return; the policy's input keeps the env's reward (the shaping would
+    # tell the hidden goal). The I-maze only; 0: off.
+    potential_shaping: float = 0.0
     # A continuous policy's exploration std, fixed (its log_std set and frozen); None: learnt.
     # Why: on the arm, PPO raised the std from 0.6 to 1.05 within 300 updates, so the
     # executed actions were mostly white noise, and with command latency a network cannot
@@ -101,6 +110,11 @@ class TrainConfig(DictConfig):
             raise ValueError("teacher_index_tau makes the Gittins index the target: it needs teacher 'gittins'")
         if self.teacher_index_tau and self.teacher_soft:
             raise ValueError("teacher_index_tau and teacher_soft are two different targets: choose one")
+        if not (0.0 <= self.potential_shaping < math.inf):
+            raise ValueError(f"potential_shaping must be a finite number >= 0, got {self.potential_shaping!r}")
+        if self.potential_shaping and plain_imitation:
+            raise ValueError("potential_shaping shapes PPO's advantages; plain imitation (teacher without "
+                             "imitation_coef) has none")
         if self.expected_reward and plain_imitation:
             raise ValueError("expected_reward shapes PPO's advantages; plain imitation (teacher without "
                              "imitation_coef) has none")

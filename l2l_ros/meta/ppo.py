@@ -20,7 +20,7 @@ from l2l_ros.meta.config import TrainConfig
 from l2l_ros.meta.distributed import sync_and_clip
 from l2l_ros.meta.imitation import make_teacher_cached
 from l2l_ros.meta.losses import imitation_loss, masked_mean, teacher_targets
-from l2l_ros.meta.rollout import collect_tasks, compute_gae
+from l2l_ros.meta.rollout import collect_tasks, compute_gae, imaze_steps_to_goal, potential_shaping
 from l2l_ros.policy_base import RecurrentPolicy
 
 __all__ = ["ppo_update"]
@@ -41,12 +41,15 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
                                       soft=config.teacher_soft, index_tau=config.teacher_index_tau)
         target_kind = teacher_targets(config, teacher)
     roll = collect_tasks(envs, policy, task_seeds, max_steps=config.max_task_steps, options=options,
-                         teacher=teacher, expected_rewards=config.expected_reward)
+                         teacher=teacher, expected_rewards=config.expected_reward,
+                         potential=imaze_steps_to_goal if config.potential_shaping else None)
     obs, actions, old_logp = roll["obs"], roll["actions"], roll["logprobs"]
     values, rewards, valid = roll["values"], roll["rewards"], roll["valid"]
 
-    # 2. Advantages (on the env's reward, or its centred expectation).
+    # 2. Advantages (on the env's reward, or its centred expectation), shaped by a potential.
     shaped = roll["expected_rewards"] if config.expected_reward else rewards
+    if config.potential_shaping:
+        shaped = shaped + potential_shaping(roll["potentials"], valid, config.potential_shaping, config.gamma)
     adv, returns = compute_gae(shaped * config.reward_scale, values, valid, config.gamma,
                                config.gae_lambda)
 

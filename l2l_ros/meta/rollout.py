@@ -9,7 +9,8 @@ import torch
 from l2l_ros.policy_base import RecurrentPolicy
 from l2l_ros.tasks.meta_wrapper import MetaWrapper
 
-__all__ = ["make_env", "make_vector_env", "collect_tasks", "compute_gae", "trial_ends_by_goal"]
+__all__ = ["make_env", "make_vector_env", "collect_tasks", "compute_gae", "trial_ends_by_goal",
+           "imaze_steps_to_goal", "potential_shaping"]
 
 #: A continuous policy "agrees" with its teacher when its mean action is within this of
 #: the teacher's in every component (actions span [-1, 1]).
@@ -68,7 +69,7 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
                   deterministic: bool = False, max_steps: int = 100_000,
                   record_infos: bool = False, options: dict | None = None,
                   teacher=None, teacher_share: float = 0.0, rng: np.random.Generator | None = None,
-                  expected_rewards: bool = False) -> dict:
+                  expected_rewards: bool = False, potential=None) -> dict:
     """Run one whole task in every env. Returns ``[T, B]`` tensors ``obs``
     (``[T,B,D]``), ``actions`` (raw samples), ``logprobs``, ``values``, ``rewards``,
     ``valid`` (False after an env's task ended), ``trial_ends[B]`` and, with
@@ -85,7 +86,10 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
 
     With ``expected_rewards`` it also returns ``expected_rewards`` ``[T, B]``: the mean
     reward of the action taken minus the task's mean over actions (``info["p"] -
-    info["p_mean"]``, which the bandits report), for ``TrainConfig.expected_reward``."""
+    info["p_mean"]``, which the bandits report), for ``TrainConfig.expected_reward``.
+
+    With ``potential`` (``envs -> [B]``, e.g. :func:`imaze_steps_to_goal`) it also returns
+    ``potentials`` ``[T + 1, B]``: its value before each step and after the last one."""
     B = envs.num_envs
     dev = policy._device()  # the envs and the teacher work on the CPU, the policy's tensors here
     obs, reset_infos = envs.reset(seed=[int(s) for s in seeds], options=options)
@@ -100,6 +104,8 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
     reports_trial_ends = False
     if expected_rewards:
         buf["expected_rewards"] = []
+    if potential is not None:
+        buf["potentials"] = [torch.as_tensor(potential(envs), dtype=torch.float32, device=dev)]
     for _ in range(max_steps):
         obs_t = torch.as_tensor(obs, dtype=torch.float32, device=dev)
         params, value, state = policy.forward_sequence(obs_t[None], state)
@@ -143,6 +149,8 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
                                  "action taken and of the task (info['p'], info['p_mean']: the bandits)")
             centred = np.asarray(infos["p"]) - np.asarray(infos["p_mean"])
             buf["expected_rewards"].append(torch.as_tensor(centred, dtype=torch.float32, device=dev) * valid_t)
+        if potential is not None:
+            buf["potentials"].append(torch.as_tensor(potential(envs), dtype=torch.float32, device=dev))
         te = infos.get("trial_end")
         entered = np.zeros(B, dtype=bool)  # a goal entry ended this step's trial
         if te is not None:
@@ -186,6 +194,27 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, valid: torch.Tensor
         last = (delta + gamma * lam * next_nonterminal * last) * validf[t]
         adv[t] = last
     return adv, adv + values * validf
+
+
+def imaze_steps_to_goal(envs: gym.vector.VectorEnv) -> np.ndarray:
+    """``[B]``: the honest oracle's fewest control periods from each I-maze env's pose into
+    its goal alcove (the potential of ``TrainConfig.potential_shaping``)."""
+    from l2l_ros.tasks.imaze_oracle import oracle_for
+
+    sims = getattr(envs, "sims", None)
+    if sims is None:
+        raise ValueError("potential shaping needs the I-maze's batched env (its sims' poses and goals)")
+    return np.array([oracle_for(sim.geometry).steps_to_goal(sim.goal, *sim.pose()) for sim in sims],
+                    dtype=np.float64)
+
+
+def potential_shaping(potentials: torch.Tensor, valid: torch.Tensor, coef: float, gamma: float) -> torch.Tensor:
+    """``[T, B]`` rewards to add: ``coef * (d_t - gamma * d_{t+1})`` on valid steps, with
+    ``d = 0`` after each task's last valid step, so their discounted sum over a task is
+    ``coef * d_0``, whatever the actions. ``potentials``: ``[T + 1, B]`` steps to the goal."""
+    validf = valid.float()
+    after = torch.cat([validf[1:], torch.zeros_like(validf[:1])])  # 0 after the last valid step
+    return coef * (potentials[:-1] - gamma * potentials[1:] * after) * validf
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -227,6 +227,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
         raise ValueError("expected_reward needs an env whose step info gives the mean reward of the action "
                          f"taken and of the task (info['p'], info['p_mean']: the bandits); {config.env_id} "
                          "does not")
+    if config.potential_shaping and getattr(envs, "sims", None) is None:
+        envs.close()
+        raise ValueError(f"potential_shaping needs the I-maze's oracle, poses and goals; {config.env_id} has none")
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr, eps=1e-5)
     if ranks.writer:
         out.mkdir(parents=True, exist_ok=True)  # after the checks above, so a refused run leaves nothing
