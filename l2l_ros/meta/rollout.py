@@ -105,7 +105,7 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
     if expected_rewards:
         buf["expected_rewards"] = []
     if potential is not None:
-        buf["potentials"] = [torch.as_tensor(potential(envs), dtype=torch.float32, device=dev)]
+        buf["potentials"] = [torch.as_tensor(potential(envs), dtype=torch.float32, device=dev).nan_to_num(0.0)]
     for _ in range(max_steps):
         obs_t = torch.as_tensor(obs, dtype=torch.float32, device=dev)
         params, value, state = policy.forward_sequence(obs_t[None], state)
@@ -149,8 +149,9 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
                                  "action taken and of the task (info['p'], info['p_mean']: the bandits)")
             centred = np.asarray(infos["p"]) - np.asarray(infos["p_mean"])
             buf["expected_rewards"].append(torch.as_tensor(centred, dtype=torch.float32, device=dev) * valid_t)
-        if potential is not None:
-            buf["potentials"].append(torch.as_tensor(potential(envs), dtype=torch.float32, device=dev))
+        if potential is not None:  # where it has no value (NaN), the last one holds
+            d = torch.as_tensor(potential(envs), dtype=torch.float32, device=dev)
+            buf["potentials"].append(torch.where(torch.isnan(d), buf["potentials"][-1], d))
         te = infos.get("trial_end")
         entered = np.zeros(B, dtype=bool)  # a goal entry ended this step's trial
         if te is not None:
@@ -198,13 +199,14 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, valid: torch.Tensor
 
 def imaze_steps_to_goal(envs: gym.vector.VectorEnv) -> np.ndarray:
     """``[B]``: the honest oracle's fewest control periods from each I-maze env's pose into
-    its goal alcove (the potential of ``TrainConfig.potential_shaping``)."""
+    its goal alcove (the potential of ``TrainConfig.potential_shaping``; against a wall,
+    the nearest free pose's; NaN where none is near)."""
     from l2l_ros.tasks.imaze_oracle import oracle_for
 
     sims = getattr(envs, "sims", None)
     if sims is None:
         raise ValueError("potential shaping needs the I-maze's batched env (its sims' poses and goals)")
-    return np.array([oracle_for(sim.geometry).steps_to_goal(sim.goal, *sim.pose()) for sim in sims],
+    return np.array([oracle_for(sim.geometry).nearest_steps_to_goal(sim.goal, *sim.pose()) for sim in sims],
                     dtype=np.float64)
 
 

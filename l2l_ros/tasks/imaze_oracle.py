@@ -233,6 +233,24 @@ class IMazeOracle:
         best = self._lookup(*self._mirror(goal, x, y, yaw))
         return int(best) if math.isfinite(best) else 0
 
+    def nearest_steps_to_goal(self, goal: int, x: float, y: float, yaw: float, reach: int = 6) -> float:
+        """``steps_to_goal``, except for a pose whose neighbourhood holds no free lattice
+        state (a robot pressed into a wall, which the shrunk footprint cannot be): the
+        smallest value within ``reach`` cells and heading bins; NaN beyond that. A
+        potential for shaping rewards, not a bound (the bound of such a pose is 0)."""
+        best = self._lookup(*self._mirror(goal, x, y, yaw))
+        if math.isfinite(best):
+            return best
+        mx, my, myaw = self._mirror(goal, x, y, yaw)
+        ix, iy, ih = (int(v) for v in self._cells(np.array(mx), np.array(my), np.array(myaw)))
+        nx, ny, _ = self._shape
+        for r in range(2, reach + 1):
+            window = self.steps[max(ix - r, 0):min(ix + r + 1, nx), max(iy - r, 0):min(iy + r + 1, ny)]
+            window = np.take(window, np.arange(ih - r, ih + r + 1), axis=2, mode="wrap")
+            if window.size and np.isfinite(window).any():
+                return float(window[np.isfinite(window)].min())
+        return math.nan
+
     @cached_property
     def _search_fields(self) -> dict[tuple[int, ...], np.ndarray]:
         """For each visiting order that starts at alcove 0: a lower bound, per state, on the

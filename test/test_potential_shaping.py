@@ -1,0 +1,59 @@
+"""Potential-based shaping of PPO's I-maze rewards (TrainConfig.potential_shaping)."""
+import numpy as np
+import pytest
+import torch
+
+from l2l_ros.meta.config import TrainConfig
+from l2l_ros.meta.rollout import collect_tasks, imaze_steps_to_goal, potential_shaping
+from l2l_ros.meta.train import train
+from l2l_ros.policy_base import action_spec_from_space
+from l2l_ros.snn.lsnn import LSNNPolicy
+from l2l_ros.tasks.imaze_oracle import oracle_for
+from l2l_ros.tasks.imaze_vector import MetaIMazeVectorEnv
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_shaping_sums_to_the_first_potential_whatever_the_path(seed):
+    """Ng et al.'s invariance: discounted over a task, the shaping is c * d_0, so no action
+    changes a shaped return's expectation (tasks of different lengths in one batch)."""
+    rng = np.random.default_rng(seed)
+    T, B, gamma, coef = 30, 4, 0.97, 0.02
+    lengths = rng.integers(1, T + 1, B)
+    valid = torch.as_tensor(np.arange(T)[:, None] < lengths[None, :])
+    potentials = torch.as_tensor(rng.integers(0, 80, (T + 1, B)), dtype=torch.float32)
+    shaping = potential_shaping(potentials, valid, coef, gamma)
+    discount = gamma ** torch.arange(T, dtype=torch.float64)[:, None]
+    total = (shaping.double() * discount).sum(0)
+    torch.testing.assert_close(total, coef * potentials[0].double(), rtol=0, atol=1e-5)
+    assert torch.all(shaping[~valid] == 0)
+
+
+def test_the_potential_is_the_oracles_steps_to_the_goal_and_rollouts_record_it():
+    envs = MetaIMazeVectorEnv(2, nthread=1, task_steps=40)
+    try:
+        torch.manual_seed(0)
+        policy = LSNNPolicy(envs.single_observation_space.shape[0],
+                            action_spec_from_space(envs.single_action_space), {"n_lif": 8, "n_alif": 8})
+        roll = collect_tasks(envs, policy, [3, 4], potential=imaze_steps_to_goal)
+        d = roll["potentials"]
+        assert d.shape == (roll["rewards"].shape[0] + 1, 2)
+        sims = envs.sims
+        oracles = [oracle_for(s.geometry) for s in sims]
+        assert d[-1].tolist() == [o.nearest_steps_to_goal(s.goal, *s.pose()) for o, s in zip(oracles, sims)]
+        assert bool((d > 0).all()), "40 steps of a random policy do not reach a goal alcove, and a pose " \
+            "against a wall must not look like one (the bound there is 0)"
+        assert bool((d[1:] - d[:-1]).abs().max() > 0), "the robot moved, so its distance changed"
+    finally:
+        envs.close()
+
+
+def test_potential_shaping_is_refused_where_it_cannot_apply(tmp_path):
+    with pytest.raises(ValueError, match="potential_shaping must be"):
+        TrainConfig(potential_shaping=-1.0).validate()
+    with pytest.raises(ValueError, match="plain imitation"):
+        TrainConfig(potential_shaping=0.02, teacher="imaze-expert").validate()
+    bandit = TrainConfig(env_id="l2l_ros/Bandit-v0", env_kwargs={"k": 2, "n": 5}, num_envs=2, updates=1,
+                         potential_shaping=0.02)
+    with pytest.raises(ValueError, match="I-maze's oracle"):
+        train(bandit, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
