@@ -257,28 +257,3 @@ def test_inference_reuses_folded_weights_only_until_they_change():
     pol.double()
     assert check().dtype == torch.float64
 
-
-def test_gain_readout_starts_as_the_plain_readout_and_can_flip_an_action():
-    """``gain_readout``: the mean action is the policy readout times a second readout (an
-    arm joint's inferred sign and scale times the command); it starts at a gain of 1."""
-    torch.manual_seed(0)
-    spec = {"type": "box", "low": [-1.0, -1.0], "high": [1.0, 1.0], "shape": [2]}
-    plain = LSNNPolicy(6, spec, LSNNConfig(n_lif=8, n_alif=8))
-    gated = LSNNPolicy(6, spec, LSNNConfig(n_lif=8, n_alif=8, gain_readout=True))
-    missing = gated.load_state_dict(plain.state_dict(), strict=False).missing_keys
-    assert missing == ["gain_head.weight", "gain_head.bias"]
-    obs = torch.rand(20, 3, 6) * 2
-    with torch.no_grad():
-        plain.policy_head.weight.mul_(100.0)
-        gated.policy_head.weight.mul_(100.0)
-        mean = plain(obs, plain.initial_state(3))[0]
-        assert torch.equal(gated(obs, gated.initial_state(3))[0], mean) and float(mean.abs().max()) > 0.01
-        gated.gain_head.bias.copy_(torch.tensor([-1.0, 1.0]))  # the first joint mirrored
-        flipped = gated(obs, gated.initial_state(3))[0]
-    torch.testing.assert_close(flipped[..., 0], -mean[..., 0])
-    assert torch.equal(flipped[..., 1], mean[..., 1])
-
-
-def test_gain_readout_is_for_continuous_actions_only():
-    discrete = LSNNPolicy(6, {"type": "discrete", "n": 3}, LSNNConfig(n_lif=8, n_alif=8, gain_readout=True))
-    assert discrete.gain_head is None  # logits need no sign

@@ -98,9 +98,6 @@ class LSNNConfig(DictConfig):
     # "it paid" for a bandit, so evidence per arm arrives as its own input current
     # instead of being computed by coincidence of two inputs inside the network.
     input_products: list = field(default_factory=list)
-    # Continuous actions: the mean is policy readout times a gain readout per action
-    # (RecurrentPolicy.gain_head), so a sign the network infers can flip its command.
-    gain_readout: bool = False
 
     @property
     def n_rec(self) -> int:
@@ -134,7 +131,6 @@ class LSNNConfig(DictConfig):
         check_index_list("ignore_inputs", self.ignore_inputs)
         check_int("ticks_per_step", self.ticks_per_step, 1, MAX_TICKS_PER_STEP)
         check_index_pairs("input_products", self.input_products)
-        check_bool("gain_readout", self.gain_readout)
 
 
 class LSNNState(NamedTuple):
@@ -160,7 +156,7 @@ class LSNNPolicy(RecurrentPolicy):
         n_in = (check_int("obs_dim", obs_dim, 1, MAX_UNITS) + len(config.input_products)) \
             * (1 + config.input_population)
         check_parameter_count("lsnn", n_in * n + n * n + 2 * n)
-        super().__init__(obs_dim, action_spec, n, config.log_std_init, gain_readout=config.gain_readout)
+        super().__init__(obs_dim, action_spec, n, config.log_std_init)
         beta = torch.cat([torch.zeros(config.n_lif), torch.full((config.n_alif,), float(config.beta))])
         # Neurons 0..n_lif-1 are LIF (beta = 0), the rest ALIF.
         self.neurons = ALIF(n, thr=config.thr, beta=beta, tau_m=config.tau_m, tau_a=self._adaptation_taus(config),
