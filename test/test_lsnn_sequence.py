@@ -225,35 +225,3 @@ def test_inference_path_gives_exactly_the_training_paths_values(cfg):
     assert torch.equal(trained.detach(), inferred) and float(inferred.abs().sum()) > 0
     assert all(torch.equal(a.detach(), b) for a, b in zip(t_final, i_final))
 
-
-def test_inference_reuses_folded_weights_only_until_they_change():
-    """The no-grad path keeps ``W_rec`` with its scale folded in between calls (the ROS node's
-    tick); an optimizer step, a ``load_state_dict`` and ``.double()`` must each be seen."""
-    torch.manual_seed(0)
-    pol = LSNNPolicy(6, {"type": "discrete", "n": 3}, LSNNConfig(n_lif=8, n_alif=8, ticks_per_step=4))
-    with torch.no_grad():
-        pol.w_rec.mul_(3.0)
-    obs = torch.rand(1, 2, 6) * 2
-
-    def check():
-        def start():
-            return type(pol.initial_state(2))(*(s.to(obs.dtype) for s in pol.initial_state(2)))
-        with torch.no_grad():
-            inferred = pol.features_sequence(obs, start())[0]
-        reference = pol.features_sequence(obs, start())[0].detach()  # folds afresh
-        assert torch.equal(inferred, reference)
-        return inferred
-
-    before = check()
-    opt = torch.optim.SGD(pol.parameters(), lr=10.0)
-    pol.features_sequence(obs, pol.initial_state(2))[0].sum().backward()
-    opt.step()
-    stepped = check()
-    assert not torch.equal(before, stepped)
-    other = LSNNPolicy(6, {"type": "discrete", "n": 3}, LSNNConfig(n_lif=8, n_alif=8, ticks_per_step=4))
-    pol.load_state_dict(other.state_dict())
-    assert not torch.equal(check(), stepped)
-    obs = obs.double()
-    pol.double()
-    assert check().dtype == torch.float64
-

@@ -186,8 +186,6 @@ class LSNNPolicy(RecurrentPolicy):
         #: ``[n]`` spikes per neuron summed over every tick of every inference run since
         #: ``count_spikes()`` (None: not counted).
         self.spike_counter: torch.Tensor | None = None
-        self._folded_key: tuple | None = None  # see _folded_recurrent
-        self._folded: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def count_spikes(self, batch: int | None = None) -> None:
         """Count every inference tick's spikes per neuron from now on (float64: a node counts
@@ -230,25 +228,9 @@ class LSNNPolicy(RecurrentPolicy):
         with ``thr * (1 - alpha)`` folded in (so ``I_scaled = (1 - alpha) * I``)."""
         obs = self.encode_inputs(obs)
         T, B, D = obs.shape
-        scale, w_rec = self._folded_recurrent()
+        scale = self.neurons.threshold * (1.0 - self.neurons.alpha)
         inp = torch.addmm(self.b_in, obs.reshape(T * B, D), self.w_in).reshape(T, B, -1)
-        return inp * scale, w_rec
-
-    def _folded_recurrent(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``thr * (1 - alpha)`` and ``W_rec`` with it and the zero diagonal folded in.
-        Without autograd (rollouts, the ROS node's tick) both are kept until ``w_rec``
-        changes (an optimizer step, ``load_state_dict`` and ``.to`` all give it a new
-        version or storage): an n x n product and 3 ops less per call, the same values."""
-        w = self.w_rec
-        if torch.is_grad_enabled():
-            scale = self.neurons.threshold * (1.0 - self.neurons.alpha)
-            return scale, w * self.rec_mask * scale
-        key = (w._version, w.data_ptr(), w.device)
-        if self._folded_key != key:
-            scale = self.neurons.threshold * (1.0 - self.neurons.alpha)
-            self._folded = (scale, w * self.rec_mask * scale)
-            self._folded_key = key
-        return self._folded
+        return inp * scale, self.w_rec * self.rec_mask * scale
 
     def features_sequence(self, obs: torch.Tensor, state: LSNNState,
                           done_mask: torch.Tensor | None = None):
