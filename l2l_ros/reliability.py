@@ -101,6 +101,7 @@ class Probe:
 
         self.rclpy = rclpy
         self.node = rclpy.create_node(name)
+        self.publish_retries = 0
 
     def spin_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -109,6 +110,24 @@ class Probe:
             if predicate():
                 return True
         return bool(predicate())
+
+    def publish(self, publisher, msg, attempts: int = 50) -> None:
+        """``publisher.publish(msg)``, waiting for DDS back-pressure to clear. A reliable
+        Fast DDS writer that outruns its reader refuses a sample ("cannot publish data")
+        once its history is full of unacknowledged ones (ros2/rmw#209), which a fuzzer
+        flooding a node on a busy machine meets. Each refusal spins the probe 20 ms
+        (``publish_retries`` counts them); after ``attempts`` the error is raised."""
+        from rclpy._rclpy_pybind11 import RCLError
+
+        for attempt in range(attempts):
+            try:
+                publisher.publish(msg)
+                return
+            except RCLError:
+                if attempt == attempts - 1:
+                    raise
+                self.publish_retries += 1
+                self.spin_until(lambda: False, 0.02)
 
     def close(self) -> None:
         self.node.destroy_node()
@@ -242,7 +261,7 @@ class PolicyPlayer:
         """Publish a tick; the command answering it (None if none came within ``wait``)."""
         n = len(self.commands)
         for pub, msg in zip(self.streams.values(), msgs):
-            pub.publish(msg)
+            self.probe.publish(pub, msg)
         if wait and self.probe.spin_until(lambda: len(self.commands) > n, wait):
             return self.commands[n][1]
         return None
@@ -315,11 +334,11 @@ def fuzz_policy(mode: str, messages_per_topic: int, seed: int, log_dir: Path) ->
             stamp = player.next_stamp()
             valid = dict(zip(player.streams, player.valid_messages(rng, stamp)))
             for topic in topics:
-                publishers[topic].publish(_malformed(junk, player, topic, stamp))
+                probe.publish(publishers[topic], _malformed(junk, player, topic, stamp))
                 sent[topic] += 1
                 if topic in valid and junk.rng.random() < 0.5:  # complete the tick: reach the network
                     other = next(s for s in player.streams if s != topic)
-                    publishers[other].publish(valid[other])
+                    probe.publish(publishers[other], valid[other])
             if i % 20 == 0:
                 probe.spin_until(lambda: False, 0.01)
                 if proc.poll() is not None:
@@ -327,16 +346,17 @@ def fuzz_policy(mode: str, messages_per_topic: int, seed: int, log_dir: Path) ->
         probe.spin_until(lambda: False, 1.0)
         result["fuzz_seconds"] = round(time.monotonic() - start, 2)
         result["sent"] = sent
+        result["publish_retries"] = probe.publish_retries  # DDS back-pressure waits (Probe.publish)
         result["commands_during_fuzz"] = len(player.commands)
         result["bad_commands"] = sum(not command_ok(mode, m) for _, m in player.commands)
         result["crashed"] = proc.poll() is not None
         # Recovery: reward 0, a task start, then valid ticks; the commands must be the offline ones.
         from std_msgs.msg import Float32, Header
 
-        player.reward.publish(Float32(data=0.0))
+        probe.publish(player.reward, Float32(data=0.0))
         probe.spin_until(lambda: False, 0.3)
         stamp = player.next_stamp()
-        player.task_start.publish(Header(stamp=stamp, frame_id="recovery"))
+        probe.publish(player.task_start, Header(stamp=stamp, frame_id="recovery"))
         probe.spin_until(lambda: False, 0.3)
         runtime = _node_default_runtime(mode, seed)
         runtime.reset()
@@ -468,7 +488,7 @@ def fuzz_sim(sim: str, messages: int, seed: int, log_dir: Path) -> dict:
             raise RuntimeError(f"{sim} never connected; see {log_dir}")
         start = time.monotonic()
         for i in range(messages):
-            pub.publish(bad())
+            probe.publish(pub, bad())
             if i % 20 == 0:
                 probe.spin_until(lambda: False, 0.005)
                 if proc.poll() is not None:
@@ -476,12 +496,13 @@ def fuzz_sim(sim: str, messages: int, seed: int, log_dir: Path) -> dict:
         probe.spin_until(lambda: False, 1.0)
         result["fuzz_seconds"] = round(time.monotonic() - start, 2)
         result["sensor_messages"] = len(sensors)
+        result["publish_retries"] = probe.publish_retries
         result["insane_sensor_messages"] = sum(not sane(m) for m in sensors)
         before = position(sensors[-1])
         n = len(sensors)
         for _ in range(20):  # lockstep: each valid command is one step
             k = len(sensors)
-            pub.publish(good())
+            probe.publish(pub, good())
             probe.spin_until(lambda: len(sensors) > k, 2.0)
         moved = float(np.linalg.norm(position(sensors[-1]) - before)) if len(sensors) > n else 0.0
         result["moved_after_fuzz"] = round(moved, 4)
@@ -589,7 +610,7 @@ def hot_swap(count: int, seed: int, log_dir: Path) -> dict:
             log = log_dir / "spiking_policy.log"
             while time.monotonic() < deadline:
                 if offered < len(paths) and time.monotonic() >= next_offer:
-                    player.checkpoint.publish(String(data=paths[offered]))
+                    probe.publish(player.checkpoint, String(data=paths[offered]))
                     offered += 1
                     next_offer = time.monotonic() + CONTROL_PERIOD
                 sent = time.monotonic()

@@ -40,3 +40,32 @@ def test_malformed_checkpoint_set_covers_the_reported_cases(tmp_path):
     names = " ".join(paths)
     for case in ("obs_dim_inf", "obs_dim_neg", "n_lif_neg", "nested", "ticks_20000", "weights_1gib", "/dev/zero"):
         assert case in names
+
+
+def test_the_fuzzers_wait_out_dds_back_pressure_instead_of_failing():
+    """A reliable writer flooding a slow reader gets "cannot publish data" from Fast DDS
+    (seen once in CI on a busy machine); the probe waits and publishes again, and counts it."""
+    import rclpy
+    from rclpy._rclpy_pybind11 import RCLError
+
+    class Refusing:  # a fake publisher: refuses its first samples as a full writer does
+        def __init__(self, refusals: int):
+            self.refusals, self.sent = refusals, []
+
+        def publish(self, msg):
+            if self.refusals:
+                self.refusals -= 1
+                raise RCLError("Failed to publish: cannot publish data")
+            self.sent.append(msg)
+
+    rclpy.init()
+    try:
+        probe = reliability.Probe("back_pressure_test")
+        busy = Refusing(3)
+        probe.publish(busy, "m")
+        assert busy.sent == ["m"] and probe.publish_retries == 3
+        with pytest.raises(RCLError):
+            probe.publish(Refusing(100), "m", attempts=5)
+        probe.close()
+    finally:
+        rclpy.try_shutdown()
