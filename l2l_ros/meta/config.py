@@ -85,8 +85,8 @@ class TrainConfig(DictConfig):
     # task's last step. Why: a later trial's turn at the junction decides its time, but
     # the goal reward comes many steps later; the potential credits the turn at once.
     # Discounted over a task the shaping sums to c * d(first pose), which no action
-    # changes, so it moves no policy's expected return; the policy's input keeps the env's reward (the shaping would
-    # tell the hidden goal). The I-maze only; 0: off.
+    # changes, so it moves no policy's expected return. The policy's input keeps the
+    # env's reward (the shaping would tell the hidden goal). The I-maze only; 0: off.
     potential_shaping: float = 0.0
     # A continuous policy's exploration std, fixed (its log_std set and frozen); None: learnt.
     # Why: on the arm, PPO raised the std from 0.6 to 1.05 within 300 updates, so the

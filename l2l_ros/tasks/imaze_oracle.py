@@ -238,10 +238,10 @@ class IMazeOracle:
         state (a robot pressed into a wall, which the shrunk footprint cannot be): the
         smallest value within ``reach`` cells and heading bins; NaN beyond that. A
         potential for shaping rewards, not a bound (the bound of such a pose is 0)."""
-        best = self._lookup(*self._mirror(goal, x, y, yaw))
+        mx, my, myaw = self._mirror(goal, x, y, yaw)
+        best = self._lookup(mx, my, myaw)
         if math.isfinite(best):
             return best
-        mx, my, myaw = self._mirror(goal, x, y, yaw)
         ix, iy, ih = (int(v) for v in self._cells(np.array(mx), np.array(my), np.array(myaw)))
         nx, ny, _ = self._shape
         for r in range(2, reach + 1):
