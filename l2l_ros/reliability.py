@@ -634,7 +634,8 @@ def hot_swap(count: int, seed: int, log_dir: Path) -> dict:
                 p99_tick_wait_s=round(float(np.percentile(waits, 99)), 4) if waits else None,
                 slowest_tick=slowest, warmup_ticks=len(warmup),
                 first_tick_wait_s=round(warmup[0], 4) if warmup else None,
-                control_period_s=CONTROL_PERIOD, crashed=proc.poll() is not None)
+                control_period_s=CONTROL_PERIOD, crashed=proc.poll() is not None,
+                publish_retries=probe.publish_retries)
             result["passed"] = (result["refused"] == len(paths) and not result["loaded"] and not unanswered
                                 and result["max_tick_wait_s"] is not None
                                 and result["max_tick_wait_s"] <= CONTROL_PERIOD and not result["crashed"])
