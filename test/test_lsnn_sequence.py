@@ -224,4 +224,3 @@ def test_inference_path_gives_exactly_the_training_paths_values(cfg):
         inferred, i_final = pol.features_sequence(obs, pol.initial_state(2))
     assert torch.equal(trained.detach(), inferred) and float(inferred.abs().sum()) > 0
     assert all(torch.equal(a.detach(), b) for a, b in zip(t_final, i_final))
-

@@ -57,3 +57,14 @@ def test_potential_shaping_is_refused_where_it_cannot_apply(tmp_path):
     with pytest.raises(ValueError, match="I-maze's oracle"):
         train(bandit, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_nearest_pose_search_stays_inside_the_lattice():
+    """A free pose keeps its bound; a pose far outside the maze has no nearby free pose
+    (NaN, so the rollout holds the last potential) instead of a value from a wrapped window."""
+    from l2l_ros.tasks.imaze_family import IMazeGeometry
+
+    oracle = oracle_for(IMazeGeometry())
+    assert oracle.nearest_steps_to_goal(1, 0.0, 0.0, 0.3) == oracle.steps_to_goal(1, 0.0, 0.0, 0.3) > 0
+    for goal, x, y in ((0, -1.1, 0.0), (0, 0.0, -1.4), (1, 0.0, -1.4), (2, 1.2, 1.4), (0, -5.0, -5.0)):
+        assert np.isnan(oracle.nearest_steps_to_goal(goal, x, y, 0.0))  # a few cells to metres outside

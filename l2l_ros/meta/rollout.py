@@ -200,13 +200,11 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, valid: torch.Tensor
 def imaze_steps_to_goal(envs: gym.vector.VectorEnv) -> np.ndarray:
     """``[B]``: the honest oracle's fewest control periods from each I-maze env's pose into
     its goal alcove (the potential of ``TrainConfig.potential_shaping``; against a wall,
-    the nearest free pose's; NaN where none is near)."""
+    the nearest free pose's; NaN where none is near). ``envs``: the I-maze's batched env
+    (``train`` refuses other envs before it starts)."""
     from l2l_ros.tasks.imaze_oracle import oracle_for
 
-    sims = getattr(envs, "sims", None)
-    if sims is None:
-        raise ValueError("potential shaping needs the I-maze's batched env (its sims' poses and goals)")
-    return np.array([oracle_for(sim.geometry).nearest_steps_to_goal(sim.goal, *sim.pose()) for sim in sims],
+    return np.array([oracle_for(sim.geometry).nearest_steps_to_goal(sim.goal, *sim.pose()) for sim in envs.sims],
                     dtype=np.float64)
 
 

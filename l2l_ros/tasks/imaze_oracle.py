@@ -207,18 +207,17 @@ class IMazeOracle:
             y, yaw = -y, -yaw
         return x, y, yaw
 
-    def _lookup(self, x: float, y: float, yaw: float, field: np.ndarray | None = None) -> float:
-        """The smallest value of ``field`` (default: steps to alcove 0) within one cell and
-        one heading bin of the pose: the bound for a state anywhere near a lattice state."""
+    def _lookup(self, x: float, y: float, yaw: float, field: np.ndarray | None = None, reach: int = 1) -> float:
+        """The smallest value of ``field`` (default: steps to alcove 0) within ``reach`` cells
+        and heading bins of the pose (one: the bound for a state anywhere near a lattice
+        state); inf where the window holds no free state."""
         field = self.steps if field is None else field
         ix, iy, ih = (int(v) for v in self._cells(np.array(x), np.array(y), np.array(yaw)))
         nx, ny, _ = self._shape
-        best = math.inf
-        for dx, dy, dh in itertools.product((-1, 0, 1), repeat=3):
-            i, j = ix + dx, iy + dy
-            if 0 <= i < nx and 0 <= j < ny:
-                best = min(best, float(field[i, j, (ih + dh) % self.headings]))
-        return best
+        window = field[max(ix - reach, 0):max(min(ix + reach + 1, nx), 0),
+                       max(iy - reach, 0):max(min(iy + reach + 1, ny), 0)]
+        window = np.take(window, np.arange(ih - reach, ih + reach + 1), axis=2, mode="wrap")
+        return float(window.min()) if window.size else math.inf
 
     @staticmethod
     def _near(field: np.ndarray) -> np.ndarray:
@@ -238,17 +237,11 @@ class IMazeOracle:
         state (a robot pressed into a wall, which the shrunk footprint cannot be): the
         smallest value within ``reach`` cells and heading bins; NaN beyond that. A
         potential for shaping rewards, not a bound (the bound of such a pose is 0)."""
-        mx, my, myaw = self._mirror(goal, x, y, yaw)
-        best = self._lookup(mx, my, myaw)
-        if math.isfinite(best):
-            return best
-        ix, iy, ih = (int(v) for v in self._cells(np.array(mx), np.array(my), np.array(myaw)))
-        nx, ny, _ = self._shape
-        for r in range(2, reach + 1):
-            window = self.steps[max(ix - r, 0):min(ix + r + 1, nx), max(iy - r, 0):min(iy + r + 1, ny)]
-            window = np.take(window, np.arange(ih - r, ih + r + 1), axis=2, mode="wrap")
-            if window.size and np.isfinite(window).any():
-                return float(window[np.isfinite(window)].min())
+        pose = self._mirror(goal, x, y, yaw)
+        for r in range(1, reach + 1):
+            best = self._lookup(*pose, reach=r)
+            if math.isfinite(best):
+                return best
         return math.nan
 
     @cached_property
