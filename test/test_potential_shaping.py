@@ -13,19 +13,26 @@ from l2l_ros.tasks.imaze_vector import MetaIMazeVectorEnv
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_shaping_sums_to_the_first_potential_whatever_the_path(seed):
-    """Ng et al.'s invariance: discounted over a task, the shaping is c * d_0, so no action
-    changes a shaped return's expectation (tasks of different lengths in one batch)."""
+def test_shaping_telescopes_within_each_trial_whatever_the_path(seed):
+    """Ng et al.'s invariance, each trial an episode: discounted over a task, the shaping is
+    c * d_0 plus c * gamma**(t+1) * d_{t+1} for each goal entry at a step t that another
+    trial follows (a bonus on the goal's reward, from the next trial's start), so within a
+    trial no action's ranking moves (tasks of different lengths in one batch)."""
     rng = np.random.default_rng(seed)
     T, B, gamma, coef = 30, 4, 0.97, 0.02
     lengths = rng.integers(1, T + 1, B)
     valid = torch.as_tensor(np.arange(T)[:, None] < lengths[None, :])
     potentials = torch.as_tensor(rng.integers(0, 80, (T + 1, B)), dtype=torch.float32)
-    shaping = potential_shaping(potentials, valid, coef, gamma)
-    discount = gamma ** torch.arange(T, dtype=torch.float64)[:, None]
-    total = (shaping.double() * discount).sum(0)
-    torch.testing.assert_close(total, coef * potentials[0].double(), rtol=0, atol=1e-5)
+    entered = torch.as_tensor(rng.random((T, B)) < 0.1) & valid
+    shaping = potential_shaping(potentials, valid, coef, gamma, entered)
+    discount = gamma ** torch.arange(T + 1, dtype=torch.float64)[:, None]
+    total = (shaping.double() * discount[:-1]).sum(0)
+    followed = entered & torch.cat([valid[1:], torch.zeros_like(valid[:1])])
+    bonus = (followed.double() * discount[1:] * potentials[1:].double()).sum(0)
+    torch.testing.assert_close(total, coef * (potentials[0].double() + bonus), rtol=0, atol=1e-5)
     assert torch.all(shaping[~valid] == 0)
+    # the step that enters the goal is paid its whole distance, not charged the next start's
+    torch.testing.assert_close(shaping[entered], coef * potentials[:-1][entered])
 
 
 def test_the_potential_is_the_oracles_steps_to_the_goal_and_rollouts_record_it():
@@ -37,6 +44,8 @@ def test_the_potential_is_the_oracles_steps_to_the_goal_and_rollouts_record_it()
         roll = collect_tasks(envs, policy, [3, 4], potential=imaze_steps_to_goal)
         d = roll["potentials"]
         assert d.shape == (roll["rewards"].shape[0] + 1, 2)
+        assert roll["goal_entered"].shape == roll["rewards"].shape
+        assert not bool(roll["goal_entered"].any()), "40 random steps reach no goal alcove"
         sims = envs.sims
         oracles = [oracle_for(s.geometry) for s in sims]
         assert d[-1].tolist() == [o.nearest_steps_to_goal(s.goal, *s.pose()) for o, s in zip(oracles, sims)]

@@ -49,7 +49,8 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
     # 2. Advantages (on the env's reward, or its centred expectation), shaped by a potential.
     shaped = roll["expected_rewards"] if config.expected_reward else rewards
     if config.potential_shaping:
-        shaped = shaped + potential_shaping(roll["potentials"], valid, config.potential_shaping, config.gamma)
+        shaped = shaped + potential_shaping(roll["potentials"], valid, config.potential_shaping, config.gamma,
+                                            roll["goal_entered"])
     adv, returns = compute_gae(shaped * config.reward_scale, values, valid, config.gamma,
                                config.gae_lambda)
 

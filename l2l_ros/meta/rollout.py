@@ -89,7 +89,9 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
     info["p_mean"]``, which the bandits report), for ``TrainConfig.expected_reward``.
 
     With ``potential`` (``envs -> [B]``, e.g. :func:`imaze_steps_to_goal`) it also returns
-    ``potentials`` ``[T + 1, B]``: its value before each step and after the last one."""
+    ``potentials`` ``[T + 1, B]``: its value before each step and after the last one, and
+    ``goal_entered`` ``[T, B]``: the steps whose goal entry ended a trial (the robot then
+    starts the next trial elsewhere, so the potential after such a step is not the goal's)."""
     B = envs.num_envs
     dev = policy._device()  # the envs and the teacher work on the CPU, the policy's tensors here
     obs, reset_infos = envs.reset(seed=[int(s) for s in seeds], options=options)
@@ -158,6 +160,8 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
             reports_trial_ends = True
             entered = np.asarray(te, dtype=bool) & np.asarray(infos.get("_trial_end", valid)) & valid
             trial_ends += entered
+        if potential is not None:
+            buf.setdefault("goal_entered", []).append(torch.as_tensor(entered, device=dev))
         if record_infos:
             for i in np.flatnonzero(valid):
                 infos_out[i]["trial_end"].append(bool(_info_column(infos, "trial_end", i) or False))
@@ -208,12 +212,21 @@ def imaze_steps_to_goal(envs: gym.vector.VectorEnv) -> np.ndarray:
                     dtype=np.float64)
 
 
-def potential_shaping(potentials: torch.Tensor, valid: torch.Tensor, coef: float, gamma: float) -> torch.Tensor:
-    """``[T, B]`` rewards to add: ``coef * (d_t - gamma * d_{t+1})`` on valid steps, with
-    ``d = 0`` after each task's last valid step, so their discounted sum over a task is
-    ``coef * d_0``, whatever the actions. ``potentials``: ``[T + 1, B]`` steps to the goal."""
+def potential_shaping(potentials: torch.Tensor, valid: torch.Tensor, coef: float, gamma: float,
+                      goal_entered: torch.Tensor) -> torch.Tensor:
+    """``[T, B]`` rewards to add: ``coef * (d_t - gamma * d_{t+1})`` on valid steps.
+
+    Each trial is an episode of the shaping (Ng et al. 1999): ``d_{t+1} = 0`` after a step
+    that entered the goal (the robot is there, although the env has already moved it back
+    to the centre) and after a task's last valid step. So within a trial the shaping
+    telescopes and changes no action's ranking, and each goal entry at step t adds
+    ``coef * gamma**(t+1) * d`` (d: from the next trial's start), a bonus on the goal's
+    reward. Charging that distance to the entering step instead, as a first version did,
+    cut the goal's reward: -2.5 at coef 0.1, against the goal's +1.
+    ``potentials``: ``[T + 1, B]`` steps to the goal; ``goal_entered``: ``[T, B]``."""
     validf = valid.float()
     after = torch.cat([validf[1:], torch.zeros_like(validf[:1])])  # 0 after the last valid step
+    after = after * (~goal_entered.bool()).float()
     return coef * (potentials[:-1] - gamma * potentials[1:] * after) * validf
 
 
