@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from l2l_ros.meta.config import TrainConfig
-from l2l_ros.meta.rollout import collect_tasks, imaze_steps_to_goal, potential_shaping
+from l2l_ros.meta.rollout import IMazeStepsToGoal, collect_tasks, potential_shaping
 from l2l_ros.meta.train import train
 from l2l_ros.policy_base import action_spec_from_space
 from l2l_ros.snn.lsnn import LSNNPolicy
@@ -41,7 +41,7 @@ def test_the_potential_is_the_oracles_steps_to_the_goal_and_rollouts_record_it()
         torch.manual_seed(0)
         policy = LSNNPolicy(envs.single_observation_space.shape[0],
                             action_spec_from_space(envs.single_action_space), {"n_lif": 8, "n_alif": 8})
-        roll = collect_tasks(envs, policy, [3, 4], potential=imaze_steps_to_goal)
+        roll = collect_tasks(envs, policy, [3, 4], potential=IMazeStepsToGoal())
         d = roll["potentials"]
         assert d.shape == (roll["rewards"].shape[0] + 1, 2)
         assert roll["goal_entered"].shape == roll["rewards"].shape
@@ -77,3 +77,23 @@ def test_the_nearest_pose_search_stays_inside_the_lattice():
     assert oracle.nearest_steps_to_goal(1, 0.0, 0.0, 0.3) == oracle.steps_to_goal(1, 0.0, 0.0, 0.3) > 0
     for goal, x, y in ((0, -1.1, 0.0), (0, 0.0, -1.4), (1, 0.0, -1.4), (2, 1.2, 1.4), (0, -5.0, -5.0)):
         assert np.isnan(oracle.nearest_steps_to_goal(goal, x, y, 0.0))  # a few cells to metres outside
+
+
+def test_the_potential_keeps_one_oracle_per_maze_of_a_family_batch():
+    """With a task family each task has its own maze: the potential builds each maze's
+    oracle once per rollout (oracle_for's small cache would rebuild them every step)."""
+    envs = MetaIMazeVectorEnv(3, nthread=1, task_steps=40, family="sim2real")
+    try:
+        envs.reset(seed=[5, 6, 7])
+        potential = IMazeStepsToGoal()
+        first = potential(envs)
+        kept = dict(potential._oracles)
+        assert len(kept) == 3, "three tasks, three mazes"
+        envs.step(np.zeros(3, dtype=np.int64))
+        potential(envs)
+        assert all(potential._oracles[g] is o for g, o in kept.items()), "no oracle is rebuilt"
+        expected = [oracle_for(s.geometry).nearest_steps_to_goal(s.goal, *s.pose()) for s in envs.sims]
+        np.testing.assert_array_equal(potential(envs), expected)
+        assert np.all(np.isfinite(first)) and np.all(first > 0)
+    finally:
+        envs.close()

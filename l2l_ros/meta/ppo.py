@@ -20,7 +20,7 @@ from l2l_ros.meta.config import TrainConfig
 from l2l_ros.meta.distributed import sync_and_clip
 from l2l_ros.meta.imitation import make_teacher_cached
 from l2l_ros.meta.losses import imitation_loss, masked_mean, teacher_targets
-from l2l_ros.meta.rollout import collect_tasks, compute_gae, imaze_steps_to_goal, potential_shaping
+from l2l_ros.meta.rollout import collect_tasks, compute_gae, IMazeStepsToGoal, potential_shaping
 from l2l_ros.policy_base import RecurrentPolicy
 
 __all__ = ["ppo_update"]
@@ -42,7 +42,7 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
         target_kind = teacher_targets(config, teacher)
     roll = collect_tasks(envs, policy, task_seeds, max_steps=config.max_task_steps, options=options,
                          teacher=teacher, expected_rewards=config.expected_reward,
-                         potential=imaze_steps_to_goal if config.potential_shaping else None)
+                         potential=IMazeStepsToGoal() if config.potential_shaping else None)
     obs, actions, old_logp = roll["obs"], roll["actions"], roll["logprobs"]
     values, rewards, valid = roll["values"], roll["rewards"], roll["valid"]
 

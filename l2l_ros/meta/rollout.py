@@ -10,7 +10,7 @@ from l2l_ros.policy_base import RecurrentPolicy
 from l2l_ros.tasks.meta_wrapper import MetaWrapper
 
 __all__ = ["make_env", "make_vector_env", "collect_tasks", "compute_gae", "trial_ends_by_goal",
-           "imaze_steps_to_goal", "potential_shaping"]
+           "IMazeStepsToGoal", "potential_shaping"]
 
 #: A continuous policy "agrees" with its teacher when its mean action is within this of
 #: the teacher's in every component (actions span [-1, 1]).
@@ -88,7 +88,7 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
     reward of the action taken minus the task's mean over actions (``info["p"] -
     info["p_mean"]``, which the bandits report), for ``TrainConfig.expected_reward``.
 
-    With ``potential`` (``envs -> [B]``, e.g. :func:`imaze_steps_to_goal`) it also returns
+    With ``potential`` (``envs -> [B]``, e.g. :class:`IMazeStepsToGoal`) it also returns
     ``potentials`` ``[T + 1, B]``: its value before each step and after the last one, and
     ``goal_entered`` ``[T, B]``: the steps whose goal entry ended a trial (the robot then
     starts the next trial elsewhere, so the potential after such a step is not the goal's)."""
@@ -201,15 +201,29 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, valid: torch.Tensor
     return adv, adv + values * validf
 
 
-def imaze_steps_to_goal(envs: gym.vector.VectorEnv) -> np.ndarray:
-    """``[B]``: the honest oracle's fewest control periods from each I-maze env's pose into
-    its goal alcove (the potential of ``TrainConfig.potential_shaping``; against a wall,
-    the nearest free pose's; NaN where none is near). ``envs``: the I-maze's batched env
-    (``train`` refuses other envs before it starts)."""
-    from l2l_ros.tasks.imaze_oracle import oracle_for
+class IMazeStepsToGoal:
+    """``envs -> [B]``: the honest oracle's fewest control periods from each I-maze env's
+    pose into its goal alcove (the potential of ``TrainConfig.potential_shaping``; against
+    a wall, the nearest free pose's; NaN where none is near). ``envs``: the I-maze's
+    batched env (``train`` refuses other envs before it starts).
 
-    return np.array([oracle_for(sim.geometry).nearest_steps_to_goal(sim.goal, *sim.pose()) for sim in envs.sims],
-                    dtype=np.float64)
+    One per rollout: it keeps an oracle per maze the batch holds (0.3 s each to build).
+    With a task family every task has its own maze, more than ``oracle_for``'s cache
+    keeps, which would rebuild them at every step."""
+
+    def __init__(self):
+        self._oracles: dict = {}
+
+    def __call__(self, envs: gym.vector.VectorEnv) -> np.ndarray:
+        from l2l_ros.tasks.imaze_oracle import IMazeOracle
+
+        out = np.empty(len(envs.sims), dtype=np.float64)
+        for i, sim in enumerate(envs.sims):
+            oracle = self._oracles.get(sim.geometry)
+            if oracle is None:
+                oracle = self._oracles[sim.geometry] = IMazeOracle(sim.geometry)
+            out[i] = oracle.nearest_steps_to_goal(sim.goal, *sim.pose())
+        return out
 
 
 def potential_shaping(potentials: torch.Tensor, valid: torch.Tensor, coef: float, gamma: float,
