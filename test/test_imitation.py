@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from l2l_ros.meta.checkpoint import load_checkpoint
-from l2l_ros.meta.imitation import GittinsTeacher, IMazeSearchTeacher, make_teacher, teacher_share
+from l2l_ros.meta.imitation import GittinsTeacher, make_teacher, teacher_share
 from l2l_ros.meta.policies import build_policy
 from l2l_ros.meta.config import TrainConfig
 from l2l_ros.meta.rollout import collect_tasks, trial_ends_by_goal
@@ -229,31 +229,6 @@ def test_searcher_teacher_drives_the_imaze_envs_to_their_goals(name):
     assert int(sizes.max()) == (1 if name == "searcher" else 2) and int(sizes.min()) == 1
     with pytest.raises(ValueError, match="I-maze family"):
         make_teacher("searcher", ENV, {"k": 2, "n": 10})
-
-
-def test_the_later_trials_searcher_asks_nothing_in_trial_1_and_the_way_back_after():
-    """``searcher-later``: every action in trial 1 (a set loss of 0, the student's search is
-    its own), the lenient searcher's set once a trial has ended at the goal."""
-    from l2l_ros.meta.losses import teacher_nll
-    from l2l_ros.tasks import IMAZE_ID
-    from l2l_ros.tasks.imaze_vector import MetaIMazeVectorEnv
-
-    envs = MetaIMazeVectorEnv(3, nthread=1)
-    envs.reset(seed=[7, 8, 9])
-    later, lenient = make_teacher("searcher-later", IMAZE_ID, {}), make_teacher("searcher-lenient", IMAZE_ID, {})
-    later.reset(envs)
-    lenient.reset(envs)
-    first = later.target()
-    assert np.all(first > 0)
-    logits = torch.randn(3, first.shape[1])
-    assert torch.allclose(teacher_nll(logits, torch.as_tensor(first)), torch.zeros(3), atol=1e-6)
-    for sim in envs.sims:  # as if each robot had just found its goal and been sent back
-        sim.trial = 1
-    back, ref = later.target(), lenient.target()
-    np.testing.assert_array_equal(back > 0, ref > 0)
-    assert not np.all(back > 0), "once the goal is known, some action leaves the route"
-    with pytest.raises(ValueError, match="lenient"):
-        IMazeSearchTeacher(later_only=True)
 
 
 def test_trial_ends_by_goal_splits_the_goals_per_task_by_alcove():

@@ -61,7 +61,7 @@ __all__ = ["TEACHERS", "Teacher", "GittinsTeacher", "IMazeSearchTeacher", "Polic
            "make_teacher",
            "teacher_share", "imitation_update"]
 
-TEACHERS = ("gittins", "searcher", "searcher-lenient", "searcher-later", "arm-oracle")
+TEACHERS = ("gittins", "searcher", "searcher-lenient", "arm-oracle")
 
 
 class Teacher(Protocol):
@@ -171,17 +171,11 @@ class IMazeSearchTeacher:
     nearest unvisited alcove first, straight to the goal once a trial has ended there.
 
     ``lenient``: the target is the set of actions that keep to the searcher's route
-    (``IMazeExpert.actions``) instead of its one pure-pursuit action. ``later_only`` (with
-    ``lenient``): in trial 1 every action is in the set (no loss), so the student keeps
-    its own search and learns only the way back to a goal it has found, where the
-    learnt policies lose most (docs/imaze_family.md: the wrong turn at the junction).
+    (``IMazeExpert.actions``) instead of its one pure-pursuit action.
     """
 
-    def __init__(self, lenient: bool = False, later_only: bool = False):
-        if later_only and not lenient:
-            raise ValueError("later_only needs lenient targets (a set that can hold every action)")
+    def __init__(self, lenient: bool = False):
         self.lenient = bool(lenient)
-        self.later_only = bool(later_only)
 
     def reset(self, envs: gym.vector.VectorEnv) -> None:
         from l2l_ros.tasks.imaze_expert import IMazeExpert
@@ -198,10 +192,7 @@ class IMazeSearchTeacher:
             expert.geometry = sim.geometry  # with a task family, each task has its own maze
             if sim.trial > 0 and expert.goal is None:  # a trial ended at the goal: now it is known
                 expert.goal_found(sim.goal)
-            if self.later_only and sim.trial == 0:
-                out[i] = 1.0 / len(IMAZE_ACTIONS)  # the whole set: -log(1) = 0
-                expert.target(*sim.pose())  # it still notes the alcoves visited
-            elif self.lenient:
+            if self.lenient:
                 ok = expert.actions(*sim.pose())
                 out[i, ok] = 1.0 / len(ok)
             else:
@@ -300,8 +291,7 @@ class ArmOracleTeacher:
 
 
 def make_teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False, index_tau: float = 0.0) -> Teacher:
-    """``"gittins"`` (bandits), ``"searcher"``, ``"searcher-lenient"`` or ``"searcher-later"``
-    (I-maze), or the path of
+    """``"gittins"`` (bandits), ``"searcher"`` or ``"searcher-lenient"`` (I-maze), or the path of
     a saved policy for the same env (``soft``: its action distribution, or the tempered
     Gittins policy's, is the target)."""
     from pathlib import Path
@@ -309,7 +299,7 @@ def make_teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False, i
     from l2l_ros.tasks import IMAZE_ID
     from l2l_ros.tasks.bandit import BANDIT_ENV_ID
 
-    if soft and name in ("searcher", "searcher-lenient", "searcher-later", "arm-oracle"):
+    if soft and name in ("searcher", "searcher-lenient", "arm-oracle"):
         raise ValueError(f"soft targets need a saved policy or gittins as the teacher, not {name!r}")
     if name == "arm-oracle":
         from l2l_ros.tasks import MANIPULATOR_ID
@@ -322,10 +312,10 @@ def make_teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False, i
             raise ValueError(f"the gittins teacher plays the bandit family, not {env_id}")
         return GittinsTeacher(int(env_kwargs.get("k", 5)), int(env_kwargs.get("n", 100)), soft=soft,
                               index_tau=index_tau)
-    if name in ("searcher", "searcher-lenient", "searcher-later"):
+    if name in ("searcher", "searcher-lenient"):
         if env_id != IMAZE_ID:
             raise ValueError(f"the searcher teacher plays the I-maze family, not {env_id}")
-        return IMazeSearchTeacher(lenient=name != "searcher", later_only=name == "searcher-later")
+        return IMazeSearchTeacher(lenient=name == "searcher-lenient")
     if Path(name).exists():
         teacher = PolicyTeacher(name, soft=soft)
         if teacher.doc.get("env_id") != env_id:
