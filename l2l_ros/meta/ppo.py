@@ -20,7 +20,7 @@ from l2l_ros.meta.config import TrainConfig
 from l2l_ros.meta.distributed import sync_and_clip
 from l2l_ros.meta.imitation import make_teacher_cached
 from l2l_ros.meta.losses import imitation_loss, masked_mean, teacher_targets
-from l2l_ros.meta.rollout import collect_tasks, compute_gae, IMazeStepsToGoal, potential_shaping
+from l2l_ros.meta.rollout import IMazeStepsToGoal, collect_tasks, compute_gae, potential_shaping
 from l2l_ros.policy_base import RecurrentPolicy
 
 __all__ = ["ppo_update"]
