@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from l2l_ros.meta.checkpoint import load_checkpoint
-from l2l_ros.meta.imitation import GittinsTeacher, IMazeSearchTeacher, make_teacher, teacher_share
-from l2l_ros.meta.losses import teacher_nll
+from l2l_ros.meta.imitation import GittinsTeacher, make_teacher, teacher_share
 from l2l_ros.meta.policies import build_policy
 from l2l_ros.meta.config import TrainConfig
 from l2l_ros.meta.rollout import collect_tasks, trial_ends_by_goal
@@ -230,35 +229,6 @@ def test_searcher_teacher_drives_the_imaze_envs_to_their_goals(name):
     assert int(sizes.max()) == (1 if name == "searcher" else 2) and int(sizes.min()) == 1
     with pytest.raises(ValueError, match="I-maze family"):
         make_teacher("searcher", ENV, {"k": 2, "n": 10})
-
-
-def test_the_junction_searcher_speaks_only_where_the_stem_meets_a_found_goals_crossbar():
-    """``searcher-junction``: the lenient searcher's set in the junction square of the goal's
-    crossbar once the goal is found, every action (a set loss of 0) everywhere else."""
-    from l2l_ros.meta.imitation import _at_goal_junction
-    from l2l_ros.tasks import IMAZE_ID
-    from l2l_ros.tasks.imaze_vector import MetaIMazeVectorEnv
-
-    envs = MetaIMazeVectorEnv(2, nthread=1)
-    envs.reset(seed=[3, 4])
-    driver = make_teacher("searcher", IMAZE_ID, {})
-    junction, lenient = make_teacher("searcher-junction", IMAZE_ID, {}), make_teacher("searcher-lenient", IMAZE_ID, {})
-    for t in (driver, junction, lenient):
-        t.reset(envs)
-    asked, trials = 0, np.zeros(2, dtype=int)
-    for _ in range(300):  # the searcher finds each goal, then returns to it (within one task)
-        trials = np.maximum(trials, [sim.trial for sim in envs.sims])
-        at = np.array([sim.trial > 0 and _at_goal_junction(sim) for sim in envs.sims])
-        j, ref = junction.target(), lenient.target()
-        assert np.all(j[~at] > 0)
-        np.testing.assert_array_equal(j[at] > 0, ref[at] > 0)
-        asked += int(at.sum())
-        envs.step(driver.target().argmax(1))
-    assert trials.min() >= 2, "each goal found, and returned to in trial 2 or later"
-    assert asked > 0
-    assert torch.allclose(teacher_nll(torch.randn(2, 3), torch.ones(2, 3)), torch.zeros(2), atol=1e-6)
-    with pytest.raises(ValueError, match="lenient"):
-        IMazeSearchTeacher(junction_only=True)
 
 
 def test_trial_ends_by_goal_splits_the_goals_per_task_by_alcove():

@@ -61,7 +61,7 @@ __all__ = ["TEACHERS", "Teacher", "GittinsTeacher", "IMazeSearchTeacher", "Polic
            "make_teacher",
            "teacher_share", "imitation_update"]
 
-TEACHERS = ("gittins", "searcher", "searcher-lenient", "searcher-junction", "arm-oracle")
+TEACHERS = ("gittins", "searcher", "searcher-lenient", "arm-oracle")
 
 
 class Teacher(Protocol):
@@ -171,19 +171,11 @@ class IMazeSearchTeacher:
     nearest unvisited alcove first, straight to the goal once a trial has ended there.
 
     ``lenient``: the target is the set of actions that keep to the searcher's route
-    (``IMazeExpert.actions``) instead of its one pure-pursuit action. ``junction_only``
-    (with ``lenient``): that set only where the stem meets the goal's crossbar in a trial
-    after the goal was found, every action (no loss) elsewhere. Why: the learnt policies
-    take the same turn there whatever the goal's side, and PPO cannot correct it, since
-    they almost never sample the other turn (docs/imaze_family.md); the rest of their
-    driving is their own.
+    (``IMazeExpert.actions``) instead of its one pure-pursuit action.
     """
 
-    def __init__(self, lenient: bool = False, junction_only: bool = False):
-        if junction_only and not lenient:
-            raise ValueError("junction_only needs lenient targets (a set that can hold every action)")
+    def __init__(self, lenient: bool = False):
         self.lenient = bool(lenient)
-        self.junction_only = bool(junction_only)
 
     def reset(self, envs: gym.vector.VectorEnv) -> None:
         from l2l_ros.tasks.imaze_expert import IMazeExpert
@@ -200,10 +192,7 @@ class IMazeSearchTeacher:
             expert.geometry = sim.geometry  # with a task family, each task has its own maze
             if sim.trial > 0 and expert.goal is None:  # a trial ended at the goal: now it is known
                 expert.goal_found(sim.goal)
-            if self.junction_only and not (sim.trial > 0 and _at_goal_junction(sim)):
-                out[i] = 1.0 / len(IMAZE_ACTIONS)  # the whole set: -log(1) = 0
-                expert.target(*sim.pose())  # it still notes the alcoves visited
-            elif self.lenient:
+            if self.lenient:
                 ok = expert.actions(*sim.pose())
                 out[i, ok] = 1.0 / len(ok)
             else:
@@ -212,14 +201,6 @@ class IMazeSearchTeacher:
 
     def observe(self, actions: np.ndarray, rewards: np.ndarray) -> None:
         pass  # the simulators carry the outcome
-
-
-def _at_goal_junction(sim) -> bool:
-    """Whether the robot is in the square where the stem meets its goal's crossbar."""
-    g = sim.geometry
-    x, y, _ = sim.pose()
-    _, sy = g.goal_signs(sim.goal)
-    return abs(x) <= g.corridor_width / 2 and abs(sy * y - g.stem_half_length) <= g.corridor_width / 2
 
 
 class PolicyTeacher:
@@ -310,8 +291,7 @@ class ArmOracleTeacher:
 
 
 def make_teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False, index_tau: float = 0.0) -> Teacher:
-    """``"gittins"`` (bandits), ``"searcher"``, ``"searcher-lenient"`` or ``"searcher-junction"``
-    (I-maze), or the path of
+    """``"gittins"`` (bandits), ``"searcher"`` or ``"searcher-lenient"`` (I-maze), or the path of
     a saved policy for the same env (``soft``: its action distribution, or the tempered
     Gittins policy's, is the target)."""
     from pathlib import Path
@@ -319,7 +299,7 @@ def make_teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False, i
     from l2l_ros.tasks import IMAZE_ID
     from l2l_ros.tasks.bandit import BANDIT_ENV_ID
 
-    if soft and name in ("searcher", "searcher-lenient", "searcher-junction", "arm-oracle"):
+    if soft and name in ("searcher", "searcher-lenient", "arm-oracle"):
         raise ValueError(f"soft targets need a saved policy or gittins as the teacher, not {name!r}")
     if name == "arm-oracle":
         from l2l_ros.tasks import MANIPULATOR_ID
@@ -332,10 +312,10 @@ def make_teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False, i
             raise ValueError(f"the gittins teacher plays the bandit family, not {env_id}")
         return GittinsTeacher(int(env_kwargs.get("k", 5)), int(env_kwargs.get("n", 100)), soft=soft,
                               index_tau=index_tau)
-    if name in ("searcher", "searcher-lenient", "searcher-junction"):
+    if name in ("searcher", "searcher-lenient"):
         if env_id != IMAZE_ID:
             raise ValueError(f"the searcher teacher plays the I-maze family, not {env_id}")
-        return IMazeSearchTeacher(lenient=name != "searcher", junction_only=name == "searcher-junction")
+        return IMazeSearchTeacher(lenient=name == "searcher-lenient")
     if Path(name).exists():
         teacher = PolicyTeacher(name, soft=soft)
         if teacher.doc.get("env_id") != env_id:
