@@ -53,6 +53,7 @@ def _run(inp, w, v, b, z, r, y, thr, alpha, rho, beta, kappa: float, refractory:
     frees = inp.new_empty((T,) + z.shape) if keep and refractory > 0 else None
     one_tick = refractory == 1 and T > 0 and bool((r <= 1.0).all())
     ones = torch.ones_like(z) if one_tick else None
+    zero = inp.new_zeros(())
     z_t = z
     a_t = torch.addcmul(thr, beta, b)
     if keep:
@@ -63,7 +64,7 @@ def _run(inp, w, v, b, z, r, y, thr, alpha, rho, beta, kappa: float, refractory:
         v = torch.addcmul(torch.addcmul(i_t, alpha, v), z_t, a_t, value=-1.0, out=vs[t] if keep else None)
         b = torch.lerp(z_t, b, rho)
         a_next = torch.addcmul(thr, beta, b, out=a_s[t + 1] if keep else None)
-        fired = (v > a_next).to(inp.dtype)
+        fired = v > a_next
         if refractory > 0:
             out_free = frees[t] if frees is not None else None
             if one_tick and t > 0:
@@ -72,11 +73,11 @@ def _run(inp, w, v, b, z, r, y, thr, alpha, rho, beta, kappa: float, refractory:
                 free = (r <= 0).to(inp.dtype)
                 if out_free is not None:
                     out_free.copy_(free)
-            z_next = torch.mul(fired, free, out=zs[t + 1] if keep else None)
+            z_next = torch.where(fired, free, zero, out=zs[t + 1] if keep else None)  # fired * free
             if not one_tick:
                 r = torch.maximum(r - 1.0, z_next * float(refractory)).clamp_(min=0.0)
         else:
-            z_next = fired
+            z_next = fired.to(inp.dtype)
             if keep:
                 zs[t + 1] = z_next
         if kappa > 0:
@@ -125,12 +126,11 @@ class _LSNNSequence(torch.autograd.Function):
         g_v = torch.zeros_like(vs[0])
         g_b = torch.zeros_like(vs[0])
         g_z = torch.zeros_like(vs[0])
-        for t in range(T - 1, -1, -1):
-            g_y = g_ys[t] + kappa * g_y if kappa > 0 else g_ys[t]
-            g_z1 = g_z + (1.0 - kappa) * g_y if kappa > 0 else g_z + g_y
-            g_v1 = torch.addcmul(g_v, g_z1, psi_over_a1[t])
+        for t in range(T - 1, -1, -1):  # scalar factors folded into the adds: one op each
+            g_y = torch.add(g_ys[t], g_y, alpha=kappa) if kappa > 0 else g_ys[t]
+            g_z1 = torch.add(g_z, g_y, alpha=1.0 - kappa) if kappa > 0 else g_z + g_y
+            g_v1 = torch.addcmul(g_v, g_z1, psi_over_a1[t], out=g_inp[t])
             g_b1 = torch.addcmul(g_b, g_z1, psi_cb[t], value=-1.0)
-            g_inp[t] = g_v1
             g_v = alpha * g_v1
             g_z = torch.addmm(one_minus_rho * g_b1, g_v1, wt)
             if neg_a0 is not None:
