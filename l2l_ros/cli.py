@@ -628,8 +628,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "only; the same expected gradient, less noise); the policy still sees the draw")
     p.add_argument("--potential-shaping", type=float, default=0.0, metavar="C",
                    help="PPO, I-maze: add C * (d(s) - gamma * d(s')) to each step's reward for the advantages, "
-                        "d the oracle's fewest control periods into the goal alcove (training only; it "
-                        "moves no expected return and credits the turn at once); 0: off")
+                        "d the oracle's fewest control periods into the goal alcove, each trial an episode (training "
+                        "only; within a trial it moves no expected return and credits the turn at once); 0: off")
     p.add_argument("--arms", type=positive_int, default=5, help="bandit: number of arms k")
     p.add_argument("--horizons", default="",
                    help="bandit: comma-separated pulls per task, one drawn per update (default 10,100,500)")
