@@ -354,17 +354,19 @@ def test_lifecycle_configure_activate_deactivate():
     try:
         assert h.policy.runtime is None and h.policy._cmd_pub is None
 
+        # One client per service, as a lifecycle manager keeps them: a new client per call
+        # must be matched anew each time, which once took over 10 s on a busy CI machine.
+        change_client = h.probe.create_client(ChangeState, "/spiking_policy/change_state")
+        state_client = h.probe.create_client(GetState, "/spiking_policy/get_state")
+        assert h.spin_until(lambda: change_client.service_is_ready() and state_client.service_is_ready(), 30.0)
+
         def change(transition_id: int) -> bool:
-            client = h.probe.create_client(ChangeState, "/spiking_policy/change_state")
-            assert client.wait_for_service(timeout_sec=10.0)
-            future = client.call_async(ChangeState.Request(transition=Transition(id=transition_id)))
+            future = change_client.call_async(ChangeState.Request(transition=Transition(id=transition_id)))
             assert h.spin_until(future.done, 30.0)
             return future.result().success
 
         def state() -> str:
-            client = h.probe.create_client(GetState, "/spiking_policy/get_state")
-            assert client.wait_for_service(timeout_sec=10.0)
-            future = client.call_async(GetState.Request())
+            future = state_client.call_async(GetState.Request())
             assert h.spin_until(future.done, 10.0)
             return future.result().current_state.label
 
