@@ -355,7 +355,7 @@ def test_lifecycle_configure_activate_deactivate():
         assert h.policy.runtime is None and h.policy._cmd_pub is None
 
         # One client per service, as a lifecycle manager keeps them: a new client per call
-        # must be matched anew each time, which once took over 10 s on a busy CI machine.
+        # must be matched anew each time, and in one CI run one took over 10 s.
         change_client = h.probe.create_client(ChangeState, "/spiking_policy/change_state")
         state_client = h.probe.create_client(GetState, "/spiking_policy/get_state")
         assert h.spin_until(lambda: change_client.service_is_ready() and state_client.service_is_ready(), 30.0)
