@@ -108,6 +108,7 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
         buf["expected_rewards"] = []
     if potential is not None:
         buf["potentials"] = [torch.as_tensor(potential(envs), dtype=torch.float32, device=dev).nan_to_num(0.0)]
+        buf["goal_entered"] = []
     for _ in range(max_steps):
         obs_t = torch.as_tensor(obs, dtype=torch.float32, device=dev)
         params, value, state = policy.forward_sequence(obs_t[None], state)
@@ -161,7 +162,7 @@ def collect_tasks(envs: gym.vector.VectorEnv, policy: RecurrentPolicy, seeds: li
             entered = np.asarray(te, dtype=bool) & np.asarray(infos.get("_trial_end", valid)) & valid
             trial_ends += entered
         if potential is not None:
-            buf.setdefault("goal_entered", []).append(torch.as_tensor(entered, device=dev))
+            buf["goal_entered"].append(torch.as_tensor(entered, device=dev))
         if record_infos:
             for i in np.flatnonzero(valid):
                 infos_out[i]["trial_end"].append(bool(_info_column(infos, "trial_end", i) or False))
@@ -207,21 +208,22 @@ class IMazeStepsToGoal:
     a wall, the nearest free pose's; NaN where none is near). ``envs``: the I-maze's
     batched env (``train`` refuses other envs before it starts).
 
-    One per rollout: it keeps an oracle per maze the batch holds (0.3 s each to build).
-    With a task family every task has its own maze, more than ``oracle_for``'s cache
-    keeps, which would rebuild them at every step."""
+    One per rollout: it holds the oracle of each maze the batch has (``oracle_for``'s,
+    0.3 s to build). That cache keeps the last 8, so the default maze is built once per
+    process; with a task family every task has its own maze, more than 8 in a batch, and
+    without these references each step would rebuild them."""
 
     def __init__(self):
         self._oracles: dict = {}
 
     def __call__(self, envs: gym.vector.VectorEnv) -> np.ndarray:
-        from l2l_ros.tasks.imaze_oracle import IMazeOracle
+        from l2l_ros.tasks.imaze_oracle import oracle_for
 
         out = np.empty(len(envs.sims), dtype=np.float64)
         for i, sim in enumerate(envs.sims):
             oracle = self._oracles.get(sim.geometry)
             if oracle is None:
-                oracle = self._oracles[sim.geometry] = IMazeOracle(sim.geometry)
+                oracle = self._oracles[sim.geometry] = oracle_for(sim.geometry)
             out[i] = oracle.nearest_steps_to_goal(sim.goal, *sim.pose())
         return out
 
@@ -240,7 +242,7 @@ def potential_shaping(potentials: torch.Tensor, valid: torch.Tensor, coef: float
     ``potentials``: ``[T + 1, B]`` steps to the goal; ``goal_entered``: ``[T, B]``."""
     validf = valid.float()
     after = torch.cat([validf[1:], torch.zeros_like(validf[:1])])  # 0 after the last valid step
-    after = after * (~goal_entered.bool()).float()
+    after = after * (~goal_entered).float()  # and after a goal entry
     return coef * (potentials[:-1] - gamma * potentials[1:] * after) * validf
 
 
