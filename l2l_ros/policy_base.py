@@ -213,7 +213,8 @@ class RecurrentPolicy(nn.Module):
 
     kind: str = ""
 
-    def __init__(self, obs_dim: int, action_spec: dict, n_features: int, log_std_init: float = -0.5):
+    def __init__(self, obs_dim: int, action_spec: dict, n_features: int, log_std_init: float = -0.5,
+                 gain_readout: bool = False):
         super().__init__()
         self.obs_dim = check_int("obs_dim", obs_dim, 1, MAX_UNITS)
         self.action_spec = normalize_action_spec(action_spec)
@@ -238,6 +239,14 @@ class RecurrentPolicy(nn.Module):
         nn.init.zeros_(self.policy_head.bias)
         nn.init.orthogonal_(self.value_head.weight, 1.0)
         nn.init.zeros_(self.value_head.bias)
+        # A second readout that multiplies the first, per action (Box only): the product of
+        # a command the network computes with a gain it infers (an arm joint's sign and
+        # scale), which a linear readout of spikes cannot form. Starts as a gain of 1.
+        self.gain_head: nn.Linear | None = None
+        if gain_readout and not self.discrete:
+            self.gain_head = nn.Linear(n_features, self.action_dim)
+            nn.init.zeros_(self.gain_head.weight)
+            nn.init.ones_(self.gain_head.bias)
 
     # -- to implement
     def initial_state(self, batch: int) -> State:
@@ -271,6 +280,8 @@ class RecurrentPolicy(nn.Module):
     def action_params(self, feats: torch.Tensor) -> torch.Tensor:
         """Logits (Discrete) or the mean action inside the box (Box) from features."""
         head = self.policy_head(feats)
+        if self.gain_head is not None:
+            head = head * self.gain_head(feats)
         if self.discrete:
             return head
         return self.act_center + self.act_half * torch.tanh(head)
@@ -320,6 +331,13 @@ class RecurrentPolicy(nn.Module):
             obs = obs[None]
         feats, state = self.features_sequence(obs[None], state)
         return self.env_action(self.deterministic_action(self.action_params(feats[0]))), state
+
+    def load_start_weights(self, source: "RecurrentPolicy") -> None:
+        """Fill this network from ``source`` to start a run from it (``init_from``): the same
+        network only (subclasses may accept a source they can grow from). ValueError else."""
+        if source.describe() != self.describe():
+            raise ValueError(f"it holds {source.describe()}, this run trains {self.describe()}")
+        self.load_state_dict(source.state_dict(), strict=True)
 
     def reset_state(self, state: State, mask: torch.Tensor) -> State:
         """Reset the entries where ``mask[B]`` is True to the initial state."""

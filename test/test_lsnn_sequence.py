@@ -224,3 +224,116 @@ def test_inference_path_gives_exactly_the_training_paths_values(cfg):
         inferred, i_final = pol.features_sequence(obs, pol.initial_state(2))
     assert torch.equal(trained.detach(), inferred) and float(inferred.abs().sum()) > 0
     assert all(torch.equal(a.detach(), b) for a, b in zip(t_final, i_final))
+
+
+def _evidence_policy() -> LSNNPolicy:
+    torch.manual_seed(0)
+    return LSNNPolicy(4, {"type": "box", "shape": [2], "low": -1.0, "high": 1.0},
+                      LSNNConfig(n_lif=8, n_alif=8, input_population=3, input_products=[[0, 2], [1, 3]],
+                                 evidence_tau=10.0))
+
+
+def test_evidence_channels_are_a_normalised_trace_of_each_product_reset_at_a_task_start():
+    """e_t = sum_k lam^k p_{t-k} / (sum_k lam^k |p_{t-k}| + floor) per product, checked
+    against a plain loop, in [-1, 1], and a task restart forgets the previous task's sign."""
+    from l2l_ros.snn.lsnn import EVIDENCE_FLOOR
+    pol = _evidence_policy()
+    obs = torch.rand(30, 2, 4, dtype=torch.float64) * 2 - 1
+    obs[:, 0, 0] = obs[:, 0, 0].abs()
+    obs[:15, 0, 2] = obs[:15, 0, 2].abs()   # env 0, product 0: positive in the first task ...
+    obs[15:, 0, 2] = -obs[15:, 0, 2].abs()  # ... negative in the second
+    done = torch.zeros(30, 2, dtype=torch.bool)
+    done[15, 0] = True
+    ev, traces = pol.evidence_sequence(obs, torch.zeros(2, 4, dtype=torch.float64), done)
+    lam = torch.exp(torch.tensor(-0.1, dtype=torch.float64))
+    for b in range(2):
+        for j, (i, k) in enumerate([(0, 2), (1, 3)]):
+            s = m = 0.0
+            for t in range(30):
+                if done[t, b]:
+                    s = m = 0.0
+                p = obs[t, b, i] * obs[t, b, k]
+                s, m = lam * s + p, lam * m + abs(p)
+                assert abs(float(ev[t, b, j]) - float(s / (m + EVIDENCE_FLOOR))) < 1e-12
+    assert float(ev.abs().max()) <= 1.0
+    assert float(ev[14, 0, 0]) > 0.9 and float(ev[16, 0, 0]) < -0.9  # the sign of this task only
+    assert traces.shape == (2, 4)
+
+
+def test_evidence_carries_across_steps_as_the_node_runs_it(tmp_path):
+    """One observation at a time through the state (the ROS node's path) gives the whole
+    sequence's actions; the evidence reaches the network; the config round-trips a checkpoint."""
+    from l2l_ros.meta.checkpoint import load_checkpoint, save_checkpoint
+    pol = _evidence_policy()
+    obs = torch.rand(40, 3, 4) * 2 - 1
+    with torch.no_grad():
+        whole, _, _ = pol.forward_sequence(obs, pol.initial_state(3))
+        state, steps = pol.initial_state(3), []
+        for t in range(40):
+            params, _, state = pol.forward_sequence(obs[t:t + 1], state)
+            steps.append(params[0])
+        torch.testing.assert_close(torch.stack(steps), whole)
+        assert state.evidence.shape == (3, 4) and float(state.evidence.abs().sum()) > 0
+        n_raw = 4 + 2  # observation and products, then the 2 evidence channels
+        pol.w_in[n_raw:n_raw + 2].add_(5.0)  # the evidence channels drive the neurons
+        moved, _, _ = pol.forward_sequence(obs, pol.initial_state(3))
+    assert not torch.equal(moved, whole)
+    save_checkpoint(tmp_path / "p", pol, {"env_id": "x"})
+    loaded, _ = load_checkpoint(tmp_path / "p.json")
+    assert loaded.config.evidence_tau == 10.0 and loaded.n_evidence == 2
+
+
+def test_evidence_needs_products():
+    with pytest.raises(ValueError, match="evidence_tau needs input_products"):
+        LSNNConfig(evidence_tau=5.0)
+    with pytest.raises(ValueError, match="evidence"):
+        _evidence_policy().encode_inputs(torch.zeros(1, 4))
+
+
+def test_a_network_grows_evidence_channels_from_one_without_them():
+    """``init_from`` a network without evidence channels: the same actions at the start
+    (zero weights on the new channels), which then train; any other difference is refused."""
+    grown = _evidence_policy()
+    torch.manual_seed(1)
+    cfg = {**grown.config.to_dict(), "evidence_tau": 0.0}
+    source = LSNNPolicy(4, grown.action_spec, cfg)
+    grown.load_start_weights(source)
+    obs = torch.rand(30, 2, 4) * 2 - 1
+    with torch.no_grad():
+        a, _, _ = source.forward_sequence(obs, source.initial_state(2))
+        b, _, _ = grown.forward_sequence(obs, grown.initial_state(2))
+    assert torch.equal(a, b) and float(a.abs().sum()) > 0
+    b, _, _ = grown.forward_sequence(obs, grown.initial_state(2))
+    b.sum().backward()
+    n_raw = 4 + 2
+    assert float(grown.w_in.grad[n_raw:n_raw + 2].abs().sum()) > 0  # the evidence channels learn
+    with pytest.raises(ValueError, match="this run trains"):
+        grown.load_start_weights(LSNNPolicy(4, grown.action_spec, {**cfg, "n_lif": 9}))
+    with pytest.raises(ValueError, match="this run trains"):
+        source.load_start_weights(grown)  # dropping channels is not growing
+
+
+def test_gain_readout_starts_as_the_plain_readout_and_can_flip_an_action():
+    """``gain_readout``: the mean action is the policy readout times a second readout (an
+    arm joint's inferred sign and scale times the command); it starts at a gain of 1."""
+    torch.manual_seed(0)
+    spec = {"type": "box", "low": [-1.0, -1.0], "high": [1.0, 1.0], "shape": [2]}
+    plain = LSNNPolicy(6, spec, LSNNConfig(n_lif=8, n_alif=8))
+    gated = LSNNPolicy(6, spec, LSNNConfig(n_lif=8, n_alif=8, gain_readout=True))
+    missing = gated.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing == ["gain_head.weight", "gain_head.bias"]
+    obs = torch.rand(20, 3, 6) * 2
+    with torch.no_grad():
+        plain.policy_head.weight.mul_(100.0)
+        gated.policy_head.weight.mul_(100.0)
+        mean = plain(obs, plain.initial_state(3))[0]
+        assert torch.equal(gated(obs, gated.initial_state(3))[0], mean) and float(mean.abs().max()) > 0.01
+        gated.gain_head.bias.copy_(torch.tensor([-1.0, 1.0]))  # the first joint mirrored
+        flipped = gated(obs, gated.initial_state(3))[0]
+    torch.testing.assert_close(flipped[..., 0], -mean[..., 0])
+    assert torch.equal(flipped[..., 1], mean[..., 1])
+
+
+def test_gain_readout_is_for_continuous_actions_only():
+    discrete = LSNNPolicy(6, {"type": "discrete", "n": 3}, LSNNConfig(n_lif=8, n_alif=8, gain_readout=True))
+    assert discrete.gain_head is None  # logits need no sign

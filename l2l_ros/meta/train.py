@@ -151,12 +151,13 @@ def _logged_update(log_path: Path, update: int) -> dict | None:
 
 def _init_weights(policy: RecurrentPolicy, path: str) -> str:
     """Fill ``policy`` from the saved policy at ``path``, which must describe the same
-    network; returns the sha256 of those weights (the path may later hold others)."""
+    network (or one it grows from: ``load_start_weights``); returns the sha256 of those
+    weights (the path may later hold others)."""
     source, doc = load_checkpoint(path)
-    if source.describe() != policy.describe():
-        raise CheckpointError(f"cannot start from {path}: it holds {source.describe()}, "
-                              f"this run trains {policy.describe()}")
-    policy.load_state_dict(source.state_dict(), strict=True)
+    try:
+        policy.load_start_weights(source)
+    except ValueError as e:
+        raise CheckpointError(f"cannot start from {path}: {e}") from None
     return str(doc["weights_sha256"])
 
 

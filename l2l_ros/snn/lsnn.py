@@ -52,6 +52,9 @@ MAX_INPUT_POPULATION = 64  # tuning curves per input
 MAX_REFRACTORY = 1000      # ticks
 MAX_TAU = 1e7              # ticks; time constants beyond this are "never decays"
 MAX_GAIN = 1e6             # |input_gain|, |input_bias|, |rec_gain|, dampening, beta
+# Added to an evidence channel's magnitude trace: with products of order 0.01 to 1 per
+# step, a channel reads about 0 until its product has been seen, then about +-1.
+EVIDENCE_FLOOR = 1e-2
 
 
 @dataclass
@@ -98,6 +101,17 @@ class LSNNConfig(DictConfig):
     # "it paid" for a bandit, so evidence per arm arrives as its own input current
     # instead of being computed by coincidence of two inputs inside the network.
     input_products: list = field(default_factory=list)
+    # Evidence channels: > 0 adds, per input product, a slow synaptic trace of it over
+    # this many observation steps, normalised by the same trace of its magnitude:
+    # e = sum_k lam^k p_{t-k} / (sum_k lam^k |p_{t-k}| + EVIDENCE_FLOOR), lam = exp(-1/tau),
+    # in [-1, 1] and reset at a task start. A product (the arm's command times its joint's
+    # velocity) shows a hidden sign for one step; its trace holds that evidence for the
+    # task, so the network reads the sign instead of learning to hold it (docs/arm.md,
+    # attempt 14). Part of the network state, so env and node agree. 0: off.
+    evidence_tau: float = 0.0
+    # Continuous actions: the mean is policy readout times a gain readout per action
+    # (RecurrentPolicy.gain_head), so a sign the network infers can flip its command.
+    gain_readout: bool = False
 
     @property
     def n_rec(self) -> int:
@@ -131,17 +145,23 @@ class LSNNConfig(DictConfig):
         check_index_list("ignore_inputs", self.ignore_inputs)
         check_int("ticks_per_step", self.ticks_per_step, 1, MAX_TICKS_PER_STEP)
         check_index_pairs("input_products", self.input_products)
+        check_real("evidence_tau", self.evidence_tau, 0.0, MAX_TAU)
+        if self.evidence_tau > 0 and not self.input_products:
+            raise ValueError("evidence_tau needs input_products (the evidence is a trace of each product)")
+        check_bool("gain_readout", self.gain_readout)
 
 
 class LSNNState(NamedTuple):
     """Each ``[B, n_rec]``: membrane, adaptation, last spikes, refractory counter,
-    readout trace."""
+    readout trace; then ``evidence [B, 2P]``: the signed and the magnitude traces of the
+    P input products (``[B, 0]`` with ``evidence_tau`` 0)."""
 
     v: torch.Tensor
     b: torch.Tensor
     z: torch.Tensor
     r: torch.Tensor
     trace: torch.Tensor
+    evidence: torch.Tensor
 
 
 class LSNNPolicy(RecurrentPolicy):
@@ -153,10 +173,10 @@ class LSNNPolicy(RecurrentPolicy):
         config.validate()  # again: a config object may have been changed after it was made
         self.config = config
         n = config.n_rec
-        n_in = (check_int("obs_dim", obs_dim, 1, MAX_UNITS) + len(config.input_products)) \
-            * (1 + config.input_population)
+        n_in = (check_int("obs_dim", obs_dim, 1, MAX_UNITS) + len(config.input_products)
+                * (2 if config.evidence_tau > 0 else 1)) * (1 + config.input_population)
         check_parameter_count("lsnn", n_in * n + n * n + 2 * n)
-        super().__init__(obs_dim, action_spec, n, config.log_std_init)
+        super().__init__(obs_dim, action_spec, n, config.log_std_init, gain_readout=config.gain_readout)
         beta = torch.cat([torch.zeros(config.n_lif), torch.full((config.n_alif,), float(config.beta))])
         # Neurons 0..n_lif-1 are LIF (beta = 0), the rest ALIF.
         self.neurons = ALIF(n, thr=config.thr, beta=beta, tau_m=config.tau_m, tau_a=self._adaptation_taus(config),
@@ -165,7 +185,9 @@ class LSNNPolicy(RecurrentPolicy):
         # Index tensors of the product pairs, built once (``_currents`` runs every control tick).
         pairs = product_pairs(config.input_products, obs_dim)
         self.register_buffer("product_pairs", pairs, persistent=False)
-        n_in = (obs_dim + len(pairs)) * (1 + max(0, config.input_population))
+        self.n_evidence = len(pairs) if config.evidence_tau > 0 else 0
+        self.evidence_decay = math.exp(-1.0 / config.evidence_tau) if self.n_evidence else 0.0
+        n_in = (obs_dim + len(pairs) + self.n_evidence) * (1 + max(0, config.input_population))
         self.w_in = nn.Parameter(torch.randn(n_in, n) * (config.input_gain / math.sqrt(max(n_in, 1))))
         P = max(0, config.input_population)
         self.register_buffer("tuning_centres", torch.linspace(-1.0, 1.0, P) if P > 1 else torch.zeros(P),
@@ -208,25 +230,69 @@ class LSNNPolicy(RecurrentPolicy):
     def config_dict(self) -> dict:
         return self.config.to_dict()
 
+    def load_start_weights(self, source: RecurrentPolicy) -> None:
+        """As the base class, and also from the same network without evidence channels
+        (``evidence_tau`` 0): its weights, with zero input weights on the evidence channels,
+        so the network starts by acting exactly as the source (docs/arm.md, attempt 14)."""
+        if not (isinstance(source, LSNNPolicy) and self.n_evidence and not source.n_evidence):
+            return super().load_start_weights(source)
+        mine = {**source.describe(), "config": {**source.config.to_dict(), "evidence_tau": self.config.evidence_tau}}
+        if mine != self.describe():
+            raise ValueError(f"it holds {source.describe()}, this run trains {self.describe()}")
+        weights = source.state_dict()
+        old, P = weights["w_in"], self.config.input_population
+        d_old, d_new = self.obs_dim + len(self.product_pairs), self.obs_dim + len(self.product_pairs) + self.n_evidence
+        w_in = old.new_zeros(self.w_in.shape)  # channels: raw values, then P tuning curves per value
+        w_in[:d_old] = old[:d_old]
+        w_in[d_new:d_new + d_old * P] = old[d_old:]
+        self.load_state_dict({**weights, "w_in": w_in}, strict=True)
+
     def initial_state(self, batch: int) -> LSNNState:
         z = torch.zeros(batch, self.config.n_rec, device=self._device())
-        return LSNNState(z, z.clone(), z.clone(), z.clone(), z.clone())
+        return LSNNState(z, z.clone(), z.clone(), z.clone(), z.clone(),
+                         torch.zeros(batch, 2 * self.n_evidence, device=self._device()))
 
-    def encode_inputs(self, obs: torch.Tensor) -> torch.Tensor:
+    def encode_inputs(self, obs: torch.Tensor, evidence: torch.Tensor | None = None) -> torch.Tensor:
         """``obs [..., obs_dim]`` -> the input channels ``[..., n_in]`` that ``w_in`` reads:
-        product channels appended, ignored inputs zeroed, then the tuning curves."""
+        product channels appended, ignored inputs zeroed, the evidence channels
+        ``[..., P]`` appended (from :meth:`evidence_sequence`; needed with ``evidence_tau``),
+        then the tuning curves."""
         obs = append_products(obs, self.product_pairs)
         if self.config.ignore_inputs:
             obs = obs * self.input_keep
+        if self.n_evidence:
+            if evidence is None or evidence.shape[-1] != self.n_evidence:
+                raise ValueError(f"this network reads {self.n_evidence} evidence channels (evidence_tau > 0)")
+            obs = torch.cat([obs, evidence], dim=-1)
         if self.config.input_population > 0:
             tuned = torch.exp(-0.5 * ((obs[..., None] - self.tuning_centres) / self.tuning_width) ** 2)
             obs = torch.cat([obs, tuned.flatten(-2)], dim=-1)
         return obs
 
-    def _currents(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def evidence_sequence(self, obs: torch.Tensor, traces: torch.Tensor,
+                          done_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``obs [T,B,obs_dim]``, ``traces [B,2P]`` -> the evidence channels ``[T,B,P]`` and
+        the traces after the sequence (zeroed where ``done_mask[t]``, before step t)."""
+        T = obs.shape[0]
+        if not self.n_evidence:
+            return obs.new_zeros(T, obs.shape[1], 0), traces
+        left, right = self.product_pairs.unbind(1)
+        p = obs[..., left] * obs[..., right]
+        drive = torch.cat([p, p.abs()], dim=-1)
+        lam, out = self.evidence_decay, []
+        for t in range(T):
+            if done_mask is not None:
+                traces = traces * (~done_mask[t].to(torch.bool)).to(traces.dtype)[:, None]
+            traces = drive[t] + lam * traces
+            out.append(traces)
+        seq = torch.stack(out)
+        P = self.n_evidence
+        return seq[..., :P] / (seq[..., P:] + EVIDENCE_FLOOR), traces
+
+    def _currents(self, obs: torch.Tensor, evidence: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Input currents ``[T,B,n]`` of the whole sequence and the recurrent weights, both
         with ``thr * (1 - alpha)`` folded in (so ``I_scaled = (1 - alpha) * I``)."""
-        obs = self.encode_inputs(obs)
+        obs = self.encode_inputs(obs, evidence)
         T, B, D = obs.shape
         scale = self.neurons.threshold * (1.0 - self.neurons.alpha)
         inp = torch.addmm(self.b_in, obs.reshape(T * B, D), self.w_in).reshape(T, B, -1)
@@ -234,7 +300,8 @@ class LSNNPolicy(RecurrentPolicy):
 
     def features_sequence(self, obs: torch.Tensor, state: LSNNState,
                           done_mask: torch.Tensor | None = None):
-        inp, w_rec = self._currents(obs)
+        evidence, traces = self.evidence_sequence(obs, state[5], done_mask)
+        inp, w_rec = self._currents(obs, evidence if self.n_evidence else None)
         K = self.config.ticks_per_step
         if K > 1:  # hold each observation for K ticks; a task restart resets at its first tick
             T, B = inp.shape[:2]
@@ -246,12 +313,12 @@ class LSNNPolicy(RecurrentPolicy):
                 done_mask = ticks_mask
         if done_mask is None and not any(s.requires_grad for s in state):
             n = self.neurons
-            ys, final = lsnn_sequence(inp, w_rec, tuple(state), n.threshold, n.alpha, n.rho, n.beta,
+            ys, final = lsnn_sequence(inp, w_rec, tuple(state[:5]), n.threshold, n.alpha, n.rho, n.beta,
                                       self.kappa, n.refractory, n.dampening, n.detach_reset,
                                       spike_count=self.spike_counter)  # counted on the inference path only
-            final = LSNNState(*final)
         else:
             ys, final = self._features_stepwise(inp, w_rec, state, done_mask)
+        final = LSNNState(*final[:5], traces)
         if K > 1:
             ys = ys.view(-1, K, *ys.shape[1:]).mean(1)
         return ys, final
@@ -263,15 +330,15 @@ class LSNNPolicy(RecurrentPolicy):
         T, B = inp.shape[:2]
         neurons, kappa = self.neurons, self.kappa
         thr = neurons.threshold.to(inp.dtype)
-        init = self.initial_state(B) if done_mask is not None else None
-        v, b, z, r, y = state
+        init = self.initial_state(B)[:5] if done_mask is not None else None
+        v, b, z, r, y = state[:5]
         ns = NeuronState(v, b, z, r)
         traces = []
         for t in range(T):
             if done_mask is not None:
                 m = done_mask[t].to(torch.bool)
                 if bool(m.any()):
-                    v, b, z, r, y = _reset_where(LSNNState(*ns, y), init, m)
+                    v, b, z, r, y = _reset_where((*ns, y), init, m)
                     ns = NeuronState(v, b, z, r)
             i_t = torch.addmm(inp[t], ns.z, w_rec)
             z_new, ns = neurons.step_scaled(i_t, ns, thr)
@@ -279,4 +346,4 @@ class LSNNPolicy(RecurrentPolicy):
                 self.spike_counter += z_new.detach().sum(0)
             y = torch.lerp(z_new, y, kappa) if kappa > 0 else z_new
             traces.append(y)
-        return torch.stack(traces), LSNNState(*ns, y)
+        return torch.stack(traces), (*ns, y)

@@ -8,7 +8,9 @@ Graph, per network tick (time unit: one tick, ``dt = 1``)::
 
 * ``input``: the network's input channels: the observation after the policy's own
   encoding (population coding by Gaussian tuning curves and input products, which NIR
-  has no node for); ``LSNNPolicy.encode_inputs`` computes them.
+  has no node for); ``LSNNPolicy.encode_inputs`` computes them, and with ``evidence_tau``
+  the evidence traces from ``LSNNPolicy.evidence_sequence`` (two leaky integrators per
+  product and their ratio) are input channels too.
 * ``neurons``: one LIF node for the whole recurrent population, with the parameters
   under which forward Euler (``v += dt / tau * (v_leak - v + r I)``, how snnTorch, Norse
   and most NIR back ends step it) is our exact update: ``tau = 1 / (1 - alpha)``,
