@@ -313,6 +313,35 @@ def test_a_network_grows_evidence_channels_from_one_without_them():
         source.load_start_weights(grown)  # dropping channels is not growing
 
 
+def test_a_network_grows_evidence_and_a_gain_readout_at_once():
+    """Attempt 17's start (docs/arm.md): stage 1's network, grown by ``init_from`` into one
+    with evidence channels and a gain readout, acts exactly as before, and both new parts
+    get gradients; a gain head is never dropped."""
+    torch.manual_seed(2)
+    spec = {"type": "box", "shape": [2], "low": -1.0, "high": 1.0}
+    base = {"n_lif": 8, "n_alif": 8, "input_population": 3, "input_products": [[0, 2], [1, 3]]}
+    source = LSNNPolicy(4, spec, base)
+    with torch.no_grad():
+        source.policy_head.weight.mul_(50.0)  # actions well away from 0
+    grown = LSNNPolicy(4, spec, {**base, "evidence_tau": 10.0, "gain_readout": True})
+    grown.load_start_weights(source)
+    obs = torch.rand(30, 2, 4) * 2 - 1
+    with torch.no_grad():
+        a, _, _ = source.forward_sequence(obs, source.initial_state(2))
+        b, _, _ = grown.forward_sequence(obs, grown.initial_state(2))
+    assert torch.equal(a, b) and float(a.abs().max()) > 0.1
+    grown.forward_sequence(obs, grown.initial_state(2))[0].pow(2).sum().backward()
+    assert float(grown.gain_head.weight.grad.abs().sum()) > 0
+    assert float(grown.w_in.grad[6:8].abs().sum()) > 0  # the evidence channels (after 4 inputs, 2 products)
+    gain_only = LSNNPolicy(4, spec, {**base, "gain_readout": True})
+    gain_only.load_start_weights(source)
+    with torch.no_grad():
+        c, _, _ = gain_only.forward_sequence(obs, gain_only.initial_state(2))
+    assert torch.equal(a, c)
+    with pytest.raises(ValueError, match="this run trains"):
+        source.load_start_weights(gain_only)
+
+
 def test_gain_readout_starts_as_the_plain_readout_and_can_flip_an_action():
     """``gain_readout``: the mean action is the policy readout times a second readout (an
     arm joint's inferred sign and scale times the command); it starts at a gain of 1."""

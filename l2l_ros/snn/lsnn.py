@@ -232,20 +232,32 @@ class LSNNPolicy(RecurrentPolicy):
 
     def load_start_weights(self, source: RecurrentPolicy) -> None:
         """As the base class, and also from the same network without evidence channels
-        (``evidence_tau`` 0): its weights, with zero input weights on the evidence channels,
-        so the network starts by acting exactly as the source (docs/arm.md, attempt 14)."""
-        if not (isinstance(source, LSNNPolicy) and self.n_evidence and not source.n_evidence):
+        (``evidence_tau`` 0) or without a gain readout: its weights, with zero input weights
+        on the evidence channels and a gain head of weight 0 and bias 1, so the network
+        starts by acting exactly as the source (docs/arm.md, attempt 17)."""
+        if not isinstance(source, LSNNPolicy):
             return super().load_start_weights(source)
-        mine = {**source.describe(), "config": {**source.config.to_dict(), "evidence_tau": self.config.evidence_tau}}
+        grows_evidence = bool(self.n_evidence) and not source.n_evidence
+        grows_gain = self.gain_head is not None and source.gain_head is None
+        if not (grows_evidence or grows_gain):
+            return super().load_start_weights(source)
+        mine = {**source.describe(), "config": {**source.config.to_dict(), "evidence_tau": self.config.evidence_tau,
+                                                "gain_readout": self.config.gain_readout}}
         if mine != self.describe():
             raise ValueError(f"it holds {source.describe()}, this run trains {self.describe()}")
-        weights = source.state_dict()
-        old, P = weights["w_in"], self.config.input_population
-        d_old, d_new = self.obs_dim + len(self.product_pairs), self.obs_dim + len(self.product_pairs) + self.n_evidence
-        w_in = old.new_zeros(self.w_in.shape)  # channels: raw values, then P tuning curves per value
-        w_in[:d_old] = old[:d_old]
-        w_in[d_new:d_new + d_old * P] = old[d_old:]
-        self.load_state_dict({**weights, "w_in": w_in}, strict=True)
+        weights = dict(source.state_dict())
+        if grows_evidence:
+            old, P = weights["w_in"], self.config.input_population
+            d_old = self.obs_dim + len(self.product_pairs)
+            d_new = d_old + self.n_evidence
+            w_in = old.new_zeros(self.w_in.shape)  # channels: raw values, then P tuning curves per value
+            w_in[:d_old] = old[:d_old]
+            w_in[d_new:d_new + d_old * P] = old[d_old:]
+            weights["w_in"] = w_in
+        if grows_gain:
+            weights["gain_head.weight"] = torch.zeros_like(self.gain_head.weight)
+            weights["gain_head.bias"] = torch.ones_like(self.gain_head.bias)
+        self.load_state_dict(weights, strict=True)
 
     def initial_state(self, batch: int) -> LSNNState:
         z = torch.zeros(batch, self.config.n_rec, device=self._device())
