@@ -312,8 +312,10 @@ class LSNNPolicy(RecurrentPolicy):
 
     def features_sequence(self, obs: torch.Tensor, state: LSNNState,
                           done_mask: torch.Tensor | None = None):
-        evidence, traces = self.evidence_sequence(obs, state[5], done_mask)
-        inp, w_rec = self._currents(obs, evidence if self.n_evidence else None)
+        evidence, traces = None, state[5]  # without evidence channels: no work on the control path
+        if self.n_evidence:
+            evidence, traces = self.evidence_sequence(obs, traces, done_mask)
+        inp, w_rec = self._currents(obs, evidence)
         K = self.config.ticks_per_step
         if K > 1:  # hold each observation for K ticks; a task restart resets at its first tick
             T, B = inp.shape[:2]
