@@ -14,7 +14,8 @@ from typing import Any, Callable, Mapping
 
 BUNDLED_IMAZE_MODEL = "models/imaze_lsnn/policy.json"
 BUNDLED_ARM_MODEL = "models/arm_lsnn/policy.json"
-#: The arm's LSTM: what runs while no spiking arm model meets issue 30's targets.
+#: The arm's LSTM: what runs where an install has no spiking arm model (it reaches more targets;
+#: docs/arm.md).
 BUNDLED_ARM_FALLBACK = "models/arm_lstm/policy.json"
 
 

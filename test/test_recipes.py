@@ -18,7 +18,8 @@ def test_the_comparison_tables_models_have_recipes_and_every_recipe_file_is_list
     assert set(RECIPES) == {p.stem for p in recipe_dir().glob("*.toml")}
     # The shipped models of the comparison tables; the superseded ones need no recipe.
     assert {"imaze_lsnn", "imaze_lstm", "bandit_k10_lsnn", "bandit_k10_lstm", "bandit_k5_lsnn",
-            "bandit_k5_lstm"} <= set(RECIPES) <= models
+            "bandit_k5_lstm", "arm_lsnn", "arm_lstm"} <= set(RECIPES) <= models
+    assert {n for n in RECIPES if n.endswith("_lsnn") and not _taught_by_a_network(n)} == {"arm_lsnn"}
 
 
 @pytest.mark.parametrize("name", RECIPES)
@@ -40,7 +41,13 @@ def test_the_recipes_last_stage_is_the_bundled_models_training(name):
             assert cfg[key] == bundled[key], (key, cfg[key], bundled[key])
 
 
-@pytest.mark.parametrize("name", [n for n in RECIPES if n.endswith("_lsnn")])
+def _taught_by_a_network(name: str) -> bool:
+    """A spiking recipe whose teacher is a trained network (a stage named ``teacher``); the
+    arm's is taught by the oracle controller (``arm-oracle``) and has none."""
+    return name.endswith("_lsnn") and "teacher" in {s["name"] for s in load_recipe(name).stage_settings()}
+
+
+@pytest.mark.parametrize("name", [n for n in RECIPES if _taught_by_a_network(n)])
 def test_a_spiking_recipes_teacher_stage_is_the_teacher_recipe(name):
     recipe = load_recipe(name)
     teacher = load_recipe(name.replace("_lsnn", "_lstm"))
