@@ -31,19 +31,22 @@ def _recorded_imaze_inputs(steps: int = 120) -> torch.Tensor:
     return torch.stack(seen)[:, None, :]
 
 
-@pytest.mark.parametrize("model", ["models/imaze_lsnn/policy.json", "models/bandit_k5_lsnn/policy.json"])
+@pytest.mark.parametrize("model", ["models/imaze_lsnn/policy.json", "models/bandit_k5_lsnn/policy.json",
+                                   "models/arm_lsnn/policy.json"])
 def test_export_and_reimport_give_identical_weights_and_spikes(model, tmp_path):
     policy, _ = load_checkpoint(model)
     export_lsnn(policy, tmp_path / "net.nir")
     again = import_lsnn(tmp_path / "net.nir")
     for name, p in policy.named_parameters():
-        if not name.startswith("value_head"):  # training only: not exported
+        if not name.startswith(("value_head", "log_std")):  # training only (the value, the action noise)
             assert torch.equal(p, dict(again.named_parameters())[name]), name
     obs = _recorded_imaze_inputs() if "imaze" in model else torch.rand(300, 4, policy.obs_dim)
     with torch.no_grad():
         ya, sa = policy.features_sequence(obs, policy.initial_state(obs.shape[1]))
         yb, sb = again.features_sequence(obs, again.initial_state(obs.shape[1]))
     assert torch.equal(ya, yb) and torch.equal(sa.z, sb.z) and float(ya.sum()) > 0
+    with torch.no_grad():  # the actions too (the arm's: the product of its two readouts)
+        assert torch.equal(policy.action_params(ya), again.action_params(yb))
 
 
 def test_the_graph_run_by_its_nir_meaning_spikes_as_the_network(tmp_path):

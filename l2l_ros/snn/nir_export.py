@@ -16,7 +16,10 @@ Graph, per network tick (time unit: one tick, ``dt = 1``)::
   and most NIR back ends step it) is our exact update: ``tau = 1 / (1 - alpha)``,
   ``r = 1``, ``v_leak = 0``, ``v_threshold = thr``; weights carry the threshold scaling.
 * ``trace``: the readout's low-pass spike trace as an LI node (``tau = 1 / (1 - kappa)``);
-  ``readout`` is the policy head (the value head is for training only).
+  ``readout`` is the policy head (the value head and the action noise are for training only). With
+  ``gain_readout`` a second Affine, ``gain_readout``, reads the same trace into a second
+  output, ``gain``: the action's pre-activation is ``readout * gain``, a product NIR has
+  no node for (``trace -> gain_readout -> gain``).
 
 What NIR cannot say, written as node metadata under ``"l2l_ros"`` (a consumer that
 ignores it runs plain LIF neurons):
@@ -83,6 +86,10 @@ def export_lsnn(policy: LSNNPolicy, path: str | Path, description: dict | None =
     }
     edges = [("input", "w_in"), ("w_in", "neurons"), ("neurons", "rec"), ("rec", "neurons"),
              ("neurons", "trace"), ("trace", "readout"), ("readout", "output")]
+    if policy.gain_head is not None:  # the action's pre-activation is readout * gain
+        nodes["gain_readout"] = nir.Affine(weight=_f64(policy.gain_head.weight), bias=_f64(policy.gain_head.bias))
+        nodes["gain"] = nir.Output(output_type={"output": np.array([policy.gain_head.out_features])})
+        edges += [("trace", "gain_readout"), ("gain_readout", "gain")]
     meta = {"format": NIR_FORMAT, "dt": 1.0, "time_unit": "one network tick",
             "ticks_per_step": int(cfg.ticks_per_step), "obs_dim": int(policy.obs_dim),
             "action_space": policy.action_spec, "config": cfg.to_dict(), **(description or {})}
@@ -113,6 +120,9 @@ def import_lsnn(path: str | Path) -> LSNNPolicy:
         policy.w_rec.copy_(torch.from_numpy(np.asarray(nodes["rec"].weight).T / thr))
         policy.policy_head.weight.copy_(torch.from_numpy(np.asarray(nodes["readout"].weight)))
         policy.policy_head.bias.copy_(torch.from_numpy(np.asarray(nodes["readout"].bias)))
+        if policy.gain_head is not None:
+            policy.gain_head.weight.copy_(torch.from_numpy(np.asarray(nodes["gain_readout"].weight)))
+            policy.gain_head.bias.copy_(torch.from_numpy(np.asarray(nodes["gain_readout"].bias)))
     tau = np.asarray(nodes["neurons"].tau, dtype=np.float64)
     if not np.allclose(1.0 - 1.0 / tau, policy.neurons.alpha.double().numpy(), rtol=0, atol=1e-6) or \
             not math.isclose(float(np.asarray(nodes["neurons"].v_threshold).reshape(-1)[0]), thr):
