@@ -29,7 +29,14 @@ def test_the_recipes_last_stage_is_the_bundled_models_training(name):
     to the trainer since (at their defaults) and switches removed since (off) differ."""
     recipe = load_recipe(name)
     cfg = stage_config(recipe, recipe.stage_settings()[-1], Path("/out")).to_dict()
-    bundled = json.loads(Path(f"models/{recipe.model}/policy.json").read_text())["train_config"]
+    doc = json.loads(Path(f"models/{recipe.model}/policy.json").read_text())
+    bundled = dict(doc["train_config"])
+    at = doc["evaluation"]["updates"]  # the update the bundled weights are at
+    if at != bundled["updates"]:
+        # A checkpoint of a run that was stopped early (models/arm_lsnn: update 450 of 600):
+        # the recipe trains to it, which gives the same weights only at a constant rate.
+        assert bundled.get("anneal_lr_after") is None, "a stopped run with an lr schedule"
+        bundled["updates"] = at
     for key in set(cfg) | set(bundled):
         if key not in cfg:  # a research switch removed from the trainer: the model had it off
             assert bundled[key] in (0, False, None), (key, bundled[key])
