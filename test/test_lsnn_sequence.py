@@ -290,40 +290,19 @@ def test_evidence_needs_products():
         _evidence_policy().encode_inputs(torch.zeros(1, 4))
 
 
-def test_a_network_grows_evidence_channels_from_one_without_them():
-    """``init_from`` a network without evidence channels: the same actions at the start
-    (zero weights on the new channels), which then train; any other difference is refused."""
-    grown = _evidence_policy()
-    torch.manual_seed(1)
-    cfg = {**grown.config.to_dict(), "evidence_tau": 0.0}
-    source = LSNNPolicy(4, grown.action_spec, cfg)
-    grown.load_start_weights(source)
-    obs = torch.rand(30, 2, 4) * 2 - 1
-    with torch.no_grad():
-        a, _, _ = source.forward_sequence(obs, source.initial_state(2))
-        b, _, _ = grown.forward_sequence(obs, grown.initial_state(2))
-    assert torch.equal(a, b) and float(a.abs().sum()) > 0
-    b, _, _ = grown.forward_sequence(obs, grown.initial_state(2))
-    b.sum().backward()
-    n_raw = 4 + 2
-    assert float(grown.w_in.grad[n_raw:n_raw + 2].abs().sum()) > 0  # the evidence channels learn
-    with pytest.raises(ValueError, match="this run trains"):
-        grown.load_start_weights(LSNNPolicy(4, grown.action_spec, {**cfg, "n_lif": 9}))
-    with pytest.raises(ValueError, match="this run trains"):
-        source.load_start_weights(grown)  # dropping channels is not growing
-
-
-def test_a_network_grows_evidence_and_a_gain_readout_at_once():
-    """Attempt 17's start (docs/arm.md): stage 1's network, grown by ``init_from`` into one
-    with evidence channels and a gain readout, acts exactly as before, and both new parts
-    get gradients; a gain head is never dropped."""
+@pytest.mark.parametrize("grow", [{"evidence_tau": 10.0}, {"gain_readout": True},
+                                  {"evidence_tau": 10.0, "gain_readout": True}])
+def test_init_from_grows_evidence_channels_and_a_gain_readout(grow):
+    """``init_from`` a network without them (attempt 17's start, docs/arm.md): the same
+    actions at the start (zero weights on the evidence channels, a gain of 1), the new
+    parts then get gradients; any other difference, or dropping a part, is refused."""
     torch.manual_seed(2)
     spec = {"type": "box", "shape": [2], "low": -1.0, "high": 1.0}
     base = {"n_lif": 8, "n_alif": 8, "input_population": 3, "input_products": [[0, 2], [1, 3]]}
     source = LSNNPolicy(4, spec, base)
     with torch.no_grad():
         source.policy_head.weight.mul_(50.0)  # actions well away from 0
-    grown = LSNNPolicy(4, spec, {**base, "evidence_tau": 10.0, "gain_readout": True})
+    grown = LSNNPolicy(4, spec, {**base, **grow})
     grown.load_start_weights(source)
     obs = torch.rand(30, 2, 4) * 2 - 1
     with torch.no_grad():
@@ -331,15 +310,14 @@ def test_a_network_grows_evidence_and_a_gain_readout_at_once():
         b, _, _ = grown.forward_sequence(obs, grown.initial_state(2))
     assert torch.equal(a, b) and float(a.abs().max()) > 0.1
     grown.forward_sequence(obs, grown.initial_state(2))[0].pow(2).sum().backward()
-    assert float(grown.gain_head.weight.grad.abs().sum()) > 0
-    assert float(grown.w_in.grad[6:8].abs().sum()) > 0  # the evidence channels (after 4 inputs, 2 products)
-    gain_only = LSNNPolicy(4, spec, {**base, "gain_readout": True})
-    gain_only.load_start_weights(source)
-    with torch.no_grad():
-        c, _, _ = gain_only.forward_sequence(obs, gain_only.initial_state(2))
-    assert torch.equal(a, c)
+    if "evidence_tau" in grow:  # the evidence channels, after 4 inputs and 2 products
+        assert float(grown.w_in.grad[6:8].abs().sum()) > 0
+    if "gain_readout" in grow:
+        assert float(grown.gain_head.weight.grad.abs().sum()) > 0
     with pytest.raises(ValueError, match="this run trains"):
-        source.load_start_weights(gain_only)
+        grown.load_start_weights(LSNNPolicy(4, spec, {**base, "n_lif": 9}))
+    with pytest.raises(ValueError, match="this run trains"):
+        source.load_start_weights(grown)  # dropping a part is not growing
 
 
 def test_gain_readout_starts_as_the_plain_readout_and_can_flip_an_action():
