@@ -284,10 +284,9 @@ class LSNNPolicy(RecurrentPolicy):
     def evidence_sequence(self, obs: torch.Tensor, traces: torch.Tensor,
                           done_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``obs [T,B,obs_dim]``, ``traces [B,2P]`` -> the evidence channels ``[T,B,P]`` and
-        the traces after the sequence (zeroed where ``done_mask[t]``, before step t)."""
+        the traces after the sequence (zeroed where ``done_mask[t]``, before step t). For a
+        network with evidence channels (``features_sequence`` calls it only then)."""
         T = obs.shape[0]
-        if not self.n_evidence:
-            return obs.new_zeros(T, obs.shape[1], 0), traces
         left, right = self.product_pairs.unbind(1)
         p = obs[..., left] * obs[..., right]
         drive = torch.cat([p, p.abs()], dim=-1)
