@@ -31,12 +31,17 @@ from l2l_ros.tasks.imaze import IMazeEnv
 from l2l_ros.tasks.imaze_oracle import oracle_for, trial_bound
 
 
-def _save(d) -> tuple:
-    return d.qpos.copy(), d.qvel.copy(), d.act.copy(), d.qacc_warmstart.copy()
+STATE = mujoco.mjtState.mjSTATE_INTEGRATION  # time, qpos, qvel, act, warm start, controls: all mj_step reads
 
 
-def _restore(m, d, s: tuple) -> None:
-    d.qpos[:], d.qvel[:], d.act[:], d.qacc_warmstart[:] = s
+def _save(m, d) -> np.ndarray:
+    out = np.empty(mujoco.mj_stateSize(m, STATE))
+    mujoco.mj_getState(m, d, out, STATE)
+    return out
+
+
+def _restore(m, d, state: np.ndarray) -> None:
+    mujoco.mj_setState(m, d, state, STATE)
     mujoco.mj_forward(m, d)
 
 
@@ -44,8 +49,8 @@ def fastest_drive(sim, oracle, goal: int, beam: int, max_steps: int) -> list[int
     """The shortest action sequence into alcove ``goal`` that the beam search finds from the
     sim's current state (None: none within ``max_steps``). The sim is left as it was."""
     m, d = sim.model, sim.data
-    root, time = _save(d), d.time
-    frontier: list[tuple[tuple, list[int]]] = [(root, [])]
+    root = _save(m, d)
+    frontier: list[tuple[np.ndarray, list[int]]] = [(root, [])]
     try:
         for depth in range(1, max_steps + 1):
             scored: dict[tuple, tuple[float, tuple]] = {}
@@ -61,13 +66,12 @@ def fastest_drive(sim, oracle, goal: int, beam: int, max_steps: int) -> list[int
                         continue
                     cell = (round(x / 0.01), round(y / 0.01), round(yaw / (math.pi / 36)) % 72)
                     if cell not in scored or left < scored[cell][0]:
-                        scored[cell] = (left, (_save(d), actions + [a]))
+                        scored[cell] = (left, (_save(m, d), actions + [a]))
             ranked = sorted(scored.values(), key=lambda e: e[0])[:beam]
             frontier = [s for _, s in ranked]
         return None
     finally:
         _restore(m, d, root)
-        d.time = time
         sim.finish_step(False)
 
 
