@@ -226,6 +226,42 @@ def test_inference_path_gives_exactly_the_training_paths_values(cfg):
     assert all(torch.equal(a.detach(), b) for a, b in zip(t_final, i_final))
 
 
+@pytest.mark.parametrize("refractory,kappa,keep,count", [(1, 0.7, False, "none"), (1, 0.7, True, "none"),
+                                                          (0, 0.7, False, "neurons"), (2, 0.0, True, "none"),
+                                                          (1, 0.0, False, "batch")])
+@pytest.mark.parametrize("batch,n", [(1, 128), (8, 256)])
+def test_compiled_loops_are_eager_torchs_values_bit_for_bit(refractory, kappa, keep, count, batch, n):
+    """The tick loops run under TorchScript for speed; they must give what the same Python
+    gives under eager torch exactly (a rewrite such as addmm -> mm + add rounds differently,
+    and a flipped spike changes an episode), forward and backward."""
+    from l2l_ros.snn import sequence
+
+    g = torch.Generator().manual_seed(n + batch)
+    T = 12
+    inp = torch.randn(T, batch, n, generator=g) * 0.02
+    w = torch.randn(n, n, generator=g) * 0.01
+    v, b = torch.rand(batch, n, generator=g) * 0.01, torch.rand(batch, n, generator=g) * 0.01
+    z = (torch.rand(batch, n, generator=g) > 0.7).float()
+    r, y = z.clone(), torch.rand(batch, n, generator=g)
+    thr, beta = torch.full((n,), 0.01), torch.cat([torch.zeros(n // 2), torch.full((n - n // 2,), 1.7)])
+    alpha, rho = torch.full((n,), 0.7), torch.full((n,), 0.995)
+    outs = []
+    for run in (sequence._run, sequence._run_eager):
+        counter = {"none": None, "neurons": torch.zeros(n, dtype=torch.float64),
+                   "batch": torch.zeros(batch, n, dtype=torch.float64)}[count]
+        for _ in range(3):  # TorchScript's executor optimises after the first calls
+            out = run(inp, w, v, b, z, r, y, thr, alpha, rho, beta, kappa, refractory, keep, counter)
+        outs.append(list(out) + ([counter] if counter is not None else []))
+    assert float(outs[0][3].sum()) > 0, "the test needs spikes"
+    assert all(torch.equal(a, e) for a, e in zip(*outs))
+    if keep:
+        g_ys = torch.randn(T, batch, n, generator=g)
+        psi = torch.rand(T, batch, n, generator=g)
+        args = (g_ys, psi, psi * 0.3, beta * outs[0][5][:T], -outs[0][6][:T], alpha, rho, w.t(), kappa)
+        grads = [f(*args) for f in (sequence._backward_loop, sequence._backward_loop_eager) for _ in range(3)]
+        assert torch.equal(grads[2], grads[5]) and float(grads[2].abs().sum()) > 0
+
+
 def _evidence_policy() -> LSNNPolicy:
     torch.manual_seed(0)
     return LSNNPolicy(4, {"type": "box", "shape": [2], "low": -1.0, "high": 1.0},
