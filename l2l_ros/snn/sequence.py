@@ -54,9 +54,9 @@ def _run_eager(inp: Tensor, w: Tensor, v: Tensor, b: Tensor, z: Tensor, r: Tenso
     between them are the cost): it runs as TorchScript (``_run``), the per-tick values are
     written in place (``out=``), and with one refractory tick (every bundled model) a
     neuron is blocked exactly in the tick after a spike, so from the second tick on the
-    free mask is ``1 - z_t`` and the counter
-    need not be kept (``r_t = z_t`` once ``r_0 <= 1``, which the dynamics guarantee;
-    checked). The values are the general formulas' exactly (0/1 arithmetic)."""
+    free mask is ``1 - z_t`` and the counter need not be kept (``r_t = z_t`` once ``r_0 <=
+    1``, which the dynamics guarantee; checked). The values are the general formulas'
+    exactly (0/1 arithmetic)."""
     T = inp.shape[0]
     slots = T + 1 if keep else 2  # z_0 .. z_T and A_0 .. A_T, or the current and the next
     v_slots = T if keep else 2    # v_1 .. v_T
