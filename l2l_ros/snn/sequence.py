@@ -64,7 +64,8 @@ def _run_eager(inp: Tensor, w: Tensor, v: Tensor, b: Tensor, z: Tensor, r: Tenso
     a_s = inp.new_empty([slots] + list(z.shape))
     vs = inp.new_empty([v_slots] + list(z.shape))
     ys = inp.new_empty([T] + list(z.shape))                                     # y_1 .. y_T
-    frees = inp.new_empty([T if keep and refractory > 0 else 0] + list(z.shape))
+    f_slots = (T if keep else 2) if refractory > 0 else 0  # the free masks, kept or in two slots
+    frees = inp.new_empty([f_slots] + list(z.shape))
     one_tick = refractory == 1 and T > 0 and bool((r <= 1.0).all())
     ones = torch.ones_like(z)
     zero = inp.new_zeros([])
@@ -83,11 +84,11 @@ def _run_eager(inp: Tensor, w: Tensor, v: Tensor, b: Tensor, z: Tensor, r: Tenso
         fired = v > a_next
         if refractory > 0:
             if one_tick and t > 0:
-                free = torch.sub(ones, z_t)
+                free = torch.sub(ones, z_t, out=frees[t % f_slots])
             else:
                 free = (r <= 0).to(inp.dtype)
-            if keep:
-                frees[t] = free
+                if keep:
+                    frees[t] = free
             z_next = torch.where(fired, free, zero, out=zs[nxt])  # fired * free
             if not one_tick:
                 r = torch.maximum(r - 1.0, z_next * float(refractory)).clamp_(min=0.0)
