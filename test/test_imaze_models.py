@@ -51,15 +51,19 @@ def test_shipped_imaze_evaluation_is_of_the_bundled_model_and_records_the_target
 def test_imaze_bench_times_the_bundled_spiking_network_and_reads_its_training_time():
     """``l2l bench train --task imaze`` must time the bundled model's network (4 ticks per
     step, population-coded inputs), not the default one, and take the wall clock to the
-    criterion from that model's own stage logs."""
+    criterion from the stage logs of that model and of its teacher (teachers count)."""
     from l2l_ros.bench import bundled_imaze_recipe, bundled_imaze_training_seconds
 
     meta = _meta(share_path("models", "imaze_lsnn") / "policy.json")
     assert bundled_imaze_recipe() == meta["train_config"]["policy_config"]
     assert bundled_imaze_recipe()["ticks_per_step"] == 4
     spent = bundled_imaze_training_seconds()
-    assert set(spent["stages"]) == {"train_log_stage1.jsonl", "train_log.jsonl"}
+    assert set(spent["stages"]) == {f"{m}/{n}" for m in ("imaze_lstm", "imaze_lsnn")
+                                    for n in ("train_log_stage1.jsonl", "train_log.jsonl")}
     stage1 = _meta(share_path("models", "imaze_lsnn") / "stage1" / "policy.json")
-    assert spent["stages"]["train_log_stage1.jsonl"]["updates"] == stage1["train_config"]["updates"]
-    assert spent["stages"]["train_log.jsonl"]["updates"] == meta["train_config"]["updates"]
+    assert spent["stages"]["imaze_lsnn/train_log_stage1.jsonl"]["updates"] == stage1["train_config"]["updates"]
+    assert spent["stages"]["imaze_lsnn/train_log.jsonl"]["updates"] == meta["train_config"]["updates"]
+    teacher = _meta(share_path("models", "imaze_lstm") / "policy.json")
+    assert meta["train_config"]["teacher"].endswith("models/imaze_lstm/policy.json")
+    assert spent["stages"]["imaze_lstm/train_log.jsonl"]["updates"] == teacher["train_config"]["updates"]
     assert spent["seconds"] == sum(v["seconds"] for v in spent["stages"].values()) > 0
