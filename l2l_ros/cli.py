@@ -48,6 +48,7 @@ def cmd_train(args, argv) -> int:
                        teacher=args.teacher, teacher_mix_updates=args.teacher_mix_updates,
                        imitation_coef=args.imitation_coef,
                        teacher_soft=args.teacher_soft, teacher_index_tau=args.teacher_index_tau,
+                       teacher_mirror_goals=args.teacher_mirror_goals,
                        expected_reward=args.expected_reward, action_std=args.action_std,
                        potential_shaping=args.potential_shaping,
                        policy_config=json.loads(args.policy_config) if args.policy_config else None)
@@ -619,6 +620,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(cross-entropy to it) instead of its greedy action, and plain imitation executes "
                         "the student's samples (for policies scored by their samples, as the bandit models); "
                         "with --teacher gittins: softmax(index / 0.01) instead of the tied-best arms")
+    p.add_argument("--teacher-mirror-goals", type=int, nargs="+", default=None, metavar="ALCOVE",
+                   help="with --teacher CHECKPOINT (I-maze): once a trial has found the goal, tasks whose goal "
+                        "is one of these alcoves are taught by the teacher playing the maze's mirror image "
+                        "across the stem (alcoves 0<->1, 2<->3, turns swapped), where it returns faster")
     p.add_argument("--teacher-index-tau", type=float, default=None, metavar="TAU",
                    help="with --teacher gittins: the target is the Gittins index itself, as logits (each "
                         "arm's index minus the best arm's, over TAU, floored at -8), learnt by squared "

@@ -60,6 +60,12 @@ class TrainConfig(DictConfig):
     # unsure too, and near-tied actions cost the student little. With the gittins
     # teacher: the tempered index policy, softmax(index / 0.01), is the target.
     teacher_soft: bool = False
+    # With a saved I-maze policy as the teacher: once a trial has found the goal, tasks
+    # whose goal is one of these alcoves are taught by that policy playing the maze's
+    # mirror image (``imitation.MirroredPolicyTeacher``). Why: the bundled networks return
+    # to alcoves 1 and 3 in about 1.5x the bound and to 0 and 2 in 4-6x; their mirror
+    # image returns to every alcove as to 1 and 3. Empty: off.
+    teacher_mirror_goals: list = field(default_factory=list)
     # With the gittins teacher: > 0 makes the Gittins index itself the target, read as
     # logits: each arm's index minus the best arm's, over this temperature, floored at
     # -INDEX_LOGIT_FLOOR, learnt by squared error on the policy's logits taken relative
@@ -104,6 +110,8 @@ class TrainConfig(DictConfig):
                              "the policy's own samples")
         if self.teacher_soft and not self.teacher:
             raise ValueError("teacher_soft makes a teacher's action distribution the target: it needs teacher")
+        if self.teacher_mirror_goals and not self.teacher:
+            raise ValueError("teacher_mirror_goals mirrors a saved policy's play: it needs teacher CHECKPOINT")
         if self.teacher_index_tau < 0 or not math.isfinite(self.teacher_index_tau):
             raise ValueError(f"teacher_index_tau must be a finite number >= 0, got {self.teacher_index_tau!r}")
         if self.teacher_index_tau and self.teacher != "gittins":

@@ -37,8 +37,7 @@ def ppo_update(config: TrainConfig, envs: gym.vector.VectorEnv, policy: Recurren
     policy.eval()
     teacher = None
     if config.teacher:
-        teacher = make_teacher_cached(config.teacher, config.env_id, config.env_kwargs,
-                                      soft=config.teacher_soft, index_tau=config.teacher_index_tau)
+        teacher = make_teacher_cached(config)
         target_kind = teacher_targets(config, teacher)
     roll = collect_tasks(envs, policy, task_seeds, max_steps=config.max_task_steps, options=options,
                          teacher=teacher, expected_rewards=config.expected_reward,

@@ -92,6 +92,22 @@ def encode_imaze(x: float, y: float, yaw: float, v: float, w: float,
     return np.concatenate([head, scan]).astype(np.float32)
 
 
+#: The I-maze's mirror image across the stem (x -> -x) swaps alcoves 0 <-> 1 and 2 <-> 3
+#: and the two turns: action i of the robot is action IMAZE_MIRRORED_ACTIONS[i] of its image.
+IMAZE_MIRRORED_ACTIONS = (0, 2, 1)
+
+
+def mirror_imaze_sensors(x: float, y: float, yaw: float, v: float, w: float,
+                         ranges: np.ndarray) -> tuple[tuple[float, float, float, float, float], np.ndarray]:
+    """What the sensors would report in the maze's mirror image across the stem (x -> -x):
+    the mirrored pose and twist, and the scan with each beam at angle a read at -a (the
+    scan's beams sit at 0, 360/n, ... degrees, CCW). A privileged teacher reads the world
+    this way (``meta.imitation.MirroredPolicyTeacher``); the maze and the robot are
+    mirror-symmetric, so the image is a state the robot could be in."""
+    r = np.asarray(ranges, dtype=np.float64).ravel()
+    return (-x, y, math.pi - yaw, v, -w), np.roll(r[::-1], 1)
+
+
 def imaze_action_to_twist(action: int) -> tuple[float, float]:
     """Discrete action index -> (linear, angular) velocity, always within DRIVE_LIMITS."""
     a = int(action)
