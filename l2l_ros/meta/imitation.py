@@ -243,16 +243,20 @@ class PolicyTeacher:
 
 
 class MirroredPolicyTeacher(PolicyTeacher):
-    """A saved I-maze policy that teaches each task as it would play the task's mirror
-    image where it plays that better. It reads two streams with two recurrent states:
-    the student's observations, and their mirror image across the stem
+    """A saved I-maze policy that teaches the turn at the junction as it would take it in
+    the task's mirror image. It reads two streams with two recurrent states: the
+    student's observations, and their mirror image across the stem
     (``encoding.mirror_imaze_sensors``: alcoves 0 <-> 1, 2 <-> 3, left <-> right turns).
-    In trial 1 (the goal unknown) the target is the direct stream's action distribution.
-    Once a trial has ended at the goal, tasks whose goal is in ``mirror_goals`` take the
-    mirror stream's distribution with its turns swapped back. Why: a network that returns
-    fast to alcoves 1 and 3 and slowly to 0 and 2 (the bundled one: about 1.5x and 4-6x
-    the bound) teaches every return as fast as its best, since the maze and the robot are
-    mirror-symmetric. Privileged (it knows the goal), as every teacher here."""
+    The target is the direct stream's action distribution, except where a later trial of
+    a task whose goal is in ``mirror_goals`` nears the goal's crossbar (the true pose within
+    half a corridor of the stem's axis, past one corridor width before the crossbar's
+    centreline): there it is the mirror stream's, turns swapped back. Why: the bundled
+    network returns to alcoves 1 and 3 in about 1.5x the bound and to 0 and 2 in 4-6x,
+    because at the junction it turns towards 1 or 3 by habit; its mirror image takes the
+    right turn there. Mirroring every step of those trials instead (tried first) asked
+    the student for a different driving style in every corridor depending on a goal it
+    cannot see there, and it drove worse everywhere (docs/imaze_family.md). Privileged
+    (it knows the goal and the pose), as every teacher here."""
 
     def __init__(self, path: str, mirror_goals: list[int], soft: bool = False):
         super().__init__(path, soft=soft)
@@ -296,8 +300,18 @@ class MirroredPolicyTeacher(PolicyTeacher):
         else:
             mirrored = np.eye(self.policy.action_dim)[params[0].argmax(-1).numpy()]
         mirrored = mirrored[:, list(IMAZE_MIRRORED_ACTIONS)]
-        use = np.array([t.sim.trial > 0 and t.sim.goal in self.mirror_goals for t in self.tasks])
+        use = np.array([t.sim.trial > 0 and t.sim.goal in self.mirror_goals and self._nears_crossbar(t)
+                        for t in self.tasks])
         return np.where(use[:, None], mirrored, direct)
+
+    @staticmethod
+    def _nears_crossbar(task) -> bool:
+        """The true pose within half a corridor of the stem's axis, past one corridor width
+        before the goal's crossbar's centreline (the goal 0, 1 crossbar is at +y)."""
+        x, y, _ = task.sim.pose()
+        g = task.sim.geometry
+        side = 1.0 if task.sim.goal in (0, 1) else -1.0
+        return abs(x) < g.corridor_width / 2 and side * y > g.stem_half_length - g.corridor_width
 
 
 class ArmOracleTeacher:
