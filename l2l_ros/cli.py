@@ -48,7 +48,7 @@ def cmd_train(args, argv) -> int:
                        teacher=args.teacher, teacher_mix_updates=args.teacher_mix_updates,
                        imitation_coef=args.imitation_coef,
                        teacher_soft=args.teacher_soft, teacher_index_tau=args.teacher_index_tau,
-                       teacher_mirror_goals=args.teacher_mirror_goals, train_only=args.train_only,
+                       teacher_mirror_goals=args.teacher_mirror_goals,
                        expected_reward=args.expected_reward, action_std=args.action_std,
                        potential_shaping=args.potential_shaping,
                        policy_config=json.loads(args.policy_config) if args.policy_config else None)
@@ -624,9 +624,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --teacher CHECKPOINT (I-maze): once a trial has found the goal, tasks whose goal "
                         "is one of these alcoves are taught by the teacher playing the maze's mirror image "
                         "across the stem (alcoves 0<->1, 2<->3, turns swapped), where it returns faster")
-    p.add_argument("--train-only", nargs="+", default=None, metavar="PREFIX",
-                   help="train only the parameters whose names start with these (e.g. policy_head "
-                        "value_head: a readout-only fine-tune); the rest stay as they are")
     p.add_argument("--teacher-index-tau", type=float, default=None, metavar="TAU",
                    help="with --teacher gittins: the target is the Gittins index itself, as logits (each "
                         "arm's index minus the best arm's, over TAU, floored at -8), learnt by squared "

@@ -94,11 +94,6 @@ class TrainConfig(DictConfig):
     # changes, so it moves no policy's expected return. The policy's input keeps the
     # env's reward (the shaping would tell the hidden goal). The I-maze only; 0: off.
     potential_shaping: float = 0.0
-    # Train only the parameters whose names start with one of these (e.g. "policy_head"),
-    # the rest frozen. Why: the bundled I-maze networks hold the goal in their state (linear
-    # probes read it at the junction) but turn there by habit; a readout-only fine-tune can
-    # change the turn without the recurrent dynamics that drive. Empty: train everything.
-    train_only: list = field(default_factory=list)
     # A continuous policy's exploration std, fixed (its log_std set and frozen); None: learnt.
     # Why: on the arm, PPO raised the std from 0.6 to 1.05 within 300 updates, so the
     # executed actions were mostly white noise, and with command latency a network cannot

@@ -231,15 +231,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     if config.potential_shaping and getattr(envs, "sims", None) is None:
         envs.close()
         raise ValueError(f"potential_shaping needs the I-maze's oracle, poses and goals; {config.env_id} has none")
-    if config.train_only:
-        names = [n for n, _ in policy.named_parameters()]
-        unknown = [p for p in config.train_only if not any(n.startswith(p) for n in names)]
-        if unknown:
-            envs.close()
-            raise ValueError(f"train_only {unknown} names no parameter of this network ({', '.join(names)})")
-        for name, param in policy.named_parameters():
-            param.requires_grad_(any(name.startswith(p) for p in config.train_only))
-    optimizer = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=config.lr, eps=1e-5)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr, eps=1e-5)
     if ranks.writer:
         out.mkdir(parents=True, exist_ok=True)  # after the checks above, so a refused run leaves nothing
         remove_stale_temporaries(out)  # of a run killed inside atomic_write_bytes
