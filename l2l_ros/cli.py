@@ -621,9 +621,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "the student's samples (for policies scored by their samples, as the bandit models); "
                         "with --teacher gittins: softmax(index / 0.01) instead of the tied-best arms")
     p.add_argument("--teacher-mirror-goals", type=int, nargs="+", default=None, metavar="ALCOVE",
-                   help="with --teacher CHECKPOINT (I-maze): once a trial has found the goal, tasks whose goal "
-                        "is one of these alcoves are taught by the teacher playing the maze's mirror image "
-                        "across the stem (alcoves 0<->1, 2<->3, turns swapped), where it returns faster")
+                   help="with --teacher CHECKPOINT (I-maze): in the later trials of tasks whose goal is one of "
+                        "these alcoves, the approach to the goal's crossbar is taught by the teacher playing the "
+                        "maze's mirror image across the stem (alcoves 0<->1, 2<->3, turns swapped), where it "
+                        "turns the right way")
     p.add_argument("--teacher-index-tau", type=float, default=None, metavar="TAU",
                    help="with --teacher gittins: the target is the Gittins index itself, as logits (each "
                         "arm's index minus the best arm's, over TAU, floored at -8), learnt by squared "

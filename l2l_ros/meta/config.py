@@ -60,11 +60,11 @@ class TrainConfig(DictConfig):
     # unsure too, and near-tied actions cost the student little. With the gittins
     # teacher: the tempered index policy, softmax(index / 0.01), is the target.
     teacher_soft: bool = False
-    # With a saved I-maze policy as the teacher: once a trial has found the goal, tasks
-    # whose goal is one of these alcoves are taught by that policy playing the maze's
-    # mirror image (``imitation.MirroredPolicyTeacher``). Why: the bundled networks return
-    # to alcoves 1 and 3 in about 1.5x the bound and to 0 and 2 in 4-6x; their mirror
-    # image returns to every alcove as to 1 and 3. Empty: off.
+    # With a saved I-maze policy as the teacher: in the later trials of tasks whose goal is
+    # one of these alcoves, the turn towards the goal's crossbar is taught by that policy
+    # playing the maze's mirror image (``imitation.MirroredPolicyTeacher``). Why: the
+    # bundled networks return to alcoves 1 and 3 in about 1.5x the bound and to 0 and 2 in
+    # 4-6x, turning by habit at the junction; their mirror image turns the right way. Empty: off.
     teacher_mirror_goals: list = field(default_factory=list)
     # With the gittins teacher: > 0 makes the Gittins index itself the target, read as
     # logits: each arm's index minus the best arm's, over this temperature, floored at
