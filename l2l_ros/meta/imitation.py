@@ -55,7 +55,8 @@ from l2l_ros.meta.distributed import sync_and_clip
 from l2l_ros.meta.losses import INDEX_LOGIT_FLOOR, imitation_loss, masked_mean, teacher_targets
 from l2l_ros.meta.rollout import collect_tasks
 from l2l_ros.policy_base import RecurrentPolicy
-from l2l_ros.tasks.encoding import IMAZE_ACTIONS
+from l2l_ros.tasks.encoding import (IMAZE_ACTIONS, IMAZE_MIRRORED_ACTIONS, IMAZE_OBS_DIM, encode_imaze,
+                                    mirror_imaze_sensors)
 
 __all__ = ["TEACHERS", "Teacher", "GittinsTeacher", "IMazeSearchTeacher", "PolicyTeacher", "ArmOracleTeacher",
            "make_teacher",
@@ -229,11 +230,15 @@ class PolicyTeacher:
     def target(self, obs: np.ndarray, student: np.ndarray | None = None) -> np.ndarray:
         params, _, self.state = self.policy.forward_sequence(torch.as_tensor(obs, dtype=torch.float32)[None],
                                                              self.state)
+        return self._target_of(params[0])
+
+    def _target_of(self, params: torch.Tensor) -> np.ndarray:
+        """``[B, A]`` target from the policy's action parameters at one step."""
         if self.continuous:
-            return params[0].double().numpy()
+            return params.double().numpy()
         if self.soft:
-            return torch.softmax(params[0], dim=-1).double().numpy()
-        best = params[0].argmax(-1).numpy()
+            return torch.softmax(params, dim=-1).double().numpy()
+        best = params.argmax(-1).numpy()
         out = np.zeros((best.shape[0], self.policy.action_dim))
         out[np.arange(best.shape[0]), best] = 1.0
         return out
@@ -275,8 +280,6 @@ class MirroredPolicyTeacher(PolicyTeacher):
         self.mirror_state = self.policy.initial_state(envs.num_envs)
 
     def _mirrored(self, obs: np.ndarray) -> np.ndarray:
-        from l2l_ros.tasks.encoding import IMAZE_MIRRORED_ACTIONS, IMAZE_OBS_DIM, encode_imaze, mirror_imaze_sensors
-
         out = np.array(obs, dtype=np.float32, copy=True)
         for i, task in enumerate(self.tasks):
             if task._sensed is None:  # reading fresh sensors would draw this task's noise
@@ -290,16 +293,10 @@ class MirroredPolicyTeacher(PolicyTeacher):
 
     @torch.no_grad()
     def target(self, obs: np.ndarray, student: np.ndarray | None = None) -> np.ndarray:
-        from l2l_ros.tasks.encoding import IMAZE_MIRRORED_ACTIONS
-
         direct = super().target(obs, student)
         mirror_obs = torch.as_tensor(self._mirrored(obs))[None]
         params, _, self.mirror_state = self.policy.forward_sequence(mirror_obs, self.mirror_state)
-        if self.soft:
-            mirrored = torch.softmax(params[0], dim=-1).double().numpy()
-        else:
-            mirrored = np.eye(self.policy.action_dim)[params[0].argmax(-1).numpy()]
-        mirrored = mirrored[:, list(IMAZE_MIRRORED_ACTIONS)]
+        mirrored = self._target_of(params[0])[:, list(IMAZE_MIRRORED_ACTIONS)]
         use = np.array([t.sim.trial > 0 and t.sim.goal in self.mirror_goals and self._nears_crossbar(t)
                         for t in self.tasks])
         return np.where(use[:, None], mirrored, direct)
