@@ -274,7 +274,7 @@ class MirroredPolicyTeacher(PolicyTeacher):
     of the student's search, the mirror stream holds a visiting order the network never
     makes (it searches the bottom crossbar's right alcove first; mirrored, the left comes
     first), and in trial 2 it often heads for the wrong crossbar: the bundled model's
-    returns to alcove 2 took 76 steps mirrored, 42 to alcove 3. From its own search they
+    returns to alcove 2 took 76 steps mirrored at every later step, 42 to alcove 3. From its own search they
     take 41 (docs/imaze_family.md). A task whose mirror search misses the goal within the
     task's steps is taught by the direct stream."""
 
