@@ -49,7 +49,6 @@ def cmd_train(args, argv) -> int:
                        imitation_coef=args.imitation_coef,
                        teacher_soft=args.teacher_soft, teacher_index_tau=args.teacher_index_tau,
                        teacher_mirror_goals=args.teacher_mirror_goals,
-                       teacher_mirror_search=args.teacher_mirror_search,
                        expected_reward=args.expected_reward, action_std=args.action_std,
                        potential_shaping=args.potential_shaping,
                        policy_config=json.loads(args.policy_config) if args.policy_config else None)
@@ -626,10 +625,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "these alcoves, the approach to the goal's crossbar is taught by the teacher playing the "
                         "maze's mirror image across the stem (alcoves 0<->1, 2<->3, turns swapped), where it "
                         "turns the right way")
-    p.add_argument("--teacher-mirror-search", action="store_true",
-                   help="with --teacher-mirror-goals: the teacher first searches each such task's mirror image "
-                        "itself and keeps its memory of that search, then teaches every later step of the task "
-                        "from the mirror image (not only the approach to the crossbar)")
     p.add_argument("--teacher-index-tau", type=float, default=None, metavar="TAU",
                    help="with --teacher gittins: the target is the Gittins index itself, as logits (each "
                         "arm's index minus the best arm's, over TAU, floored at -8), learnt by squared "

@@ -94,24 +94,6 @@ def test_lidar_noise_and_dropouts_and_the_sensed_values_hold_until_the_next_step
     assert not np.array_equal(env.sensed()[1], scan)
 
 
-def test_a_drawn_task_can_be_replayed():
-    """``options["task"]`` puts another env in the same world (maze, sensors, robot): a
-    teacher searches a task's mirror image this way."""
-    drawn = IMazeEnv(family="sim2real")
-    drawn.reset(seed=3)
-    replay = IMazeEnv(family="sim2real")
-    _, info = replay.reset(seed=4, options={"task": drawn.task})
-    assert replay.task == drawn.task and info["task"] == drawn.task.describe()
-    assert replay.sim.geometry == drawn.task.geometry
-    assert len(replay.sensed()[1]) == len(drawn.sensed()[1])
-    replay.reset(seed=3)  # no task given: drawn from the seed as always
-    assert replay.task == drawn.task
-    with pytest.raises(ValueError, match="family"):
-        IMazeEnv().reset(seed=0, options={"task": drawn.task})
-    with pytest.raises(ValueError, match="IMazeTask"):
-        replay.reset(seed=0, options={"task": drawn.task.describe()})
-
-
 def test_latency_delays_the_command():
     env = IMazeEnv(family={"preset": "fixed", "latency": [2, 2]})
     env.reset(seed=0, options={"heading": math.pi / 2})

@@ -102,52 +102,9 @@ def test_the_mirror_teacher_returns_to_its_slow_alcove_as_to_its_fast_one():
     assert _drive(MirroredPolicyTeacher(MODEL, [0, 2]), goal=1, tasks=3) == _drive(PolicyTeacher(MODEL), goal=1, tasks=3)
 
 
-def test_the_mirror_teacher_that_searched_the_mirror_task_returns_to_alcove_2_as_to_alcove_3():
-    """Fed the mirror image of the student's search, the mirror stream holds a visiting
-    order the network never makes, and its returns to alcove 2 stay slow. With its own
-    search of the mirror task as its memory, they take what the network's returns to
-    alcove 3 take; trial 1 is still the direct network's."""
-    crossbar_first, crossbar_later = _drive(MirroredPolicyTeacher(MODEL, [0, 2]), goal=2)
-    search_first, search_later = _drive(MirroredPolicyTeacher(MODEL, [0, 2], own_search=True), goal=2)
-    _, direct_to_3 = _drive(PolicyTeacher(MODEL), goal=3)
-    assert search_first == crossbar_first
-    assert len(search_later) >= 6 and len(direct_to_3) >= 6
-    assert np.mean(search_later) < 0.8 * np.mean(crossbar_later), (np.mean(search_later), np.mean(crossbar_later))
-    assert np.mean(search_later) < 1.2 * np.mean(direct_to_3), (np.mean(search_later), np.mean(direct_to_3))
-
-
-def test_the_mirror_search_replays_the_task_mirrored():
-    """On a family, the mirror task is the student's task (maze, robot, sensors) with the
-    goal mirrored and the gyro drift turned the other way."""
-    envs = MetaIMazeVectorEnv(4, family="sim2real")
-    envs.reset(seed=[40, 41, 42, 43], options={"goal": 0})
-    teacher = MirroredPolicyTeacher(MODEL, [0], own_search=True)
-    tasks = [m.unwrapped for m in envs.envs]
-    searched = []
-    real_search = teacher._search_mirror_task
-
-    def spy(task):
-        state = real_search(task)
-        shadow = teacher._shadow.unwrapped
-        searched.append((task, shadow.task, shadow.sim.goal))
-        return state
-
-    teacher._search_mirror_task = spy
-    teacher.reset(envs)
-    assert [s[0] for s in searched] == tasks
-    for task, mirror_task, goal in searched:
-        assert goal == 1
-        assert mirror_task.geometry == task.task.geometry and mirror_task.latency == task.task.latency
-        assert mirror_task.gyro_bias == -task.task.gyro_bias
-    assert len(teacher.searched) >= 3  # the bundled model finds the goal in most tasks
-    envs.close()
-
-
 def test_mirror_goals_are_refused_where_they_mean_nothing():
     with pytest.raises(ValueError, match="mirror"):
         make_teacher("searcher", IMAZE_ID, {}, mirror_goals=(0,))
-    with pytest.raises(ValueError, match="mirror goals"):
-        make_teacher(MODEL, IMAZE_ID, {}, mirror_search=True)
     with pytest.raises(ValueError, match="alcoves 0..3"):
         MirroredPolicyTeacher(MODEL, [4])
     arm = str(share_path("models", "arm_lstm") / "policy.json")

@@ -66,11 +66,6 @@ class TrainConfig(DictConfig):
     # bundled networks return to alcoves 1 and 3 in about 1.5x the bound and to 0 and 2 in
     # 4-6x, turning by habit at the junction; their mirror image turns the right way. Empty: off.
     teacher_mirror_goals: list = field(default_factory=list)
-    # With teacher_mirror_goals: the mirror stream remembers trial 1 from its own search of
-    # the mirror task, and teaches every later step of those tasks (``own_search`` of
-    # ``imitation.MirroredPolicyTeacher``). Why: fed the mirror image of the student's search,
-    # it holds a visiting order it never makes and often heads for the wrong crossbar.
-    teacher_mirror_search: bool = False
     # With the gittins teacher: > 0 makes the Gittins index itself the target, read as
     # logits: each arm's index minus the best arm's, over this temperature, floored at
     # -INDEX_LOGIT_FLOOR, learnt by squared error on the policy's logits taken relative
@@ -115,8 +110,6 @@ class TrainConfig(DictConfig):
                              "the policy's own samples")
         if self.teacher_soft and not self.teacher:
             raise ValueError("teacher_soft makes a teacher's action distribution the target: it needs teacher")
-        if self.teacher_mirror_search and not self.teacher_mirror_goals:
-            raise ValueError("teacher_mirror_search is the mirror teacher's: it needs teacher_mirror_goals")
         if self.teacher_mirror_goals and not self.teacher:
             raise ValueError("teacher_mirror_goals mirrors a saved policy's play: it needs teacher CHECKPOINT")
         if self.teacher_index_tau < 0 or not math.isfinite(self.teacher_index_tau):

@@ -43,11 +43,8 @@ One update (``imitation_update``, plugged into ``train.train`` when
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
-import math
-import zlib
 from typing import Protocol
 
 import gymnasium as gym
@@ -58,8 +55,8 @@ from l2l_ros.meta.distributed import sync_and_clip
 from l2l_ros.meta.losses import INDEX_LOGIT_FLOOR, imitation_loss, masked_mean, teacher_targets
 from l2l_ros.meta.rollout import collect_tasks
 from l2l_ros.policy_base import RecurrentPolicy
-from l2l_ros.tasks.encoding import (IMAZE_ACTIONS, IMAZE_MIRRORED_ACTIONS, IMAZE_MIRRORED_GOALS, IMAZE_OBS_DIM,
-                                    encode_imaze, mirror_imaze_sensors)
+from l2l_ros.tasks.encoding import (IMAZE_ACTIONS, IMAZE_MIRRORED_ACTIONS, IMAZE_OBS_DIM, encode_imaze,
+                                    mirror_imaze_sensors)
 
 __all__ = ["TEACHERS", "Teacher", "GittinsTeacher", "IMazeSearchTeacher", "PolicyTeacher", "ArmOracleTeacher",
            "make_teacher",
@@ -264,24 +261,10 @@ class MirroredPolicyTeacher(PolicyTeacher):
     right turn there. Mirroring every step of those trials instead (tried first) asked
     the student for a different driving style in every corridor depending on a goal it
     cannot see there, and it drove worse everywhere (docs/imaze_family.md). Privileged
-    (it knows the goal and the pose), as every teacher here.
+    (it knows the goal and the pose), as every teacher here."""
 
-    ``own_search``: the mirror stream's memory of trial 1 is the teacher's own: before the
-    task's first step it plays trial 1 of the mirror task itself (the same maze, robot and
-    sensors, the mirrored goal and start heading, in a shadow env) and keeps its state at
-    the goal; the later trials continue from that state on the student's mirrored stream,
-    and the mirror stream teaches every later step of those tasks. Why: fed the mirror image
-    of the student's search, the mirror stream holds a visiting order the network never
-    makes (it searches the bottom crossbar's right alcove first; mirrored, the left comes
-    first), and in trial 2 it often heads for the wrong crossbar: the bundled model's
-    returns to alcove 2 took 76 steps mirrored at every later step, 42 to alcove 3. From its own search they
-    take 41 (docs/imaze_family.md). A task whose mirror search misses the goal within the
-    task's steps is taught by the direct stream."""
-
-    def __init__(self, path: str, mirror_goals: list[int], soft: bool = False, own_search: bool = False):
+    def __init__(self, path: str, mirror_goals: list[int], soft: bool = False):
         super().__init__(path, soft=soft)
-        self.own_search = bool(own_search)
-        self._shadow = None  # the env the mirror tasks are searched in (own_search), made once
         if self.continuous:
             raise ValueError(f"teacher {path}: the mirror teacher is for the I-maze's discrete actions")
         self.mirror_goals = np.array(sorted({int(g) for g in mirror_goals}))
@@ -295,45 +278,6 @@ class MirroredPolicyTeacher(PolicyTeacher):
         self.tasks = [m.unwrapped for m in members]
         self.state = self.policy.initial_state(envs.num_envs)
         self.mirror_state = self.policy.initial_state(envs.num_envs)
-        self.searched: dict[int, tuple] = {}  # task index -> the mirror stream's state after its own trial 1
-        self.loaded = np.zeros(len(self.tasks), dtype=bool)
-        if self.own_search:
-            for i, task in enumerate(self.tasks):
-                if task.sim.goal in self.mirror_goals:
-                    state = self._search_mirror_task(task)
-                    if state is not None:
-                        self.searched[i] = state
-
-    @torch.no_grad()
-    def _search_mirror_task(self, task) -> tuple | None:
-        """Trial 1 of ``task``'s mirror image, played greedily by the teacher: its state at
-        the goal (before the next trial's first input), or None if the goal is not found."""
-        from l2l_ros.tasks.imaze import IMazeEnv
-        from l2l_ros.tasks.meta_wrapper import MetaWrapper
-
-        if task.random_start > 0:
-            raise ValueError("the mirror search teacher starts the mirror task at the centre: no random_start")
-        if self._shadow is None or self._shadow.unwrapped.family != task.family:
-            env = IMazeEnv(family=task.family) if task.family is not None else IMazeEnv(geometry=task.sim.geometry)
-            self._shadow = MetaWrapper(env)
-        x, y, yaw = task.sim.pose()
-        options = {"goal": IMAZE_MIRRORED_GOALS[task.sim.goal], "heading": math.pi - yaw}
-        if task.family is not None:  # the same world; the mirror image turns its gyro drift the other way
-            options["task"] = dataclasses.replace(task.task, gyro_bias=-task.task.gyro_bias)
-        elif self._shadow.unwrapped.sim.geometry != task.sim.geometry:
-            self._shadow = MetaWrapper(IMazeEnv(geometry=task.sim.geometry))
-        seed = zlib.crc32(np.array([x, y, yaw, task.sim.goal], dtype=np.float64).tobytes())
-        obs, _ = self._shadow.reset(seed=seed, options=options)
-        state = self.policy.initial_state(1)
-        for _ in range(self._shadow.unwrapped.task_steps):
-            params, _, state = self.policy.forward_sequence(torch.as_tensor(obs, dtype=torch.float32)[None, None],
-                                                            state)
-            obs, _, _, truncated, info = self._shadow.step(int(params[0, 0].argmax()))
-            if info["trial_end"]:
-                return state
-            if truncated:
-                return None
-        return None
 
     def _mirrored(self, obs: np.ndarray) -> np.ndarray:
         out = np.array(obs, dtype=np.float32, copy=True)
@@ -349,20 +293,12 @@ class MirroredPolicyTeacher(PolicyTeacher):
 
     @torch.no_grad()
     def target(self, obs: np.ndarray, student: np.ndarray | None = None) -> np.ndarray:
-        for i, state in self.searched.items():  # a searched task's trial 2 starts: its memory goes in
-            if not self.loaded[i] and self.tasks[i].sim.trial > 0:
-                self.mirror_state = type(self.mirror_state)(*(
-                    torch.cat([mine[:i], own, mine[i + 1:]]) for mine, own in zip(self.mirror_state, state)))
-                self.loaded[i] = True
         direct = super().target(obs, student)
         mirror_obs = torch.as_tensor(self._mirrored(obs))[None]
         params, _, self.mirror_state = self.policy.forward_sequence(mirror_obs, self.mirror_state)
         mirrored = self._target_of(params[0])[:, list(IMAZE_MIRRORED_ACTIONS)]
-        if self.own_search:
-            use = np.array([t.sim.trial > 0 and i in self.searched for i, t in enumerate(self.tasks)])
-        else:
-            use = np.array([t.sim.trial > 0 and t.sim.goal in self.mirror_goals and self._nears_crossbar(t)
-                            for t in self.tasks])
+        use = np.array([t.sim.trial > 0 and t.sim.goal in self.mirror_goals and self._nears_crossbar(t)
+                        for t in self.tasks])
         return np.where(use[:, None], mirrored, direct)
 
     @staticmethod
@@ -424,12 +360,11 @@ class ArmOracleTeacher:
 
 
 def make_teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False, index_tau: float = 0.0,
-                 mirror_goals: tuple = (), mirror_search: bool = False) -> Teacher:
+                 mirror_goals: tuple = ()) -> Teacher:
     """``"gittins"`` (bandits), ``"searcher"`` or ``"searcher-lenient"`` (I-maze), or the path of
     a saved policy for the same env (``soft``: its action distribution, or the tempered
     Gittins policy's, is the target; ``mirror_goals``: an I-maze policy that teaches the
-    returns to these alcoves from the maze's mirror image; ``mirror_search``: its mirror
-    stream remembers its own search of the mirror task)."""
+    returns to these alcoves from the maze's mirror image)."""
     from pathlib import Path
 
     from l2l_ros.tasks import IMAZE_ID
@@ -457,10 +392,7 @@ def make_teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False, i
     if Path(name).exists():
         if mirror_goals and env_id != IMAZE_ID:
             raise ValueError(f"a mirror teacher plays the I-maze family, not {env_id}")
-        if mirror_search and not mirror_goals:
-            raise ValueError("mirror_search is the mirror teacher's: give mirror goals")
-        teacher = (MirroredPolicyTeacher(name, mirror_goals, soft, own_search=mirror_search) if mirror_goals
-                   else PolicyTeacher(name, soft=soft))
+        teacher = MirroredPolicyTeacher(name, mirror_goals, soft) if mirror_goals else PolicyTeacher(name, soft=soft)
         if teacher.doc.get("env_id") != env_id:
             raise ValueError(f"teacher {name} was trained on {teacher.doc.get('env_id')}, not {env_id}")
         return teacher
@@ -469,9 +401,9 @@ def make_teacher(name: str, env_id: str, env_kwargs: dict, soft: bool = False, i
 
 @functools.lru_cache(maxsize=2)
 def _cached_teacher(name: str, env_id: str, env_kwargs_json: str, soft: bool, index_tau: float,
-                    mirror_goals: tuple, mirror_search: bool) -> Teacher:
+                    mirror_goals: tuple) -> Teacher:
     return make_teacher(name, env_id, json.loads(env_kwargs_json), soft=soft, index_tau=index_tau,
-                        mirror_goals=mirror_goals, mirror_search=mirror_search)
+                        mirror_goals=mirror_goals)
 
 
 def make_teacher_cached(config) -> Teacher:
@@ -479,7 +411,7 @@ def make_teacher_cached(config) -> Teacher:
     (loading a checkpoint or a Gittins table once)."""
     return _cached_teacher(config.teacher, config.env_id, json.dumps(config.env_kwargs, sort_keys=True),
                            bool(config.teacher_soft), float(config.teacher_index_tau),
-                           tuple(config.teacher_mirror_goals), bool(config.teacher_mirror_search))
+                           tuple(config.teacher_mirror_goals))
 
 
 def teacher_share(mix_updates: int, update: int) -> float:

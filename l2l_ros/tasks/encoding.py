@@ -95,8 +95,6 @@ def encode_imaze(x: float, y: float, yaw: float, v: float, w: float,
 #: The I-maze's mirror image across the stem (x -> -x) swaps alcoves 0 <-> 1 and 2 <-> 3
 #: and the two turns: action i of the robot is action IMAZE_MIRRORED_ACTIONS[i] of its image.
 IMAZE_MIRRORED_ACTIONS = (0, 2, 1)
-#: Alcove g of the maze is alcove IMAZE_MIRRORED_GOALS[g] of its mirror image.
-IMAZE_MIRRORED_GOALS = (1, 0, 3, 2)
 
 
 def mirror_imaze_sensors(x: float, y: float, yaw: float, v: float, w: float,

@@ -349,8 +349,7 @@ class IMazeEnv(gym.Env):
     The episode never terminates; it is truncated after ``task_steps`` control steps
     (default 2 x the centreline search time of the family's widest maze, rounded: one
     search plus a few direct runs). ``reset(options={"goal": g,
-    "heading": yaw})`` fixes the goal and/or the initial heading; with a family,
-    ``options["task"]`` (an :class:`IMazeTask`) replays a drawn task instead of drawing one.
+    "heading": yaw})`` fixes the goal and/or the initial heading.
     info: goal, trial (index of the trial the step belonged to, from 0), reached_goal,
     collided, pose (x, y, yaw; where the step ended, before any restart), trial_end.
     """
@@ -479,11 +478,8 @@ class IMazeEnv(gym.Env):
             # integers(4) for the uniform family keeps every seed's task as it always was.
             goal = int(self.np_random.integers(4) if self.goal_probs is None
                        else self.np_random.choice(4, p=self.goal_probs))
-        task = options.get("task")
-        if task is not None and not (isinstance(task, IMazeTask) and self.family is not None):
-            raise ValueError("options['task'] replays an IMazeTask, on an env with a family")
         if self.family is not None:  # draws nothing for ranges that are off ("fixed")
-            self.task = task if task is not None else IMazeTask.sample(self.np_random, self.family)
+            self.task = IMazeTask.sample(self.np_random, self.family)
             self.sim.set_world(self.task.geometry, self.task.friction, self.task.mass)
             noisy = self.task.lidar_noise > 0.0 or self.task.beam_dropout > 0.0
             self._noise_rng = np.random.default_rng(int(self.np_random.integers(2**63))) if noisy else None
