@@ -176,8 +176,7 @@ def cmd_export_nir(args, argv) -> int:
         print(f"note: NIR has no adaptive-threshold node: the {cfg.n_alif} ALIF neurons' adaptation (beta, tau_a) "
               "is in the neurons node's l2l_ros metadata; a NIR simulator that ignores it runs them as LIF")
     print("the input is the encoded observation (population coding and input products, LSNNPolicy."
-          "encode_inputs, with evidence traces from evidence_sequence where evidence_tau > 0 and the "
-          "delay line from history_sequence where history_steps > 0); "
+          "encode_inputs, with evidence traces from evidence_sequence where evidence_tau > 0); "
           "reset by subtraction and refractory ticks are in the metadata")
     return 0
 

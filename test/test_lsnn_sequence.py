@@ -319,74 +319,6 @@ def test_evidence_carries_across_steps_as_the_node_runs_it(tmp_path):
     assert loaded.config.evidence_tau == 10.0 and loaded.n_evidence == 2
 
 
-def _history_policy() -> LSNNPolicy:
-    torch.manual_seed(0)
-    return LSNNPolicy(4, {"type": "box", "shape": [2], "low": -1.0, "high": 1.0},
-                      LSNNConfig(n_lif=8, n_alif=8, input_population=3, history_inputs=[1, 3], history_steps=3))
-
-
-def test_the_delay_line_holds_the_last_steps_inputs_and_forgets_them_at_a_task_start():
-    """At step t the channels are inputs 1 and 3 at steps t-1, t-2, t-3 (latest first),
-    zero before the task's first step; a task restart clears them."""
-    pol = _history_policy()
-    obs = torch.rand(12, 2, 4, dtype=torch.float64) * 2 - 1
-    done = torch.zeros(12, 2, dtype=torch.bool)
-    done[6, 1] = True
-    line, buffer = pol.history_sequence(obs, torch.zeros(2, 6, dtype=torch.float64), done)
-    for b in range(2):
-        start = 6 if b == 1 else 0
-        for t in range(12):
-            first = start if t >= start else 0
-            for k in range(3):
-                want = obs[t - 1 - k, b, [1, 3]] if t - 1 - k >= first else torch.zeros(2, dtype=torch.float64)
-                assert torch.equal(line[t, b, 2 * k:2 * k + 2], want), (b, t, k)
-    assert torch.equal(buffer[0], torch.cat([obs[11, 0, [1, 3]], obs[10, 0, [1, 3]], obs[9, 0, [1, 3]]]))
-
-
-def test_the_delay_line_carries_across_steps_as_the_node_runs_it(tmp_path):
-    """One observation at a time through the state (the ROS node's path) gives the whole
-    sequence's actions; the delayed inputs reach the network, from the next step on; the
-    config round-trips."""
-    from l2l_ros.meta.checkpoint import load_checkpoint, save_checkpoint
-    pol = _history_policy()
-    obs = torch.rand(40, 3, 4) * 2 - 1
-    with torch.no_grad():
-        pol.w_in[4:10].add_(5.0)  # the delay line (after the 4 inputs) drives the neurons
-        d, P = 10, 3  # raw channels, then P tuning curves per channel
-        for c in (1, 3):  # inputs 1 and 3 reach the network through the delay line only
-            pol.w_in[c].zero_()
-            pol.w_in[d + c * P:d + (c + 1) * P].zero_()
-        whole, _, _ = pol.forward_sequence(obs, pol.initial_state(3))
-        state, steps = pol.initial_state(3), []
-        for t in range(40):
-            params, _, state = pol.forward_sequence(obs[t:t + 1], state)
-            steps.append(params[0])
-        torch.testing.assert_close(torch.stack(steps), whole)
-        assert state.history.shape == (3, 6)
-        changed = obs.clone()
-        changed[20, :, 1] += 1.0
-        changed[20, :, 3] -= 1.0
-        moved, _, _ = pol.forward_sequence(changed, pol.initial_state(3))
-    assert torch.equal(moved[:21], whole[:21])  # step 20's inputs 1 and 3 are not read at step 20 ...
-    assert not torch.equal(moved[21:24], whole[21:24])  # ... but in the 3 steps after
-    save_checkpoint(tmp_path / "p", pol, {"env_id": "x"})
-    loaded, _ = load_checkpoint(tmp_path / "p.json")
-    assert loaded.config.history_steps == 3 and loaded.n_history == 6
-
-
-def test_a_delay_line_needs_inputs_and_steps_in_range():
-    with pytest.raises(ValueError, match="go together"):
-        LSNNConfig(history_inputs=[1])
-    with pytest.raises(ValueError, match="go together"):
-        LSNNConfig(history_steps=2)
-    with pytest.raises(ValueError, match="history_steps"):
-        LSNNConfig(history_inputs=[1], history_steps=65)
-    with pytest.raises(ValueError, match="out of range"):
-        LSNNPolicy(4, {"type": "discrete", "n": 2}, {"history_inputs": [4], "history_steps": 1})
-    with pytest.raises(ValueError, match="delay-line"):
-        _history_policy().encode_inputs(torch.zeros(1, 4))
-
-
 def test_evidence_needs_products():
     with pytest.raises(ValueError, match="evidence_tau needs input_products"):
         LSNNConfig(evidence_tau=5.0)
@@ -394,20 +326,15 @@ def test_evidence_needs_products():
         _evidence_policy().encode_inputs(torch.zeros(1, 4))
 
 
-HISTORY = {"history_inputs": [2, 3], "history_steps": 2}
-
-
-@pytest.mark.parametrize("start, grow", [({}, {"evidence_tau": 10.0}), ({}, {"gain_readout": True}),
-                                         ({}, {"evidence_tau": 10.0, "gain_readout": True}),
-                                         ({}, {"evidence_tau": 10.0, **HISTORY}),
-                                         ({"evidence_tau": 10.0, "gain_readout": True}, HISTORY)])
-def test_init_from_grows_evidence_channels_a_delay_line_and_a_gain_readout(start, grow):
+@pytest.mark.parametrize("grow", [{"evidence_tau": 10.0}, {"gain_readout": True},
+                                  {"evidence_tau": 10.0, "gain_readout": True}])
+def test_init_from_grows_evidence_channels_and_a_gain_readout(grow):
     """``init_from`` a network without them (attempt 17's start, docs/arm.md): the same
-    actions at the start (zero weights on the new channels, a gain of 1), the new
+    actions at the start (zero weights on the evidence channels, a gain of 1), the new
     parts then get gradients; any other difference, or dropping a part, is refused."""
     torch.manual_seed(2)
     spec = {"type": "box", "shape": [2], "low": -1.0, "high": 1.0}
-    base = {"n_lif": 8, "n_alif": 8, "input_population": 3, "input_products": [[0, 2], [1, 3]], **start}
+    base = {"n_lif": 8, "n_alif": 8, "input_population": 3, "input_products": [[0, 2], [1, 3]]}
     source = LSNNPolicy(4, spec, base)
     with torch.no_grad():
         source.policy_head.weight.mul_(50.0)  # actions well away from 0
@@ -421,8 +348,6 @@ def test_init_from_grows_evidence_channels_a_delay_line_and_a_gain_readout(start
     grown.forward_sequence(obs, grown.initial_state(2))[0].pow(2).sum().backward()
     if "evidence_tau" in grow:  # the evidence channels, after 4 inputs and 2 products
         assert float(grown.w_in.grad[6:8].abs().sum()) > 0
-    if "history_steps" in grow:  # the delay line: 2 inputs x 2 steps, after the evidence
-        assert float(grown.w_in.grad[8:12].abs().sum()) > 0
     if "gain_readout" in grow:
         assert float(grown.gain_head.weight.grad.abs().sum()) > 0
     with pytest.raises(ValueError, match="this run trains"):

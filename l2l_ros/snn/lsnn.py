@@ -52,7 +52,6 @@ MAX_INPUT_POPULATION = 64  # tuning curves per input
 MAX_REFRACTORY = 1000      # ticks
 MAX_TAU = 1e7              # ticks; time constants beyond this are "never decays"
 MAX_GAIN = 1e6             # |input_gain|, |input_bias|, |rec_gain|, dampening, beta
-MAX_HISTORY_STEPS = 64     # control steps of the delay line (history_steps)
 # Added to an evidence channel's magnitude trace: with products of order 0.01 to 1 per
 # step, a channel reads about 0 until its product has been seen, then about +-1.
 EVIDENCE_FLOOR = 1e-2
@@ -110,15 +109,6 @@ class LSNNConfig(DictConfig):
     # task, so the network reads the sign instead of learning to hold it (docs/arm.md,
     # attempt 14). Part of the network state, so env and node agree. 0: off.
     evidence_tau: float = 0.0
-    # A delay line: the values these observation indices (the arm's previous command) had
-    # at each of the ``history_steps`` steps before this one, as input channels (fixed
-    # synapses; zero before a task start). Why: at a command latency of L control steps
-    # the commands still in flight are the last L. The oracle predicts the joints from
-    # them; a network given only the previous one must hold the others in its spikes, and
-    # the bundled arm network reached 2.81 targets per task at latency 3 against the
-    # oracle's 3.86 (docs/arm.md). Part of the network state, so env and node agree.
-    history_inputs: list = field(default_factory=list)
-    history_steps: int = 0
     # Continuous actions: the mean is policy readout times a gain readout per action
     # (RecurrentPolicy.gain_head), so a sign the network infers can flip its command.
     gain_readout: bool = False
@@ -159,18 +149,12 @@ class LSNNConfig(DictConfig):
         if self.evidence_tau > 0 and not self.input_products:
             raise ValueError("evidence_tau needs input_products (the evidence is a trace of each product)")
         check_bool("gain_readout", self.gain_readout)
-        check_index_list("history_inputs", self.history_inputs)
-        check_int("history_steps", self.history_steps, 0, MAX_HISTORY_STEPS)
-        if bool(self.history_inputs) != (self.history_steps > 0):
-            raise ValueError("history_inputs and history_steps go together (a delay line of those inputs, "
-                             "that many steps long)")
 
 
 class LSNNState(NamedTuple):
     """Each ``[B, n_rec]``: membrane, adaptation, last spikes, refractory counter,
     readout trace; then ``evidence [B, 2P]``: the signed and the magnitude traces of the
-    P input products (``[B, 0]`` with ``evidence_tau`` 0); then ``history [B, K m]``: the
-    m history inputs at the last K steps, the latest first (``[B, 0]`` without)."""
+    P input products (``[B, 0]`` with ``evidence_tau`` 0)."""
 
     v: torch.Tensor
     b: torch.Tensor
@@ -178,7 +162,6 @@ class LSNNState(NamedTuple):
     r: torch.Tensor
     trace: torch.Tensor
     evidence: torch.Tensor
-    history: torch.Tensor
 
 
 class LSNNPolicy(RecurrentPolicy):
@@ -191,8 +174,7 @@ class LSNNPolicy(RecurrentPolicy):
         self.config = config
         n = config.n_rec
         n_in = (check_int("obs_dim", obs_dim, 1, MAX_UNITS) + len(config.input_products)
-                * (2 if config.evidence_tau > 0 else 1)
-                + len(config.history_inputs) * config.history_steps) * (1 + config.input_population)
+                * (2 if config.evidence_tau > 0 else 1)) * (1 + config.input_population)
         check_parameter_count("lsnn", n_in * n + n * n + 2 * n)
         super().__init__(obs_dim, action_spec, n, config.log_std_init, gain_readout=config.gain_readout)
         beta = torch.cat([torch.zeros(config.n_lif), torch.full((config.n_alif,), float(config.beta))])
@@ -205,13 +187,7 @@ class LSNNPolicy(RecurrentPolicy):
         self.register_buffer("product_pairs", pairs, persistent=False)
         self.n_evidence = len(pairs) if config.evidence_tau > 0 else 0
         self.evidence_decay = math.exp(-1.0 / config.evidence_tau) if self.n_evidence else 0.0
-        bad = [i for i in config.history_inputs if not 0 <= int(i) < obs_dim]
-        if bad:
-            raise ValueError(f"history_inputs {bad} out of range for {obs_dim} observation values")
-        self.register_buffer("history_index", torch.tensor([int(i) for i in config.history_inputs],
-                                                            dtype=torch.long), persistent=False)
-        self.n_history = len(config.history_inputs) * config.history_steps
-        n_in = (obs_dim + len(pairs) + self.n_evidence + self.n_history) * (1 + max(0, config.input_population))
+        n_in = (obs_dim + len(pairs) + self.n_evidence) * (1 + max(0, config.input_population))
         self.w_in = nn.Parameter(torch.randn(n_in, n) * (config.input_gain / math.sqrt(max(n_in, 1))))
         P = max(0, config.input_population)
         self.register_buffer("tuning_centres", torch.linspace(-1.0, 1.0, P) if P > 1 else torch.zeros(P),
@@ -256,29 +232,24 @@ class LSNNPolicy(RecurrentPolicy):
 
     def load_start_weights(self, source: RecurrentPolicy) -> None:
         """As the base class, and also from the same network without evidence channels
-        (``evidence_tau`` 0), without a delay line (``history_inputs``) or without a gain
-        readout: its weights, with zero input weights on the new channels and a gain head of
-        weight 0 and bias 1, so the network starts by acting exactly as the source
-        (docs/arm.md, attempt 17)."""
+        (``evidence_tau`` 0) or without a gain readout: its weights, with zero input weights
+        on the evidence channels and a gain head of weight 0 and bias 1, so the network
+        starts by acting exactly as the source (docs/arm.md, attempt 17)."""
         if not isinstance(source, LSNNPolicy):
             return super().load_start_weights(source)
         grows_evidence = bool(self.n_evidence) and not source.n_evidence
-        grows_history = bool(self.n_history) and not source.n_history
         grows_gain = self.gain_head is not None and source.gain_head is None
-        if not (grows_evidence or grows_history or grows_gain):
+        if not (grows_evidence or grows_gain):
             return super().load_start_weights(source)
-        grown = {"evidence_tau": self.config.evidence_tau, "gain_readout": self.config.gain_readout,
-                 "history_inputs": self.config.history_inputs, "history_steps": self.config.history_steps}
-        mine = {**source.describe(), "config": {**source.config.to_dict(), **grown}}
+        mine = {**source.describe(), "config": {**source.config.to_dict(), "evidence_tau": self.config.evidence_tau,
+                                                "gain_readout": self.config.gain_readout}}
         if mine != self.describe():
             raise ValueError(f"it holds {source.describe()}, this run trains {self.describe()}")
-        if source.n_history and grows_evidence:  # the new channels must come after the source's
-            raise ValueError("cannot add evidence channels to a network with a delay line")
         weights = dict(source.state_dict())
-        if grows_evidence or grows_history:  # the new input channels come after the source's
+        if grows_evidence:
             old, P = weights["w_in"], self.config.input_population
-            d_old = self.obs_dim + len(self.product_pairs) + source.n_evidence
-            d_new = self.obs_dim + len(self.product_pairs) + self.n_evidence + self.n_history
+            d_old = self.obs_dim + len(self.product_pairs)
+            d_new = d_old + self.n_evidence
             w_in = old.new_zeros(self.w_in.shape)  # channels: raw values, then P tuning curves per value
             w_in[:d_old] = old[:d_old]
             w_in[d_new:d_new + d_old * P] = old[d_old:]
@@ -291,16 +262,13 @@ class LSNNPolicy(RecurrentPolicy):
     def initial_state(self, batch: int) -> LSNNState:
         z = torch.zeros(batch, self.config.n_rec, device=self._device())
         return LSNNState(z, z.clone(), z.clone(), z.clone(), z.clone(),
-                         torch.zeros(batch, 2 * self.n_evidence, device=self._device()),
-                         torch.zeros(batch, self.n_history, device=self._device()))
+                         torch.zeros(batch, 2 * self.n_evidence, device=self._device()))
 
-    def encode_inputs(self, obs: torch.Tensor, evidence: torch.Tensor | None = None,
-                      history: torch.Tensor | None = None) -> torch.Tensor:
+    def encode_inputs(self, obs: torch.Tensor, evidence: torch.Tensor | None = None) -> torch.Tensor:
         """``obs [..., obs_dim]`` -> the input channels ``[..., n_in]`` that ``w_in`` reads:
         product channels appended, ignored inputs zeroed, the evidence channels
         ``[..., P]`` appended (from :meth:`evidence_sequence`; needed with ``evidence_tau``),
-        the delay line ``[..., K m]`` (from :meth:`history_sequence`; needed with
-        ``history_inputs``), then the tuning curves."""
+        then the tuning curves."""
         obs = append_products(obs, self.product_pairs)
         if self.config.ignore_inputs:
             obs = obs * self.input_keep
@@ -308,10 +276,6 @@ class LSNNPolicy(RecurrentPolicy):
             if evidence is None or evidence.shape[-1] != self.n_evidence:
                 raise ValueError(f"this network reads {self.n_evidence} evidence channels (evidence_tau > 0)")
             obs = torch.cat([obs, evidence], dim=-1)
-        if self.n_history:
-            if history is None or history.shape[-1] != self.n_history:
-                raise ValueError(f"this network reads {self.n_history} delay-line channels (history_inputs)")
-            obs = torch.cat([obs, history.to(obs.dtype)], dim=-1)
         if self.config.input_population > 0:
             tuned = torch.exp(-0.5 * ((obs[..., None] - self.tuning_centres) / self.tuning_width) ** 2)
             obs = torch.cat([obs, tuned.flatten(-2)], dim=-1)
@@ -336,25 +300,10 @@ class LSNNPolicy(RecurrentPolicy):
         P = self.n_evidence
         return seq[..., :P] / (seq[..., P:] + EVIDENCE_FLOOR), traces
 
-    def history_sequence(self, obs: torch.Tensor, buffer: torch.Tensor,
-                         done_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``obs [T,B,obs_dim]``, ``buffer [B,K m]`` -> the delay-line channels ``[T,B,K m]``
-        (at step t: the history inputs at steps t-1, ..., t-K) and the buffer after the
-        sequence; zeroed where ``done_mask[t]``, before step t (a task start)."""
-        x = obs[..., self.history_index].to(buffer.dtype)
-        m, out = x.shape[-1], []
-        for t in range(obs.shape[0]):
-            if done_mask is not None:
-                buffer = buffer * (~done_mask[t].to(torch.bool)).to(buffer.dtype)[:, None]
-            out.append(buffer)
-            buffer = torch.cat([x[t], buffer[:, :-m]], dim=-1)
-        return torch.stack(out), buffer
-
-    def _currents(self, obs: torch.Tensor, evidence: torch.Tensor | None = None,
-                  history: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _currents(self, obs: torch.Tensor, evidence: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Input currents ``[T,B,n]`` of the whole sequence and the recurrent weights, both
         with ``thr * (1 - alpha)`` folded in (so ``I_scaled = (1 - alpha) * I``)."""
-        obs = self.encode_inputs(obs, evidence, history)
+        obs = self.encode_inputs(obs, evidence)
         T, B, D = obs.shape
         scale = self.neurons.threshold * (1.0 - self.neurons.alpha)
         inp = torch.addmm(self.b_in, obs.reshape(T * B, D), self.w_in).reshape(T, B, -1)
@@ -365,10 +314,7 @@ class LSNNPolicy(RecurrentPolicy):
         evidence, traces = None, state[5]  # without evidence channels: no work on the control path
         if self.n_evidence:
             evidence, traces = self.evidence_sequence(obs, traces, done_mask)
-        history, buffer = None, state[6]
-        if self.n_history:
-            history, buffer = self.history_sequence(obs, buffer, done_mask)
-        inp, w_rec = self._currents(obs, evidence, history)
+        inp, w_rec = self._currents(obs, evidence)
         K = self.config.ticks_per_step
         if K > 1:  # hold each observation for K ticks; a task restart resets at its first tick
             T, B = inp.shape[:2]
@@ -385,7 +331,7 @@ class LSNNPolicy(RecurrentPolicy):
                                       spike_count=self.spike_counter)  # counted on the inference path only
         else:
             ys, final = self._features_stepwise(inp, w_rec, state, done_mask)
-        final = LSNNState(*final[:5], traces, buffer)
+        final = LSNNState(*final[:5], traces)
         if K > 1:
             ys = ys.view(-1, K, *ys.shape[1:]).mean(1)
         return ys, final

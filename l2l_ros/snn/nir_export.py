@@ -10,8 +10,7 @@ Graph, per network tick (time unit: one tick, ``dt = 1``)::
   encoding (population coding by Gaussian tuning curves and input products, which NIR
   has no node for); ``LSNNPolicy.encode_inputs`` computes them, and with ``evidence_tau``
   the evidence traces from ``LSNNPolicy.evidence_sequence`` (two leaky integrators per
-  product and their ratio) are input channels too, and with ``history_inputs`` the delay
-  line from ``LSNNPolicy.history_sequence``.
+  product and their ratio) are input channels too.
 * ``neurons``: one LIF node for the whole recurrent population, with the parameters
   under which forward Euler (``v += dt / tau * (v_leak - v + r I)``, how snnTorch, Norse
   and most NIR back ends step it) is our exact update: ``tau = 1 / (1 - alpha)``,
