@@ -32,12 +32,13 @@ def _encode_mirrored(env: IMazeEnv) -> np.ndarray:
 def test_the_mirror_of_what_the_robot_senses_is_what_its_mirror_image_senses(geometry):
     """Drive a robot and its mirror image (mirrored start heading, goal and turns) side by
     side, walls touched included: the mirror of one's sensors must be the other's, its
-    position the other's mirrored, and a goal entry of one a goal entry of the other. If the scan's beams, the pose or the turns were
-    mirrored wrongly, or the maze or the robot were not symmetric, this would fail."""
+    position the other's mirrored, and a goal entry of one a goal entry of the other. If
+    the scan's beams, the pose or the turns were mirrored wrongly, or the maze or the robot
+    were not symmetric, this would fail."""
     rng = np.random.default_rng(3)
     for goal, heading in ((0, 0.7), (2, -2.0)):
         env, image = IMazeEnv(geometry=geometry), IMazeEnv(geometry=geometry)
-        obs, _ = env.reset(seed=1, options={"goal": goal, "heading": heading})
+        env.reset(seed=1, options={"goal": goal, "heading": heading})
         image_obs, _ = image.reset(seed=1, options={"goal": MIRROR_GOAL[goal], "heading": math.pi - heading})
         for t in range(150):
             np.testing.assert_allclose(_encode_mirrored(env), image_obs, atol=1e-5, err_msg=f"step {t}")

@@ -260,8 +260,9 @@ class MirroredPolicyTeacher(PolicyTeacher):
     because at the junction it turns towards 1 or 3 by habit; its mirror image takes the
     right turn there. Mirroring every step of those trials instead (tried first) asked
     the student for a different driving style in every corridor depending on a goal it
-    cannot see there, and it drove worse everywhere (docs/imaze_family.md). Privileged
-    (it knows the goal and the pose), as every teacher here."""
+    cannot see there, and it drove worse everywhere, even with a mirror stream that
+    remembered its own search of the mirror task (docs/imaze_family.md). Privileged (it
+    knows the goal and the pose), as every teacher here."""
 
     def __init__(self, path: str, mirror_goals: list[int], soft: bool = False):
         super().__init__(path, soft=soft)
