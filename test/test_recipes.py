@@ -141,3 +141,19 @@ def test_after_puts_the_named_recipes_stages_first(tmp_path):
     loop.write_text(f'family = "imaze"\nafter = "{loop}"\n' + STAGE)
     with pytest.raises(RecipeError, match="back to itself"):
         load_recipe(loop)
+
+
+EXPERIMENT_RECIPES = sorted(str(p) for p in Path("docs").rglob("*.toml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENT_RECIPES)
+def test_the_experiment_recipes_in_docs_still_load(path):
+    """The recipes the documents give for their runs (``l2l train --recipe docs/...toml``)
+    name only settings the trainer still has, with values it accepts."""
+    recipe = load_recipe(path)
+    for settings in recipe.stage_settings():
+        assert isinstance(stage_config(recipe, settings, Path("/out")), TrainConfig)
+
+
+def test_there_are_experiment_recipes():
+    assert {"docs/navigation/imaze_lsnn_shaped.toml", "docs/arm/arm_lsnn256.toml"} <= set(EXPERIMENT_RECIPES)
