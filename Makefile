@@ -62,8 +62,10 @@ test: build
 	  colcon test-result --verbose | tee log/test-result.txt && \
 	  awk '/^Summary:/ { n = $$2 } END { if (n + 0 == 0) { print "no test ran"; exit 1 } }' log/test-result.txt
 
+# The bundled spiking I-maze model's whole chain, teacher included (about an hour on 2 cores),
+# into runs/ (resumes after a kill); it never writes over the bundled models/.
 train-imaze: setup
-	$(PY) -m l2l_ros.cli train imaze --out models/imaze_lsnn
+	$(PY) -m l2l_ros.cli train --recipe imaze_lsnn --out runs/imaze_lsnn
 
 clean:
 	rm -rf build install log out

@@ -15,7 +15,7 @@ from l2l_ros.cli import build_parser
 from l2l_ros.recipes import list_recipes
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "models").glob("*/README.md"))]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "models").rglob("README.md"))]
 #: `l2l ARGS`, however it is started (the venv's script, ``python -m l2l_ros.cli``, torchrun).
 L2L = r"(?:\S*/)?(?:l2l|python3?\s+-m\s+l2l_ros\.cli|torchrun\s.*-m\s+l2l_ros\.cli)\s+(.*)$"
 #: In a ```bash or ```sh block every such line is a command; in any other block (a
