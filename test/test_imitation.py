@@ -1,6 +1,7 @@
 """Imitation of the Gittins teacher (DAgger): the teacher's targets, the mixing, and a
 short run that learns a bandit without a reward signal in its loss."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -356,6 +357,8 @@ def test_soft_distillation_brings_a_fresh_student_towards_the_bundled_lstm(tmp_p
     assert last < first - 0.2, (first, last)
     policy, meta = load_checkpoint(weights)
     assert meta["train_config"]["teacher_soft"] is True
+    # Which weights taught it, whatever the teacher's path holds later.
+    assert meta["teacher_sha256"] == json.loads(Path(teacher).read_text())["weights_sha256"]
     results = evaluate(policy, ENV, {"k": 5, "n": 10}, tasks=1000, seed=10_000, deterministic=False, num_envs=100)
     mean = float(np.mean([r["return"] for r in results]))
     assert mean > 5.0 + 0.4, mean  # random: 5.0 (s.e. ~0.06); the teacher 6.6

@@ -161,6 +161,15 @@ def _init_weights(policy: RecurrentPolicy, path: str) -> str:
     return str(doc["weights_sha256"])
 
 
+def _teacher_sha256(teacher: str | None) -> str | None:
+    """The sha256 of a saved-policy teacher's weights (the path may later hold others, as
+    a model card's ``models/...`` path does when a model is replaced); None for the built-in
+    teachers (``gittins``, ``searcher``, ``arm-oracle``) and without a teacher."""
+    if not teacher or not Path(teacher).is_file():
+        return None
+    return str(load_checkpoint(teacher)[1]["weights_sha256"])
+
+
 def _truncate_log(log_path: Path, last_update: int) -> None:
     """Drop log lines of updates after the checkpoint (they will be redone)."""
     if not log_path.exists():
@@ -239,6 +248,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
 
     commit = git_commit()  # the code that trains, not the code present when a checkpoint is saved
     modified = git_source_modified()
+    teacher_sha256 = _teacher_sha256(config.teacher)
     start_update, env_steps, init_sha256 = 0, 0, None
     if state_path.exists():
         start_update, env_steps, init_sha256 = _load_trainer_state(state_path, policy, optimizer, config)
@@ -264,7 +274,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             "env_id": config.env_id, "env_kwargs": config.env_kwargs, "command": command,
             "seed": config.seed, "evaluation": evaluation, "train_config": config.to_dict(),
             "git_commit": commit, **({"git_modified": modified} if modified is not None else {}),
-            **({"init_sha256": init_sha256} if init_sha256 else {})})
+            **({"init_sha256": init_sha256} if init_sha256 else {}),
+            **({"teacher_sha256": teacher_sha256} if teacher_sha256 else {})})
         return weights
 
     if ranks.writer and state_path.exists() and not _policy_pair_current(out / "policy", policy, start_update):
