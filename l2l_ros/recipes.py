@@ -33,6 +33,7 @@ stage's updates, teachers included.
 from __future__ import annotations
 
 import json
+import pickle
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,7 +174,6 @@ def run_recipe(recipe: Recipe, out: str | Path, scale: str = "full",
                device: str = "cpu") -> dict | None:
     """Every stage in order (each resumes, on ``device``), then the evaluation. Returns the summary
     written to ``OUT/evaluation.json``, or None when ``should_stop`` ended it early."""
-    from l2l_ros.meta.train import train
     from l2l_ros.report import plot_learning_curve, read_train_log
 
     if scale not in SCALES:
@@ -186,9 +186,9 @@ def run_recipe(recipe: Recipe, out: str | Path, scale: str = "full",
     for settings, cfg in zip(stages, configs):
         folder = out / settings["name"]
         log(f"recipe {recipe.name}: stage {settings['name']} ({cfg.policy}, {cfg.updates} updates) -> {folder}")
-        weights = train(cfg, folder, progress=progress, should_stop=should_stop,
-                        command=(command or f"l2l train --recipe {recipe.name}") + f"  # stage {settings['name']}",
-                        device=device)
+        weights = train_stage(cfg, folder, progress=progress, should_stop=should_stop,
+                              command=(command or f"l2l train --recipe {recipe.name}") + f"  # stage {settings['name']}",
+                              device=device)
         if should_stop is not None and should_stop():
             return None
         plot_learning_curve(folder / "train_log.jsonl", folder / "learning_curve.png",
@@ -206,6 +206,95 @@ def run_recipe(recipe: Recipe, out: str | Path, scale: str = "full",
     summary["targets_met"] = summary["evaluation"].get("targets_met")
     (out / "evaluation.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def train_stage(cfg, folder: Path, progress: Callable[[dict], None] | None = None,
+                should_stop: Callable[[], bool] | None = None, command: str = "", device: str = "cpu") -> Path:
+    """``train(cfg, folder, ...)`` in a fresh interpreter (multiprocessing "spawn"), so that a
+    stage gives the weights it gives when run alone by ``l2l train``. In one process it does
+    not: TorchScript's executor replaces a scripted function's graph by a specialized one
+    after its first calls, whose floating-point results differ in the last bits, and a
+    spiking stage after another one starts with the specialized graph. Measured on the
+    bundled I-maze chain: its third stage, run after the second in one process, diverged
+    from the same stage run alone at its first update (docs/training.md).
+
+    The parent relays ``progress`` (one dict per update) and ``should_stop`` (the child
+    finishes the update, saves and returns); the child ignores Ctrl-C, which the parent
+    turns into ``should_stop``, and dies with the parent. A second Ctrl-C in the parent
+    (KeyboardInterrupt) kills the child at once, as it interrupts a single-process run."""
+    import multiprocessing
+    import queue
+    import torch
+
+    ctx = multiprocessing.get_context("spawn")
+    stop, messages = ctx.Event(), ctx.Queue()
+    child = ctx.Process(target=_stage_worker, name=f"stage {folder.name}", daemon=True,
+                        args=(cfg, str(folder), command, device, torch.get_num_threads(), stop, messages))
+    child.start()
+    outcome: tuple | None = None
+    try:
+        while outcome is None:
+            if should_stop is not None and should_stop():
+                stop.set()
+            try:
+                kind, value = messages.get(timeout=0.2)
+            except queue.Empty:
+                if not child.is_alive():
+                    break
+                continue
+            if kind == "progress":
+                if progress is not None:
+                    progress(value)
+            else:
+                outcome = (kind, value)
+        child.join()
+    finally:
+        if child.is_alive():  # a second Ctrl-C (or an error here): stop it now, as a kill would
+            child.kill()
+            child.join()
+    if outcome is None:
+        raise RuntimeError(f"the training process of stage {folder.name} died (exit code {child.exitcode}); "
+                           f"the same command resumes from its last checkpoint in {folder}")
+    kind, value = outcome
+    if kind == "error":
+        raise value
+    return Path(value)
+
+
+def _stage_worker(cfg, folder: str, command: str, device: str, threads: int, stop, messages) -> None:
+    """The child of :func:`train_stage`: one ``train`` call, its progress and its result or
+    exception sent back on ``messages``."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into ``stop``
+    _die_with_parent()
+    import torch
+
+    from l2l_ros.meta.train import train
+
+    torch.set_num_threads(threads)
+    try:
+        weights = train(cfg, Path(folder), progress=lambda row: messages.put(("progress", dict(row))),
+                        should_stop=stop.is_set, command=command, device=device)
+        messages.put(("done", str(weights)))
+    except BaseException as exc:  # raised again in the parent, with its message
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:  # an exception that cannot cross to the parent as it is
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        messages.put(("error", exc))
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this process when its parent dies (PR_SET_PDEATHSIG), so a
+    killed recipe run leaves no stage training on behind it."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def evaluate_recipe_model(family: str, checkpoint: Path, arms: int, settings: dict) -> dict:

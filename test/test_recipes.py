@@ -158,3 +158,70 @@ def test_the_experiment_recipes_in_docs_still_load(path):
 
 def test_there_are_experiment_recipes():
     assert {"docs/navigation/imaze_lsnn_shaped.toml", "docs/arm/arm_lsnn256.toml"} <= set(EXPERIMENT_RECIPES)
+
+
+def _long_recipe(tmp_path: Path) -> Path:
+    return _write(tmp_path, 'family = "bandit"\narms = 2\n[[stages]]\nname = "long"\npolicy = "lstm"\n'
+                            'updates = 100000\nnum_envs = 4\nhorizons = [5]\nminibatches = 1\n')
+
+
+def _start_recipe(recipe: Path, out: Path):
+    """`l2l train --recipe` in a session of its own (a terminal's Ctrl-C reaches the whole
+    group), once its stage has written a checkpoint."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "l2l_ros.cli", "train", "--recipe", str(recipe), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (out / "long" / "policy.json").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.2)
+    time.sleep(0.5)
+    return proc
+
+
+def _log_updates(out: Path) -> list[int]:
+    return [json.loads(x)["update"] for x in (out / "long" / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_ctrl_c_on_a_recipe_saves_the_stage_in_its_own_process_and_a_kill_leaves_no_stage_running(tmp_path):
+    """Each stage trains in a child process (``recipes.train_stage``). A Ctrl-C to the
+    terminal's process group must still finish and save the current update (exit 130), and
+    a SIGKILL of the recipe run must take its stage's process with it: the log stops."""
+    import os
+    import signal
+    import time
+
+    from safetensors import safe_open
+
+    recipe, out = _long_recipe(tmp_path), tmp_path / "out"
+    proc = _start_recipe(recipe, out)
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "the same command resumes" in err, err
+    with safe_open(str(out / "long" / "trainer_state.safetensors"), "pt") as f:
+        saved = int(f.metadata()["update"])
+    assert saved >= 1 and _log_updates(out) == list(range(1, saved + 1))  # saved where it stopped
+
+    proc = _start_recipe(recipe, out)  # the same command resumes; then a SIGKILL of the parent only
+    deadline = time.monotonic() + 120
+    while len(_log_updates(out)) < saved + 3:  # the resumed stage is training
+        assert proc.poll() is None and time.monotonic() < deadline, "the resumed stage did not train"
+        time.sleep(0.2)
+    assert _log_updates(out)[:saved + 3] == list(range(1, saved + 4))
+    proc.kill()
+    proc.wait(timeout=30)
+    time.sleep(1.0)
+    after_kill = len(_log_updates(out))
+    time.sleep(3.0)
+    assert len(_log_updates(out)) == after_kill, "the stage kept training after its recipe run was killed"
