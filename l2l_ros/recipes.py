@@ -24,7 +24,8 @@ A recipe is one TOML file in ``recipes/`` (installed under ``share/l2l_ros/recip
     updates = 2
 
 A stage's settings are ``l2l train``'s: ``policy``, ``updates``, ``num_envs``, ``seed``,
-``horizons`` and any field of ``TrainConfig``. Each stage resumes from its folder
+``horizons`` and any field of ``TrainConfig``. Each stage trains in a fresh process
+(``train_stage``), so it gives what ``l2l train`` gives for it alone. Each stage resumes from its folder
 (the trainer does), so rerunning the same command after a kill continues where it
 stopped; finished stages are not trained again. The run ends with the evaluation,
 written to ``OUT/evaluation.json`` with the time to criterion: the seconds of every
