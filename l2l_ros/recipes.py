@@ -229,7 +229,7 @@ def train_stage(cfg, folder: Path, progress: Callable[[dict], None] | None = Non
 
     ctx = multiprocessing.get_context("spawn")
     stop, messages = ctx.Event(), ctx.Queue()
-    child = ctx.Process(target=_stage_worker, name=f"stage {folder.name}", daemon=True,
+    child = ctx.Process(target=_stage_worker, name=f"stage {folder.name}",
                         args=(cfg, str(folder), command, device, torch.get_num_threads(), stop, messages))
     child.start()
     outcome: tuple | None = None

@@ -34,7 +34,7 @@ from l2l_ros.meta.checkpoint import (CheckpointError, atomic_write_bytes, git_co
 from l2l_ros.meta.config import TrainConfig
 from l2l_ros.meta.distributed import (all_mean, all_sum, any_rank, barrier, broadcast_parameters, setup,
                                       training_device)
-from l2l_ros.meta.imitation import imitation_update
+from l2l_ros.meta.imitation import imitation_update, make_teacher_cached
 from l2l_ros.meta.policies import build_policy
 from l2l_ros.meta.ppo import ppo_update
 from l2l_ros.meta.rollout import collect_tasks, make_vector_env, trial_ends_by_goal
@@ -161,13 +161,15 @@ def _init_weights(policy: RecurrentPolicy, path: str) -> str:
     return str(doc["weights_sha256"])
 
 
-def _teacher_sha256(teacher: str | None) -> str | None:
+def _teacher_sha256(config: TrainConfig) -> str | None:
     """The sha256 of a saved-policy teacher's weights (the path may later hold others, as
-    a model card's ``models/...`` path does when a model is replaced); None for the built-in
-    teachers (``gittins``, ``searcher``, ``arm-oracle``) and without a teacher."""
-    if not teacher or not Path(teacher).is_file():
+    a model card's ``models/...`` path does when a model is replaced), from the teacher the
+    updates use (loaded once per run, its weights checked); None for the built-in teachers
+    (``gittins``, ``searcher``, ``arm-oracle``) and without a teacher."""
+    if not config.teacher:
         return None
-    return str(load_checkpoint(teacher)[1]["weights_sha256"])
+    doc = getattr(make_teacher_cached(config), "doc", None)
+    return str(doc["weights_sha256"]) if doc else None
 
 
 def _truncate_log(log_path: Path, last_update: int) -> None:
@@ -248,7 +250,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
 
     commit = git_commit()  # the code that trains, not the code present when a checkpoint is saved
     modified = git_source_modified()
-    teacher_sha256 = _teacher_sha256(config.teacher)
+    teacher_sha256 = _teacher_sha256(config)
     start_update, env_steps, init_sha256 = 0, 0, None
     if state_path.exists():
         start_update, env_steps, init_sha256 = _load_trainer_state(state_path, policy, optimizer, config)
